@@ -1,0 +1,144 @@
+"""Counting tokens: real usage from ``AIMessage.usage_metadata``, offline tokenizer fallback."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from langchain_core.messages import AIMessage, BaseMessage
+
+from budget_graph.budget import Usage
+
+__all__ = [
+    "CHAT_REPLY_OVERHEAD",
+    "CHAT_MESSAGE_OVERHEAD",
+    "Encoding",
+    "count_messages",
+    "count_tokens",
+    "encoding_for_model",
+    "get_encoding",
+    "usage_from_message",
+]
+
+CHAT_MESSAGE_OVERHEAD = 3
+"""Framing tokens OpenAI-style chat formats add per message."""
+CHAT_REPLY_OVERHEAD = 3
+"""Framing tokens that prime the assistant's reply."""
+
+
+class Encoding(Protocol):
+    """The part of tiktoken's ``Encoding`` we use (bpe-openai implements it too)."""
+
+    name: str
+
+    def encode(self, text: str, **kwargs: Any) -> list[int]:
+        """Token ids of ``text``."""
+
+
+def _tiktoken_cached(name: str) -> bool:
+    # tiktoken downloads encodings on first use; only use it when the file is already cached.
+    cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
+    return bool(cache) and Path(cache).is_dir() and any(Path(cache).iterdir())
+
+
+@functools.cache
+def get_encoding(name: str = "cl100k_base") -> Encoding:
+    """A tokenizer by encoding name: tiktoken if its encoding is cached locally, else bpe-openai."""
+    if _tiktoken_cached(name):
+        try:
+            import tiktoken
+
+            return tiktoken.get_encoding(name)
+        except Exception:  # noqa: BLE001 - fall back to the shipped encodings
+            pass
+    import bpe_openai
+
+    return bpe_openai.get_encoding(name)  # type: ignore[no-any-return]
+
+
+_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+
+
+def encoding_for_model(model: str | None) -> Encoding:
+    """The tokenizer of ``model`` (o200k_base for GPT-4o and newer, else cl100k_base)."""
+    name = "o200k_base" if model and model.startswith(_O200K_PREFIXES) else "cl100k_base"
+    return get_encoding(name)
+
+
+def count_tokens(text: str, *, model: str | None = None) -> int:
+    """Number of tokens of ``text`` under ``model``'s tokenizer."""
+    if not text:
+        return 0
+    return len(encoding_for_model(model).encode(text, disallowed_special=()))
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content or ():
+        if isinstance(block, str):
+            parts.append(block)
+        elif isinstance(block, dict) and isinstance(block.get("text"), str):
+            parts.append(block["text"])
+    return "".join(parts)
+
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+def count_messages(
+    messages: Sequence[BaseMessage | dict[str, Any]],
+    *,
+    model: str | None = None,
+    tools: Sequence[Any] | None = None,
+) -> int:
+    """Prompt tokens of a chat request, counted the way OpenAI-style chat formats bill it.
+
+    Each message costs its role and content plus ``CHAT_MESSAGE_OVERHEAD`` framing
+    tokens, the reply is primed with ``CHAT_REPLY_OVERHEAD`` more; tool calls and
+    tool schemas are counted on their JSON text.
+    """
+    import json
+
+    enc = encoding_for_model(model)
+
+    def n(text: str) -> int:
+        return len(enc.encode(text, disallowed_special=())) if text else 0
+
+    total = CHAT_REPLY_OVERHEAD
+    for msg in messages:
+        if isinstance(msg, dict):
+            role, content = str(msg.get("role", "user")), msg.get("content", "")
+            name, extra = msg.get("name"), msg.get("tool_calls")
+        else:
+            role = _ROLES.get(msg.type, msg.type)
+            content, name = msg.content, msg.name
+            extra = msg.tool_calls if isinstance(msg, AIMessage) and msg.tool_calls else None
+        total += CHAT_MESSAGE_OVERHEAD + n(role) + n(_content_text(content))
+        if name:
+            total += 1 + n(name)
+        if extra:
+            total += n(json.dumps(extra, default=str))
+    if tools:
+        total += n(json.dumps(list(tools), default=str))
+    return total
+
+
+def usage_from_message(message: BaseMessage) -> Usage | None:
+    """Usage a provider reported on an ``AIMessage`` (or merged streamed chunks), else ``None``."""
+    meta = getattr(message, "usage_metadata", None)
+    if not meta:
+        return None
+    out_details = meta.get("output_token_details") or {}
+    in_details = meta.get("input_token_details") or {}
+    return Usage(
+        input_tokens=int(meta.get("input_tokens") or 0),
+        output_tokens=int(meta.get("output_tokens") or 0),
+        reasoning_tokens=int(out_details.get("reasoning") or 0),
+        cached_tokens=int(in_details.get("cache_read") or 0),
+        calls=1,
+    )

@@ -1,0 +1,177 @@
+"""The run-scoped :class:`Meter`: reserve before a call, commit after it (a hard cap)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from budget_graph.budget import Budget, Spend, Usage
+from budget_graph.errors import BudgetExceededError, UsageOverrunWarning
+
+__all__ = ["BaseMeter", "Meter", "Reservation"]
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Units held for one in-flight call."""
+
+    id: int
+    units: int
+    final: bool = False
+    """Whether the reservation may use the budget's ``reserve`` (a final answer)."""
+    node: str | None = None
+
+
+@runtime_checkable
+class BaseMeter(Protocol):
+    """What every meter implements (in-process, Postgres...)."""
+
+    @property
+    def limit(self) -> int:
+        """The limit in units."""
+
+    @property
+    def spent(self) -> int:
+        """Units committed so far."""
+
+    @property
+    def reserved(self) -> int:
+        """Units held by in-flight reservations."""
+
+    @property
+    def remaining(self) -> int:
+        """Units neither spent nor reserved."""
+
+    def reserve(self, units: int, *, final: bool = False, node: str | None = None) -> Reservation:
+        """Hold ``units`` for a call or raise :class:`BudgetExceededError`."""
+
+    def commit(self, reservation: Reservation, units: int) -> None:
+        """Replace a reservation by the real charge of the call."""
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop a reservation of a call that was not billed."""
+
+
+class Meter:
+    """Hard cap for one run, safe under threads and asyncio.
+
+    ``reserve`` refuses a reservation that does not fit *before* the call is made;
+    ``commit`` replaces it by the real charge; ``release`` drops it when the call
+    failed unbilled. Units are tokens (or micro-USD in cost mode, see :class:`Budget`).
+
+    Example:
+        >>> m = Meter(Budget(max_tokens=100))
+        >>> r = m.reserve(60)
+        >>> m.commit(r, 42); m.spent, m.remaining
+        (42, 58)
+    """
+
+    def __init__(self, budget: Budget, *, spend: Spend | None = None, scope: str = "run") -> None:
+        """Create a meter; ``spend`` (e.g. restored from a checkpoint) counts as already spent."""
+        self.budget = budget
+        self.scope = scope
+        self._lock = threading.Lock()
+        self._limit = budget.limit
+        self._spent = spend.units if spend is not None else 0
+        self._reserved = 0
+        self._open: dict[int, Reservation] = {}
+        self.overrun_units = 0
+        """Units committed beyond their reservation (providers that ignore max_tokens)."""
+        self.refused = 0
+        """Reservations refused so far."""
+        self.spend = spend if spend is not None else Spend()
+        """Everything committed through this meter, with its per-node breakdown."""
+
+    @classmethod
+    def from_spend(cls, budget: Budget, spend: Spend | None) -> Meter:
+        """Rebuild a meter for a resumed run from the spend already in state."""
+        return cls(budget, spend=spend)
+
+    @property
+    def limit(self) -> int:
+        """The limit in units."""
+        return self._limit
+
+    @property
+    def spent(self) -> int:
+        """Units committed so far."""
+        return self._spent
+
+    @property
+    def reserved(self) -> int:
+        """Units held by in-flight reservations."""
+        return self._reserved
+
+    @property
+    def remaining(self) -> int:
+        """Units neither spent nor reserved (the reserve for final answers included)."""
+        return max(self._limit - self._spent - self._reserved, 0)
+
+    def available(self, *, final: bool = False) -> int:
+        """Units a new reservation could take now."""
+        cap = self._limit if final else self._limit - self.budget.reserve
+        return max(cap - self._spent - self._reserved, 0)
+
+    def reserve(self, units: int, *, final: bool = False, node: str | None = None) -> Reservation:
+        """Hold ``units`` or raise :class:`BudgetExceededError` without holding anything."""
+        if units < 0:
+            raise ValueError(f"units must be >= 0 (got {units})")
+        with self._lock:
+            cap = self._limit if final else self._limit - self.budget.reserve
+            if self._spent + self._reserved + units > cap:
+                self.refused += 1
+                raise BudgetExceededError(
+                    limit=self._limit, spent=self._spent, requested=units,
+                    scope=self.scope, reserved=self._reserved, unit=self.budget.unit,
+                )
+            res = Reservation(next(_ids), units, final, node)
+            self._reserved += units
+            self._open[res.id] = res
+            return res
+
+    def commit(self, reservation: Reservation, units: int, *, usage: Usage | None = None) -> None:
+        """Charge the real ``units`` of a call and drop its reservation.
+
+        A charge larger than the reservation (the provider ignored ``max_tokens``)
+        is still committed, since it was billed, and warns with
+        :class:`UsageOverrunWarning`.
+        """
+        with self._lock:
+            self._drop(reservation)
+            self._spent += units
+            if usage is not None:
+                self.spend = self.spend + Spend.of(usage, node=reservation.node)
+            over = units - reservation.units
+            if over > 0:
+                self.overrun_units += over
+        if over > 0:
+            warnings.warn(
+                f"Call charged {units} units but reserved {reservation.units}: the provider "
+                f"ignored max_tokens (overrun={over})",
+                UsageOverrunWarning, stacklevel=2,
+            )
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop a reservation without charging it (idempotent)."""
+        with self._lock:
+            self._drop(reservation)
+
+    def _drop(self, reservation: Reservation) -> None:
+        if self._open.pop(reservation.id, None) is not None:
+            self._reserved -= reservation.units
+
+    @property
+    def open_reservations(self) -> int:
+        """How many reservations are neither committed nor released."""
+        return len(self._open)
+
+    def __repr__(self) -> str:
+        return (
+            f"Meter(limit={self._limit}, spent={self._spent}, reserved={self._reserved}, "
+            f"remaining={self.remaining}, unit={self.budget.unit!r})"
+        )
