@@ -56,6 +56,13 @@ class Budget(BaseModel):
     """Cap on any single call's ``max_tokens``."""
     reserve: StrictInt = Field(default=0, ge=0)
     """Units held back for the final answer; only calls marked ``final`` may use them."""
+    prompt_margin: float = Field(default=0.05, ge=0, le=1)
+    """Fraction added to the locally counted prompt when reserving, in case the provider
+    counts a few more framing tokens; the unused part returns at commit."""
+
+    def prompt_reservation(self, counted: int) -> int:
+        """Prompt tokens to reserve for a locally counted prompt of ``counted`` tokens."""
+        return counted + math.ceil(counted * self.prompt_margin)
 
     @model_validator(mode="after")
     def _check_limits(self) -> Budget:

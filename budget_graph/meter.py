@@ -71,13 +71,24 @@ class Meter:
         (42, 58)
     """
 
-    def __init__(self, budget: Budget, *, spend: Spend | None = None, scope: str = "run") -> None:
-        """Create a meter; ``spend`` (e.g. restored from a checkpoint) counts as already spent."""
+    def __init__(
+        self,
+        budget: Budget,
+        *,
+        spend: Spend | None = None,
+        spent_units: int | None = None,
+        scope: str = "run",
+    ) -> None:
+        """Create a meter; ``spend`` or ``spent_units`` (restored from a checkpoint) count as spent."""
         self.budget = budget
         self.scope = scope
         self._lock = threading.Lock()
         self._limit = budget.limit
-        self._spent = spend.units if spend is not None else 0
+        if spent_units is None:
+            spent_units = spend.units if spend is not None else 0
+        if spent_units < 0:
+            raise ValueError(f"spent_units must be >= 0 (got {spent_units})")
+        self._spent = spent_units
         self._reserved = 0
         self._open: dict[int, Reservation] = {}
         self.overrun_units = 0

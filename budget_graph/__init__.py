@@ -1,0 +1,52 @@
+"""budget_graph: token budgets for LangGraph agents and reasoning graphs.
+
+Hard caps (reserve, then commit), spend in graph state, OpenTelemetry export and
+efficiency accounting.
+"""
+
+from budget_graph._internal.observe import CallInfo, NodeInfo, Observer, add_observer, remove_observer
+from budget_graph.accounting import count_messages, count_tokens, usage_from_message
+from budget_graph.budget import Budget, CountMode, ModelPrice, Spend, Usage
+from budget_graph.budgeted import BudgetedChatModel, budgeted
+from budget_graph.context import METER_KEY, budget_config, current_meter, use_meter
+from budget_graph.errors import BudgetError, BudgetExceededError, UsageOverrunWarning
+from budget_graph.guard import BudgetedGraph, budget_edge, guard, with_budget
+from budget_graph.meter import BaseMeter, Meter, Reservation
+from budget_graph.state import BudgetState, RemainingTokens, RemainingTokensManager
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METER_KEY",
+    "BaseMeter",
+    "Budget",
+    "BudgetError",
+    "BudgetExceededError",
+    "BudgetState",
+    "BudgetedChatModel",
+    "BudgetedGraph",
+    "CallInfo",
+    "CountMode",
+    "Meter",
+    "ModelPrice",
+    "NodeInfo",
+    "Observer",
+    "RemainingTokens",
+    "RemainingTokensManager",
+    "Reservation",
+    "Spend",
+    "Usage",
+    "UsageOverrunWarning",
+    "add_observer",
+    "budget_config",
+    "budget_edge",
+    "budgeted",
+    "count_messages",
+    "count_tokens",
+    "current_meter",
+    "guard",
+    "remove_observer",
+    "usage_from_message",
+    "use_meter",
+    "with_budget",
+]

@@ -1,0 +1,385 @@
+"""``budgeted(model)``: a chat model whose every call reserves, clamps, then commits real usage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from pydantic import ConfigDict
+
+from budget_graph._internal import observe
+from budget_graph.accounting import count_messages, count_tokens, usage_from_message
+from budget_graph.budget import Spend, Usage
+from budget_graph.context import current_ledger, current_meter
+from budget_graph.errors import BudgetExceededError
+from budget_graph.meter import Reservation
+
+__all__ = ["BudgetedChatModel", "budgeted"]
+
+
+def _model_name(model: BaseChatModel) -> str | None:
+    for attr in ("model_name", "model", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _node_name() -> str | None:
+    from langchain_core.runnables.config import var_child_runnable_config
+
+    cfg = var_child_runnable_config.get() or {}
+    node = (cfg.get("metadata") or {}).get("langgraph_node")
+    return node if isinstance(node, str) else None
+
+
+class _Call:
+    """One call's reservation lifecycle; shared by the sync, async and streaming paths."""
+
+    __slots__ = ("info", "kwargs", "meter", "owner", "reservation", "messages")
+
+    def __init__(self, owner: BudgetedChatModel, messages: list[BaseMessage], kwargs: dict) -> None:
+        self.owner = owner
+        self.messages = messages
+        self.kwargs = dict(kwargs)
+        self.meter = owner.meter if owner.meter is not None else current_meter()
+        self.reservation: Reservation | None = None
+        inner = owner.model
+        param = owner.max_tokens_param
+        requested = self.kwargs.get(param)
+        if requested is None:
+            requested = getattr(inner, param, None)
+        n = int(self.kwargs.get("n") or getattr(inner, "n", None) or 1)
+        self.info = observe.CallInfo(
+            model=_model_name(inner), node=owner.node or _node_name(), n=n,
+            requested_max_tokens=requested if isinstance(requested, int) else None,
+        )
+        if owner.capture_input:
+            self.info.input_messages = messages
+
+    def begin(self) -> None:
+        """Reserve prompt + clamped output, then set the clamped ``max_tokens``."""
+        info, meter = self.info, self.meter
+        budget = getattr(meter, "budget", None)
+        if meter is None or budget is None:
+            observe.notify("call_started", info)
+            return
+        tools = self.kwargs.get("tools")
+        counted = count_messages(self.messages, model=info.model, tools=tools)
+        info.prompt_tokens_estimate = counted
+        prompt = budget.prompt_reservation(counted)
+        prompt_units = budget.units(input_tokens=prompt, model=info.model)
+        final = self.owner.final
+        for _ in range(3):  # another branch may reserve between the look and the grab
+            avail = meter.available(final=final)
+            per_sample = budget.max_output_for(avail - prompt_units, model=info.model) // info.n
+            cap = per_sample
+            for bound in (info.requested_max_tokens, budget.per_call_max_tokens):
+                if bound is not None:
+                    cap = min(cap, bound)
+            if cap < 1:
+                observe.emit(
+                    "budget.reservation_refused", model=info.model, node=info.node,
+                    requested=prompt_units + 1, remaining=avail, limit=meter.limit,
+                )
+                raise BudgetExceededError(
+                    limit=meter.limit, spent=meter.spent,
+                    requested=prompt_units + budget.units(output_tokens=info.n, model=info.model),
+                    scope=getattr(meter, "scope", "run"), reserved=meter.reserved,
+                    unit=budget.unit,
+                )
+            units = budget.units(
+                input_tokens=prompt, output_tokens=cap * info.n, model=info.model
+            )
+            try:
+                self.reservation = meter.reserve(units, final=final, node=info.node)
+            except BudgetExceededError:
+                continue
+            break
+        else:
+            observe.emit("budget.reservation_refused", model=info.model, node=info.node)
+            raise BudgetExceededError(
+                limit=meter.limit, spent=meter.spent, requested=units,
+                scope=getattr(meter, "scope", "run"), reserved=meter.reserved, unit=budget.unit,
+            )
+        info.max_tokens = cap
+        info.reserved_units = units
+        info.limit, info.spent_before = meter.limit, meter.spent
+        info.remaining_before = meter.remaining
+        self.kwargs[self.owner.max_tokens_param] = cap
+        observe.notify("call_started", info)
+
+    def finish(self, usage: Usage | None, text: str) -> Usage:
+        """Commit the real (or, if unreported, locally counted) usage."""
+        info = self.info
+        if usage is None:
+            usage = Usage(
+                input_tokens=info.prompt_tokens_estimate
+                or count_messages(self.messages, model=info.model),
+                output_tokens=count_tokens(text, model=info.model),
+                calls=1, estimated_calls=1,
+            )
+            info.estimated = True
+        budget = getattr(self.meter, "budget", None)
+        units = (
+            budget.units(
+                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                cached_tokens=usage.cached_tokens, model=info.model,
+            )
+            if budget is not None else usage.total_tokens
+        )
+        usage = Usage(
+            usage.input_tokens, usage.output_tokens, usage.reasoning_tokens,
+            usage.cached_tokens, usage.calls or 1, usage.estimated_calls, units,
+        )
+        if self.reservation is not None:
+            self.meter.commit(self.reservation, units, usage=usage)
+        ledger = current_ledger()
+        if ledger is not None:
+            ledger.add(Spend.of(usage, node=info.node))
+        info.usage, info.units = usage, units
+        if self.owner.capture_output:
+            info.output_text = text
+        observe.notify("call_finished", info)
+        return usage
+
+    def fail(self, error: BaseException, usage: Usage | None = None, text: str = "") -> None:
+        """A failed call: commit what the provider reported billing, else release."""
+        self.info.error = error
+        if usage is not None:
+            self.finish(usage, text)
+            return
+        if self.reservation is not None:
+            self.meter.release(self.reservation)
+        observe.notify("call_finished", self.info)
+
+
+def _result_usage(result: ChatResult) -> Usage | None:
+    usages = [usage_from_message(g.message) for g in result.generations]
+    usages = [u for u in usages if u is not None]
+    if not usages:
+        return None
+    # OpenAI-style clients attach the whole response's usage to each of the n choices.
+    if len(usages) > 1 and all(u == usages[0] for u in usages):
+        return usages[0]
+    return sum(usages, Usage())
+
+
+def _result_text(result: ChatResult) -> str:
+    return "".join(g.message.text for g in result.generations)
+
+
+def _finish_reasons(result: ChatResult) -> list[str]:
+    out = []
+    for g in result.generations:
+        reason = (g.generation_info or {}).get("finish_reason") or (
+            g.message.response_metadata.get("finish_reason")
+        )
+        if reason:
+            out.append(str(reason))
+    return out
+
+
+class BudgetedChatModel(BaseChatModel):
+    """Wraps a chat model so each call is reserved, clamped and committed against a meter.
+
+    Use :func:`budgeted` to build one.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model: BaseChatModel
+    """The wrapped chat model."""
+    meter: Any = None
+    """A fixed meter; ``None`` uses the current run's meter (see ``with_budget``)."""
+    node: str | None = None
+    """Name the spend is attributed to; ``None`` uses the LangGraph node running the call."""
+    final: bool = False
+    """Whether calls may use the budget's ``reserve`` (for final answers)."""
+    max_tokens_param: str = "max_tokens"
+    """The keyword the wrapped model takes its output cap in."""
+    capture_input: bool = False
+    """Keep the prompt on the call record (telemetry opt-in)."""
+    capture_output: bool = False
+    """Keep the completion text on the call record (telemetry opt-in)."""
+
+    @property
+    def _llm_type(self) -> str:
+        return f"budgeted-{self.model._llm_type}"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model._identifying_params, "budgeted": True}
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools the way the wrapped model does, keeping the budget around it."""
+        bound = self.model.bind_tools(tools, **kwargs)
+        return self.bind(**getattr(bound, "kwargs", {}))
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> ChatResult:
+        call = _Call(self, messages, kwargs)
+        call.begin()
+        try:
+            result = self.model._generate(messages, stop=stop, run_manager=run_manager, **call.kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        call.info.finish_reasons = _finish_reasons(result)
+        call.finish(_result_usage(result), _result_text(result))
+        return result
+
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> ChatResult:
+        call = _Call(self, messages, kwargs)
+        call.begin()
+        try:
+            result = await self.model._agenerate(
+                messages, stop=stop, run_manager=run_manager, **call.kwargs
+            )
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        call.info.finish_reasons = _finish_reasons(result)
+        call.finish(_result_usage(result), _result_text(result))
+        return result
+
+    def _inner_streams(self) -> bool:
+        return type(self.model)._stream is not BaseChatModel._stream
+
+    def _stream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        if not self._inner_streams():
+            result = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            yield _as_chunk(result)
+            return
+        call = _Call(self, messages, kwargs)
+        call.info.streamed = True
+        if hasattr(self.model, "stream_usage"):
+            call.kwargs.setdefault("stream_usage", True)
+        call.begin()
+        acc = _StreamAcc()
+        try:
+            for chunk in self.model._stream(messages, stop=stop, run_manager=run_manager, **call.kwargs):
+                acc.add(chunk)
+                yield chunk
+        except BaseException as exc:
+            call.fail(exc, acc.usage, acc.text)
+            raise
+        call.info.finish_reasons = acc.finish_reasons
+        call.finish(acc.usage, acc.text)
+
+    async def _astream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        if type(self.model)._astream is BaseChatModel._astream and not self._inner_streams():
+            result = await self._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            yield _as_chunk(result)
+            return
+        call = _Call(self, messages, kwargs)
+        call.info.streamed = True
+        if hasattr(self.model, "stream_usage"):
+            call.kwargs.setdefault("stream_usage", True)
+        call.begin()
+        acc = _StreamAcc()
+        try:
+            async for chunk in self.model._astream(
+                messages, stop=stop, run_manager=run_manager, **call.kwargs
+            ):
+                acc.add(chunk)
+                yield chunk
+        except BaseException as exc:
+            call.fail(exc, acc.usage, acc.text)
+            raise
+        call.info.finish_reasons = acc.finish_reasons
+        call.finish(acc.usage, acc.text)
+
+
+class _StreamAcc:
+    __slots__ = ("finish_reasons", "parts", "usage")
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.parts: list[str] = []
+        self.finish_reasons: list[str] = []
+
+    def add(self, chunk: ChatGenerationChunk) -> None:
+        msg = chunk.message
+        if isinstance(msg.content, str):
+            self.parts.append(msg.content)
+        u = usage_from_message(msg)
+        if u is not None:
+            self.usage = u if self.usage is None else self.usage + Usage(
+                u.input_tokens, u.output_tokens, u.reasoning_tokens, u.cached_tokens
+            )
+        reason = (chunk.generation_info or {}).get("finish_reason") or (
+            msg.response_metadata.get("finish_reason")
+        )
+        if reason:
+            self.finish_reasons.append(str(reason))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
+    gen: ChatGeneration = result.generations[0]
+    msg = gen.message
+    chunk = AIMessageChunk(
+        content=msg.content, id=msg.id, usage_metadata=getattr(msg, "usage_metadata", None),
+        tool_calls=getattr(msg, "tool_calls", []) or [],
+        response_metadata=msg.response_metadata,
+    )
+    return ChatGenerationChunk(message=chunk, generation_info=gen.generation_info)
+
+
+def budgeted(
+    model: BaseChatModel,
+    *,
+    meter: Any = None,
+    node: str | None = None,
+    final: bool = False,
+    max_tokens_param: str = "max_tokens",
+) -> BudgetedChatModel:
+    """Wrap a chat model so every call is budgeted.
+
+    Each call reserves its prompt tokens plus its (clamped) ``max_tokens`` on the
+    run's meter before it is sent, and commits the provider's real usage after it
+    (counted locally and marked estimated when the provider reports none). A call
+    that cannot fit raises :class:`~budget_graph.errors.BudgetExceededError` before
+    anything is sent. ``.bind_tools()``, streaming and async work as on the model.
+
+    Args:
+        model: Any LangChain chat model.
+        meter: A fixed meter; by default the current run's (``with_budget``/``budget_config``).
+        node: Name to attribute spend to; by default the running LangGraph node.
+        final: Allow the call to use the budget's ``reserve`` (final answers).
+        max_tokens_param: The model's keyword for the output cap.
+
+    Returns:
+        A chat model to use in place of ``model``.
+
+    Example:
+        >>> from langchain_core.language_models import FakeListChatModel
+        >>> from budget_graph import Budget, Meter
+        >>> meter = Meter(Budget(max_tokens=1_000))
+        >>> llm = budgeted(FakeListChatModel(responses=["hi"]), meter=meter)
+        >>> llm.invoke("hello").content, meter.spent > 0
+        ('hi', True)
+    """
+    return BudgetedChatModel(
+        model=model, meter=meter, node=node, final=final, max_tokens_param=max_tokens_param
+    )

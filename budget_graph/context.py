@@ -1,0 +1,87 @@
+"""Where a budgeted model finds the current run's meter, and where a node's spend is collected."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig, ensure_config
+
+from budget_graph.budget import Spend
+from budget_graph.meter import Meter
+
+__all__ = [
+    "METER_KEY", "Ledger", "budget_config", "current_ledger", "current_meter", "open_ledger",
+    "use_meter",
+]
+
+METER_KEY = "budget_graph_meter"
+"""``config["configurable"]`` key holding the run's meter."""
+
+_meter_var: ContextVar[Meter | None] = ContextVar("budget_graph_meter", default=None)
+
+
+def budget_config(meter: Any, config: RunnableConfig | None = None) -> RunnableConfig:
+    """A run config (merged over ``config``) that hands ``meter`` to every budgeted model."""
+    config = dict(config or {})  # type: ignore[assignment]
+    configurable = dict(config.get("configurable") or {})
+    configurable[METER_KEY] = meter
+    config["configurable"] = configurable
+    return config  # type: ignore[return-value]
+
+
+def current_meter(config: RunnableConfig | None = None) -> Any:
+    """The meter of the current run: from ``config``, the active runnable config, or context."""
+    try:
+        cfg = config if config is not None else ensure_config()
+    except Exception:  # noqa: BLE001
+        cfg = {}
+    meter = (cfg.get("configurable") or {}).get(METER_KEY)
+    return meter if meter is not None else _meter_var.get()
+
+
+@contextmanager
+def use_meter(meter: Any) -> Iterator[Any]:
+    """Make ``meter`` the current meter for code (and graph runs) inside the block."""
+    token = _meter_var.set(meter)
+    try:
+        yield meter
+    finally:
+        _meter_var.reset(token)
+
+
+class Ledger:
+    """Collects the spend of the budgeted calls made inside one node run."""
+
+    __slots__ = ("_lock", "spend")
+
+    def __init__(self) -> None:
+        self.spend = Spend()
+        self._lock = threading.Lock()
+
+    def add(self, spend: Spend) -> None:
+        """Record a call's spend (a node may fan calls out to threads, hence the lock)."""
+        with self._lock:
+            self.spend = self.spend + spend
+
+
+_ledger_var: ContextVar[Ledger | None] = ContextVar("budget_graph_ledger", default=None)
+
+
+def current_ledger() -> Ledger | None:
+    """The ledger of the guarded node running now, if any."""
+    return _ledger_var.get()
+
+
+@contextmanager
+def open_ledger() -> Iterator[Ledger]:
+    """Collect the spend of calls made inside the block."""
+    ledger = Ledger()
+    token = _ledger_var.set(ledger)
+    try:
+        yield ledger
+    finally:
+        _ledger_var.reset(token)

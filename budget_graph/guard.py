@@ -1,0 +1,250 @@
+"""Drop-in budgeting for existing graphs: ``with_budget``, ``guard`` and ``budget_edge``."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Literal
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import Command
+
+from budget_graph._internal import observe
+from budget_graph.budget import Budget, Spend
+from budget_graph.context import budget_config, current_meter, open_ledger, use_meter
+from budget_graph.errors import BudgetExceededError
+from budget_graph.meter import Meter
+
+__all__ = ["BudgetedGraph", "budget_edge", "guard", "with_budget"]
+
+OnExhausted = Literal["end", "error"]
+
+
+def _merge_update(result: Any, spend: Spend, stop_reason: str | None) -> Any:
+    extra: dict[str, Any] = {}
+    if spend:
+        extra["spend"] = spend
+    if stop_reason is not None:
+        extra["stop_reason"] = stop_reason
+    if not extra:
+        return result
+    if result is None:
+        return extra
+    if isinstance(result, dict):
+        if "spend" in result and "spend" in extra:
+            extra["spend"] = result["spend"] + extra["spend"]
+        return {**result, **extra}
+    if isinstance(result, Command):
+        update = result.update
+        if update is None:
+            new_update: Any = extra
+        elif isinstance(update, dict):
+            new_update = _merge_update(update, spend, stop_reason)
+        else:  # list of (key, value) writes
+            new_update = [*update, *extra.items()]
+        return Command(
+            graph=result.graph, update=new_update, resume=result.resume, goto=result.goto
+        )
+    if isinstance(result, list):  # e.g. a list of Commands / Sends: append an update
+        return [*result, Command(update=extra)]
+    return result
+
+
+def guard(
+    node: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    on_exhausted: OnExhausted = "end",
+) -> Any:
+    """Wrap a node so the spend of its budgeted calls lands in state as a ``spend`` delta.
+
+    When a call inside the node is refused for budget, the node ends gracefully with
+    ``stop_reason="budget"`` (and the spend it made so far) instead of raising; pass
+    ``on_exhausted="error"`` to let :class:`BudgetExceededError` propagate. Pair it
+    with :func:`budget_edge` to route out of the loop. Works on sync and async nodes
+    and as a decorator (``@guard`` or ``@guard(name="plan")``).
+
+    Example:
+        >>> @guard
+        ... def plan(state):
+        ...     return {"plan": "..."}
+    """
+    if on_exhausted not in ("end", "error"):
+        raise ValueError(f"Invalid on_exhausted: {on_exhausted!r}. Must be 'end' or 'error'")
+    if node is None:
+        return functools.partial(guard, name=name, on_exhausted=on_exhausted)
+    label = name or getattr(node, "__name__", "node")
+
+    def _done(ledger: Any, info: observe.NodeInfo, result: Any, reason: str | None) -> Any:
+        info.usage, info.stop_reason = ledger.spend.usage, reason
+        observe.notify("node_finished", info)
+        return _merge_update(result, ledger.spend, reason)
+
+    def _exhausted(ledger: Any, info: observe.NodeInfo, exc: BudgetExceededError) -> Any:
+        observe.emit("budget.exhausted", node=label, limit=exc.limit, spent=exc.spent,
+                     requested=exc.requested)
+        if on_exhausted == "error":
+            info.error = exc
+            observe.notify("node_finished", info)
+            raise exc
+        return _done(ledger, info, None, "budget")
+
+    if inspect.iscoroutinefunction(node):
+
+        @functools.wraps(node)
+        async def _awrapped(*args: Any, **kwargs: Any) -> Any:
+            info = observe.NodeInfo(name=label)
+            observe.notify("node_started", info)
+            with open_ledger() as ledger:
+                try:
+                    result = await node(*args, **kwargs)
+                except BudgetExceededError as exc:
+                    return _exhausted(ledger, info, exc)
+                except BaseException as exc:
+                    info.error, info.usage = exc, ledger.spend.usage
+                    observe.notify("node_finished", info)
+                    raise
+                return _done(ledger, info, result, None)
+
+        return _awrapped
+
+    @functools.wraps(node)
+    def _wrapped(*args: Any, **kwargs: Any) -> Any:
+        info = observe.NodeInfo(name=label)
+        observe.notify("node_started", info)
+        with open_ledger() as ledger:
+            try:
+                result = node(*args, **kwargs)
+            except BudgetExceededError as exc:
+                return _exhausted(ledger, info, exc)
+            except BaseException as exc:
+                info.error, info.usage = exc, ledger.spend.usage
+                observe.notify("node_finished", info)
+                raise
+            return _done(ledger, info, result, None)
+
+    return _wrapped
+
+
+def budget_edge(
+    *,
+    ok: str,
+    low: str,
+    min_remaining: int | Callable[[Any], int] = 1,
+) -> Callable[[Any, RunnableConfig], str]:
+    """A conditional edge: go to ``ok`` while the budget can pay for the next step, else ``low``.
+
+    Routes to ``low`` when a node stopped for budget (``stop_reason == "budget"``) or
+    the run's meter has fewer than ``min_remaining`` units left (an int, or a
+    function of the state, e.g. the expected cost of the next step).
+
+    Example:
+        >>> edge = budget_edge(ok="agent", low="summarize", min_remaining=500)
+        >>> # builder.add_conditional_edges("tools", edge, ["agent", "summarize"])
+    """
+
+    def route(state: Any, config: RunnableConfig) -> str:
+        if isinstance(state, dict) and state.get("stop_reason") == "budget":
+            return low
+        meter = current_meter(config)
+        if meter is None:
+            return ok
+        need = min_remaining(state) if callable(min_remaining) else min_remaining
+        return ok if meter.available() >= need else low
+
+    route.__name__ = f"budget_edge_{ok}_{low}"
+    return route
+
+
+def _is_resume(input: Any) -> bool:
+    return input is None or isinstance(input, Command)
+
+
+class BudgetedGraph:
+    """A compiled graph whose every run gets a fresh meter for its budget.
+
+    Built by :func:`with_budget`; everything but the run methods is delegated to the
+    wrapped graph.
+    """
+
+    def __init__(self, graph: Any, budget: Budget, *, scope: Literal["run", "thread"] = "run") -> None:
+        """Wrap ``graph`` with ``budget``; ``scope="thread"`` caps the thread's total spend."""
+        if scope not in ("run", "thread"):
+            raise ValueError(f"Invalid scope: {scope!r}. Must be 'run' or 'thread'")
+        self.graph = graph
+        self.budget = budget
+        self.scope = scope
+        self.last_meter: Meter | None = None
+        """The meter of the most recent run (for inspection)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.graph, name)
+
+    def _prepare(self, input: Any, config: RunnableConfig | None) -> tuple[Any, RunnableConfig]:
+        spent_units, base = 0, 0
+        checkpointed = bool(config and (config.get("configurable") or {}).get("thread_id"))
+        if checkpointed and getattr(self.graph, "checkpointer", None) is not None:
+            values = self.graph.get_state(config).values or {}
+            spend = values.get("spend")
+            spent_units = spend.units if isinstance(spend, Spend) else 0
+            base = int(values.get("budget_base_units", 0) or 0)
+        if _is_resume(input):
+            used = spent_units - (0 if self.scope == "thread" else base)
+        else:
+            used = 0 if self.scope == "run" else spent_units
+            if isinstance(input, dict):
+                input = {**input, "budget": self.budget, "budget_base_units": spent_units}
+        meter = Meter(self.budget, spent_units=max(used, 0), scope=self.scope)
+        self.last_meter = meter
+        return input, budget_config(meter, config)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Run the graph under a fresh meter (rebuilt from state on resume)."""
+        input, config = self._prepare(input, config)
+        with use_meter(current_meter(config)):
+            return self.graph.invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Async :meth:`invoke`."""
+        input, config = self._prepare(input, config)
+        with use_meter(current_meter(config)):
+            return await self.graph.ainvoke(input, config, **kwargs)
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        """Stream the graph under a fresh meter."""
+        input, config = self._prepare(input, config)
+        meter = current_meter(config)
+        it = iter(self.graph.stream(input, config, **kwargs))
+        while True:
+            with use_meter(meter):
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+            yield item
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """Async :meth:`stream`."""
+        input, config = self._prepare(input, config)
+        with use_meter(current_meter(config)):
+            async for item in self.graph.astream(input, config, **kwargs):
+                yield item
+
+
+def with_budget(graph: Any, budget: Budget, *, scope: Literal["run", "thread"] = "run") -> BudgetedGraph:
+    """Run a compiled graph under a token budget.
+
+    Every ``invoke``/``stream`` gets a fresh :class:`Meter` that every
+    :func:`~budget_graph.budgeted` model inside the graph reserves on. On resume
+    (input ``None`` or a ``Command``) the meter is rebuilt from the spend in the
+    checkpointed state, so a resumed run never spends more than its budget in total.
+    ``scope="thread"`` caps the whole thread's spend instead of each run's.
+
+    Example:
+        >>> # app = with_budget(builder.compile(checkpointer=saver), Budget(max_tokens=5_000))
+        >>> # app.invoke({"messages": [...]}, {"configurable": {"thread_id": "1"}})
+    """
+    return BudgetedGraph(graph, budget, scope=scope)

@@ -1,0 +1,59 @@
+"""State keys a user adds to their own graph state, and the ``RemainingTokens`` managed value."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated
+
+from langgraph.managed.base import ManagedValue
+from typing_extensions import NotRequired, TypedDict
+
+from budget_graph.budget import Budget, Spend
+
+__all__ = [
+    "BudgetState", "RemainingTokens", "RemainingTokensManager", "StopReason", "keep_reason",
+]
+
+StopReason = str
+"""Why a run ended: ``"budget"``, ``"converged"``, ``"solved"``, ``"depth"``, ``"error"``..."""
+
+
+def keep_reason(current: StopReason | None, new: StopReason | None) -> StopReason | None:
+    """Reducer for ``stop_reason``: parallel branches may each report one; keep the latest."""
+    return new if new is not None else current
+
+
+class BudgetState(TypedDict):
+    """Keys to mix into a graph's state so its spend is tracked there.
+
+    ``spend`` merges node deltas with ``+`` (safe under parallel ``Send`` branches and
+    restored by checkpoints); nodes return deltas, never totals.
+
+    Example:
+        >>> class MyState(BudgetState):
+        ...     question: str
+    """
+
+    spend: Annotated[Spend, operator.add]
+    """Everything the thread has spent (additive reducer)."""
+    budget: NotRequired[Budget | None]
+    """The budget of the current run (set by ``with_budget``)."""
+    budget_base_units: NotRequired[int]
+    """Units already spent on the thread when the current run started."""
+    stop_reason: NotRequired[Annotated[StopReason | None, keep_reason]]
+    """Why the run stopped (or is stopping), if it did."""
+
+
+class RemainingTokensManager(ManagedValue[int]):
+    """Managed value: the units the current run's meter can still reserve (like ``RemainingSteps``)."""
+
+    @staticmethod
+    def get(scratchpad: object) -> int:  # noqa: D102
+        from budget_graph.context import current_meter
+
+        meter = current_meter()
+        return meter.available() if meter is not None else 2**31 - 1
+
+
+RemainingTokens = Annotated[int, RemainingTokensManager]
+"""Annotate a state key with this to read the run's remaining budget in a node."""
