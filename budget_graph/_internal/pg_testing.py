@@ -190,12 +190,12 @@ def hammer(
 
     from budget_graph.budget import Budget
     from budget_graph.errors import BudgetExceededError
-    from budget_graph.postgres import BudgetScope, PostgresMeter
+    from budget_graph.postgres import PostgresMeter
 
     totals = {"committed": 0, "reservations": 0, "refused": 0, "released": 0}
     lock = threading.Lock()
     meter = PostgresMeter.from_conn_string(
-        conninfo, Budget(max_tokens=limit), scope=BudgetScope.from_key(scope_key),
+        conninfo, Budget(max_tokens=limit), scope=scope_key,
         max_pool_size=threads, setup=False,
     )
 
