@@ -1,0 +1,73 @@
+import operator
+from functools import reduce
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from budget_graph import Budget, BudgetError, ModelPrice, Spend, Usage
+
+
+def test_budget_validates_field_and_value():
+    with pytest.raises(ValidationError, match="max_tokens"):
+        Budget(max_tokens=0)
+    with pytest.raises(ValidationError, match="max_tokens"):
+        Budget(max_tokens=-5)
+    with pytest.raises(ValidationError, match="max_tokens"):
+        Budget(max_tokens="100")  # strict: no silent coercion
+    with pytest.raises(ValidationError, match="max_tokens"):
+        Budget(max_tokens=10.5)
+    with pytest.raises(ValidationError, match="count"):
+        Budget(max_tokens=10, count="words")
+    with pytest.raises(ValidationError, match=r"reserve \(10\) must be smaller than the limit \(10 tokens\)"):
+        Budget(max_tokens=10, reserve=10)
+    with pytest.raises(ValidationError, match="needs max_tokens"):
+        Budget()
+    with pytest.raises(ValidationError, match="needs max_cost_usd"):
+        Budget(count="cost", prices={"m": ModelPrice(input_per_mtok=1, output_per_mtok=2)})
+
+
+def test_count_modes():
+    assert Budget(max_tokens=100, count="output").units(input_tokens=50, output_tokens=7) == 7
+    assert Budget(max_tokens=100).units(input_tokens=50, output_tokens=7) == 57
+    b = Budget(
+        count="cost", max_cost_usd=0.01,
+        prices={"gpt-4o": ModelPrice(input_per_mtok=2.5, output_per_mtok=10.0)},
+    )
+    assert b.limit == 10_000  # micro-USD
+    # 1000 input * 2.5 + 100 output * 10 = 3500 micro-USD; dated snapshot names match
+    assert b.units(input_tokens=1000, output_tokens=100, model="gpt-4o-2024-08-06") == 3500
+    assert b.max_output_for(100, model="gpt-4o") == 10
+    with pytest.raises(BudgetError, match="No price for model 'llama'"):
+        b.units(input_tokens=1, model="llama")
+
+
+usages = st.builds(
+    Usage, *(st.integers(0, 10_000) for _ in range(7))
+)
+spends = st.builds(
+    lambda u, node: Spend.of(u, node=node), usages, st.sampled_from([None, "a", "b", "c"])
+)
+
+
+@given(spends, spends, spends)
+def test_spend_addition_is_associative_and_commutative(a, b, c):
+    assert (a + b) + c == a + (b + c)
+    assert a + b == b + a
+
+
+@given(st.lists(spends, max_size=8))
+def test_sum_works_and_by_node_adds_up(items):
+    total = sum(items, Spend())
+    assert total == reduce(operator.add, items, Spend())
+    if items:
+        assert sum(items) == total  # plain sum() starts from 0
+    attributed = sum((s.usage for s in items if s.by_node), Usage())
+    assert sum(total.by_node.values(), Usage()) == attributed
+
+
+def test_spend_is_immutable():
+    s = Spend(input_tokens=1)
+    with pytest.raises(AttributeError):
+        s.input_tokens = 2  # type: ignore[misc]

@@ -1,0 +1,109 @@
+import asyncio
+import re
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from budget_graph import Budget, BudgetExceededError, Meter, Spend, Usage, UsageOverrunWarning
+
+
+def test_reserve_commit_release():
+    m = Meter(Budget(max_tokens=100))
+    r = m.reserve(60)
+    assert (m.reserved, m.remaining) == (60, 40)
+    with pytest.raises(BudgetExceededError) as err:
+        m.reserve(41)
+    assert (err.value.limit, err.value.spent, err.value.requested, err.value.scope) == (100, 0, 41, "run")
+    assert str(err.value) == (
+        "The next call would exceed the run budget of 100 tokens "
+        "(spent=0, reserved=60, requested=41, remaining=40)"
+    )
+    m.commit(r, 42, usage=Usage(input_tokens=30, output_tokens=12, calls=1, units=42))
+    assert (m.spent, m.reserved, m.remaining) == (42, 0, 58)
+    assert m.spend.calls == 1
+    r2 = m.reserve(58)
+    m.release(r2)
+    m.release(r2)  # idempotent
+    assert m.remaining == 58 and m.open_reservations == 0
+
+
+def test_reserve_is_held_back_for_final_calls():
+    m = Meter(Budget(max_tokens=100, reserve=20))
+    with pytest.raises(BudgetExceededError):
+        m.reserve(81)
+    assert m.reserve(100, final=True).units == 100
+
+
+def test_overrun_is_committed_and_warned():
+    m = Meter(Budget(max_tokens=100))
+    r = m.reserve(10)
+    with pytest.warns(UsageOverrunWarning, match=re.escape(
+        "Call charged 15 units but reserved 10: the provider ignored max_tokens (overrun=5)"
+    )):
+        m.commit(r, 15)
+    assert m.spent == 15 and m.overrun_units == 5
+
+
+def test_rebuilt_from_spend():
+    m = Meter.from_spend(Budget(max_tokens=100), Spend(units=90))
+    with pytest.raises(BudgetExceededError):
+        m.reserve(11)
+    with pytest.raises(ValueError, match="spent_units must be >= 0"):
+        Meter(Budget(max_tokens=10), spent_units=-1)
+    with pytest.raises(ValueError, match="units must be >= 0"):
+        m.reserve(-1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    limit=st.integers(1, 2_000),
+    sizes=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 300)), min_size=1, max_size=60),
+)
+def test_threads_never_overshoot(limit, sizes):
+    m = Meter(Budget(max_tokens=limit))
+    committed: list[int] = []
+    lock = threading.Lock()
+
+    def worker(req: int, actual: int) -> None:
+        try:
+            r = m.reserve(req)
+        except BudgetExceededError:
+            return
+        charge = min(actual, req)  # a provider that honours max_tokens
+        m.commit(r, charge)
+        with lock:
+            committed.append(charge)
+
+    threads = [threading.Thread(target=worker, args=s) for s in sizes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert m.spent == sum(committed) <= limit
+    assert m.reserved == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    limit=st.integers(1, 2_000),
+    sizes=st.lists(st.tuples(st.integers(0, 300), st.integers(0, 300)), min_size=1, max_size=60),
+)
+def test_asyncio_never_overshoots(limit, sizes):
+    m = Meter(Budget(max_tokens=limit))
+
+    async def worker(req: int, actual: int) -> int:
+        try:
+            r = m.reserve(req)
+        except BudgetExceededError:
+            return 0
+        await asyncio.sleep(0)  # interleave with other tasks while holding the reservation
+        m.commit(r, min(actual, req))
+        return min(actual, req)
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(worker(*s) for s in sizes))
+
+    results = asyncio.run(main())
+    assert m.spent == sum(results) <= limit
