@@ -76,6 +76,7 @@ def efficiency(
         ...                 generated_tokens=500) for i in range(2)]
         >>> efficiency(rs, per_1k=True)
         1.0
+
     """
     tokens = sum(r.tokens(kind) for r in records)
     if tokens == 0:
@@ -111,6 +112,7 @@ def anytime_curve(
 
     Returns:
         ``[(b, Q(b)), ...]`` in the order of ``budgets``; Q is 0.0 for no runs.
+
     """
     traces = [_trace(r, kind) for r in records]
     return [
@@ -133,6 +135,7 @@ def anytime_index(curve: Sequence[tuple[float, float]]) -> float | None:
     Example:
         >>> round(anytime_index([(100, 0.5), (200, 0.7)]), 6)  # (0.5/100 + 0.2/100) / 2
         0.0035
+
     """
     if not curve:
         return None
@@ -152,7 +155,7 @@ def anytime_index(curve: Sequence[tuple[float, float]]) -> float | None:
 def budget_grid(
     records: Sequence[RunRecord], kind: TokenKind = "generated", *, points: int = 10
 ) -> list[float]:
-    """A default budget grid for anytime curves.
+    """Return a default budget grid for anytime curves.
 
     The distinct budgets of the records if there are at least two, otherwise
     ``points`` evenly spaced budgets up to the largest token spend seen in any
@@ -180,8 +183,10 @@ class ParetoPoint:
 
 
 def pareto_front(points: Iterable[ParetoPoint]) -> list[ParetoPoint]:
-    """The points no other point dominates (fewer or equal tokens and higher or equal
-    accuracy, strictly better in one), sorted by tokens. Exact duplicates are all kept.
+    """Return the points no other point dominates, sorted by tokens.
+
+    A point dominates another with fewer or equal tokens and higher or equal accuracy,
+    strictly better in one. Exact duplicates are all kept.
     """
     pts = list(points)
     front = [
@@ -198,7 +203,7 @@ def pareto_front(points: Iterable[ParetoPoint]) -> list[ParetoPoint]:
 def competition_rank(
     values: Mapping[K, float | None], *, higher_is_better: bool = True, places: int = 12
 ) -> dict[K, int]:
-    """Standard competition ranking ("1224"): ties share a rank, the next rank skips.
+    """Rank by standard competition ranking ("1224"): ties share a rank, the next rank skips.
 
     Values are compared after rounding to ``places`` decimals so float noise does not
     break ties; ``None`` ranks after every number (all ``None`` tie).
@@ -206,6 +211,7 @@ def competition_rank(
     Example:
         >>> competition_rank({"a": 0.9, "b": 0.8, "c": 0.8, "d": 0.5})
         {'a': 1, 'b': 2, 'c': 2, 'd': 4}
+
     """
     def score(v: float | None) -> float:
         if v is None:
@@ -240,6 +246,7 @@ def rankings(
 
     Returns:
         One row per group, sorted by accuracy rank then E rank then label.
+
     """
     acc = {k: accuracy(v) for k, v in groups.items()}
     eff = {k: efficiency(v, kind, per_1k=True) for k, v in groups.items()}
@@ -280,6 +287,7 @@ def bootstrap_ci(
 
     Raises:
         ValueError: ``confidence`` is not in (0, 1) or ``resamples`` < 1.
+
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1) (got {confidence})")

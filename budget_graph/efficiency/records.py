@@ -72,6 +72,7 @@ class RecordsError(BudgetError, ValueError):
         path: File being read, if any.
         line: 1-based line number in the file, if any.
         field: Name of the offending field, if known.
+
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class RunRecord(BaseModel):
         ...               prompt_tokens=900, generated_tokens=300, calls=5)
         >>> r.total_tokens
         1200
+
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -164,6 +166,7 @@ def write_jsonl(path: str | os.PathLike[str], records: Iterable[RunRecord]) -> P
 
     Returns:
         The path written.
+
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +190,7 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[RunRecord]:
     Raises:
         RecordsError: A line is not JSON or not a valid record; the message names the
             file, the 1-based line number and the field.
+
     """
     records: list[RunRecord] = []
     name = str(path)
@@ -221,8 +225,12 @@ def _spend_of(value: Any) -> Spend:
     if isinstance(value, Spend):
         return value
     if isinstance(value, Mapping):
-        known = ("input_tokens", "output_tokens", "reasoning_tokens", "calls")
-        return Spend(**{k: int(value.get(k, 0)) for k in known})
+        return Spend(
+            input_tokens=int(value.get("input_tokens", 0)),
+            output_tokens=int(value.get("output_tokens", 0)),
+            reasoning_tokens=int(value.get("reasoning_tokens", 0)),
+            calls=int(value.get("calls", 0)),
+        )
     raise RecordsError(
         f"state['spend'] must be a Spend (got {type(value).__name__})", field="spend"
     )
@@ -275,6 +283,7 @@ def from_state(
         >>> from_state(state, task="game24", item="1", method="cot",
         ...            correct=lambda a: a == "24").correct
         True
+
     """
     if "spend" not in final_state:
         raise RecordsError(
@@ -374,6 +383,7 @@ def from_spans(
 
     Raises:
         RecordsError: A run has no task or method and no default was given.
+
     """
     views = [_span_view(s) for s in spans]
     by_id = {sid: v for v in views if (sid := v[1]) is not None}
