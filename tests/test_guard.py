@@ -1,0 +1,173 @@
+import operator
+import sqlite3
+from typing import Annotated
+
+import pytest
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+
+from budget_graph import (
+    Budget,
+    BudgetExceededError,
+    BudgetState,
+    RemainingTokens,
+    budget_edge,
+    budgeted,
+    guard,
+    with_budget,
+)
+from tests.core_fakes import BillingFakeChat
+
+TEXT = "alpha beta gamma delta epsilon zeta eta theta"
+
+
+class FanState(BudgetState):
+    outs: Annotated[list[str], operator.add]
+
+
+def fan_graph(fake, per_call=8):
+    llm = budgeted(fake)
+
+    @guard
+    def work(state):
+        return {"outs": [llm.invoke(f"task {state['i']}", max_tokens=per_call).text]}
+
+    b = StateGraph(FanState)
+    b.add_node("work", work)
+    b.add_conditional_edges(START, lambda s: [Send("work", {"i": i}) for i in range(32)], ["work"])
+    b.add_edge("work", END)
+    return b.compile()
+
+
+@pytest.mark.parametrize("limit", [10_000, 300, 17])
+def test_32_parallel_branches_share_one_budget(limit):
+    fake = BillingFakeChat(texts=[TEXT])
+    app = with_budget(fan_graph(fake), Budget(max_tokens=limit))
+    out = app.invoke({"outs": []})
+    spend = out["spend"]
+    assert spend.total_tokens == sum(fake.billed)  # state spend == sum of real usage
+    assert spend.units <= limit
+    assert spend.calls == len(fake.billed) == len(out["outs"])
+    assert spend.by_node["work"].calls == spend.calls
+    if limit == 10_000:
+        assert spend.calls == 32 and out.get("stop_reason") is None
+    else:
+        assert spend.calls < 32 and out["stop_reason"] == "budget"
+
+
+async def test_parallel_branches_async():
+    fake = BillingFakeChat(texts=[TEXT])
+    app = with_budget(fan_graph(fake), Budget(max_tokens=200))
+    out = await app.ainvoke({"outs": []})
+    assert out["spend"].total_tokens == sum(fake.billed) <= 200
+
+
+class StepState(BudgetState):
+    steps: Annotated[list[str], operator.add]
+    left: RemainingTokens
+
+
+def three_step_graph(fake, fail_once: dict):
+    llm = budgeted(fake)
+
+    def step(name):
+        @guard(name=name)
+        def run(state):
+            if fail_once.get(name):
+                fail_once[name] = False
+                raise RuntimeError(f"crash before {name}")
+            llm.invoke(f"do {name}", max_tokens=10)
+            return {"steps": [name]}
+
+        return run
+
+    b = StateGraph(StepState)
+    for name in ("a", "b", "c"):
+        b.add_node(name, step(name))
+    b.add_edge(START, "a")
+    b.add_edge("a", "b")
+    b.add_edge("b", "c")
+    b.add_edge("c", END)
+    return b
+
+
+def test_sqlite_resume_keeps_exact_spend_and_cap(tmp_path):
+    fake = BillingFakeChat(texts=[TEXT])
+    fail = {"c": True}
+    conn = sqlite3.connect(tmp_path / "ckpt.sqlite", check_same_thread=False)
+    app = with_budget(three_step_graph(fake, fail).compile(checkpointer=SqliteSaver(conn)),
+                      Budget(max_tokens=10_000))
+    cfg = {"configurable": {"thread_id": "t1"}}
+    with pytest.raises(RuntimeError, match="crash before c"):
+        app.invoke({"steps": []}, cfg)
+    mid = app.get_state(cfg).values["spend"]
+    assert mid.calls == 2 and mid.total_tokens == sum(fake.billed)
+    out = app.invoke(None, cfg)  # resume
+    assert out["steps"] == ["a", "b", "c"]
+    assert out["spend"].calls == 3 == len(fake.billed)
+    assert out["spend"].total_tokens == sum(fake.billed)
+    assert app.last_meter.spent == out["spend"].units  # rebuilt meter carried the first run's spend
+
+
+def test_resume_cannot_exceed_the_budget(tmp_path):
+    fake = BillingFakeChat(texts=[TEXT])
+    conn = sqlite3.connect(tmp_path / "ckpt.sqlite", check_same_thread=False)
+    graph = three_step_graph(fake, {"c": True}).compile(checkpointer=SqliteSaver(conn))
+    cfg = {"configurable": {"thread_id": "t2"}}
+    with pytest.raises(RuntimeError):
+        with_budget(graph, Budget(max_tokens=10_000)).invoke({"steps": []}, cfg)
+    spent = graph.get_state(cfg).values["spend"].units
+    # Resume under a budget that leaves less than one prompt: c is refused and ends gracefully.
+    app = with_budget(graph, Budget(max_tokens=spent + 8))
+    out = app.invoke(None, cfg)
+    assert out["stop_reason"] == "budget"
+    assert out["spend"].units <= spent + 8
+
+
+def test_on_exhausted_error_propagates():
+    fake = BillingFakeChat(texts=[TEXT])
+    llm = budgeted(fake)
+
+    @guard(on_exhausted="error")
+    def node(state):
+        llm.invoke("hi")
+        return {}
+
+    b = StateGraph(BudgetState)
+    b.add_node("n", node)
+    b.add_edge(START, "n")
+    app = with_budget(b.compile(), Budget(max_tokens=5))
+    with pytest.raises(BudgetExceededError, match="run budget of 5 tokens"):
+        app.invoke({})
+    with pytest.raises(ValueError, match="Invalid on_exhausted: 'stop'"):
+        guard(lambda s: s, on_exhausted="stop")
+
+
+def test_budget_edge_and_remaining_tokens_route_out_of_a_loop():
+    fake = BillingFakeChat(texts=[TEXT])
+    llm = budgeted(fake)
+    seen: list[int] = []
+
+    @guard
+    def agent(state):
+        seen.append(state["left"])
+        llm.invoke("think", max_tokens=10)
+        return {"steps": ["agent"]}
+
+    def summarize(state):
+        return {"steps": ["summary"]}
+
+    b = StateGraph(StepState)
+    b.add_node("agent", agent)
+    b.add_node("summarize", summarize)
+    b.add_edge(START, "agent")
+    b.add_conditional_edges("agent", budget_edge(ok="agent", low="summarize", min_remaining=30),
+                            ["agent", "summarize"])
+    b.add_edge("summarize", END)
+    app = with_budget(b.compile(), Budget(max_tokens=100))
+    out = app.invoke({"steps": []})
+    assert out["steps"][-1] == "summary"
+    assert out["spend"].units <= 100
+    assert seen == sorted(seen, reverse=True) and seen[0] == 100  # RemainingTokens counts down
+    assert app.last_meter.available() < 30
