@@ -20,12 +20,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "PostgresNotInstalledError",
     "TempPostgres",
     "find_pg_binary",
     "hammer",
+    "hold_until_killed",
     "start_postgres",
 ]
 
@@ -172,7 +174,6 @@ def hammer(
     conninfo: str,
     scope_key: str,
     limit: int,
-    *,
     threads: int = 4,
     max_units: int = 50,
     stop_after_refusals: int = 20,
@@ -232,3 +233,26 @@ def hammer(
     totals["elapsed_us"] = int((time.perf_counter() - started) * 1e6)
     meter.close()
     return totals
+
+
+def hold_until_killed(
+    conninfo: str, scope_key: str, limit: int, commit_units: int, hold_units: int,
+    lease_s: float, ready: Any,
+) -> None:
+    """Worker to be SIGKILLed: commit ``commit_units``, then hold ``hold_units`` forever.
+
+    Sends ``(lease_id, committed)`` through the ``ready`` pipe end once it holds
+    the reservation.
+    """
+    from budget_graph.budget import Budget
+    from budget_graph.postgres import PostgresMeter
+
+    meter = PostgresMeter.from_conn_string(
+        conninfo, Budget(max_tokens=limit), scope=scope_key, lease_s=lease_s, setup=False,
+    )
+    done = meter.reserve(commit_units)
+    meter.commit(done, commit_units)
+    held = meter.reserve(hold_units)
+    ready.send((held.id, commit_units))
+    while True:
+        time.sleep(60)

@@ -1,0 +1,292 @@
+"""PostgresMeter against a real PostgreSQL server (started by tests/fixtures/postgres.py)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool
+
+from budget_graph._internal.pg_testing import hammer, hold_until_killed
+from budget_graph.budget import Budget, Usage
+from budget_graph.errors import BudgetExceededError, UsageOverrunWarning
+from budget_graph.meter import BaseMeter
+from budget_graph.postgres import (
+    MIGRATIONS,
+    BudgetScope,
+    LeaseExpiredWarning,
+    PostgresMeter,
+)
+
+
+def _mp() -> Any:
+    # forkserver: children start from a clean process (no inherited pool threads
+    # or locks) and the preloaded modules are imported once, not per child.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["budget_graph._internal.pg_testing", "budget_graph.postgres"])
+    return ctx
+
+
+def _one(conninfo: str, sql: str, *args: Any) -> Any:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(sql, args).fetchone()
+    assert row is not None
+    return row[0] if len(row) == 1 else row
+
+
+@pytest.fixture
+def meter(postgres_conninfo: str) -> Iterator[PostgresMeter]:
+    with PostgresMeter.from_conn_string(
+        postgres_conninfo, Budget(max_tokens=100, reserve=10), scope=BudgetScope.thread("t1"),
+    ) as m:
+        yield m
+
+
+# --- scopes (no database) -------------------------------------------------------------
+
+def test_scope_keys() -> None:
+    at = datetime(2025, 1, 29, 17, 5)  # a Wednesday
+    assert BudgetScope.run("r1").key(at) == "run:r1"
+    assert BudgetScope.thread("t9").key(at) == "thread:t9"
+    assert BudgetScope.user("alice", period="day").key(at) == "user:alice@day:2025-01-29"
+    assert BudgetScope.tenant("acme", period="week").key(at) == "tenant:acme@week:2025-01-27"
+    assert BudgetScope.tenant("acme", period="month").key(at) == "tenant:acme@month:2025-01-01"
+    assert BudgetScope.user("bob", period="hour").key(at) == "user:bob@hour:2025-01-29T17:00"
+    # A new day is a new budget; the zone decides when the day starts.
+    late = datetime(2025, 1, 29, 23, 30)
+    assert BudgetScope.user("a", period="day").key(late) == "user:a@day:2025-01-29"
+    tokyo = BudgetScope.user("a", period="day", tz="Asia/Tokyo")
+    assert tokyo.key(datetime.fromisoformat("2025-01-29T23:30+00:00")) == "user:a@day:2025-01-30"
+
+
+def test_scope_from_config() -> None:
+    config = {"configurable": {"thread_id": "abc"}, "run_id": "r-1"}
+    assert BudgetScope.from_config(config).key() == "thread:abc"
+    assert BudgetScope.from_config(config, "run").key() == "run:r-1"
+    with pytest.raises(ValueError, match=re.escape("Invalid config: no configurable.thread_id")):
+        BudgetScope.from_config({})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "Team", "id": "x"}, "Invalid kind: 'Team'"),
+        ({"kind": "team", "id": ""}, "Invalid id: ''"),
+        ({"kind": "team", "id": "x", "period": "year"}, "Invalid period: 'year'"),
+    ],
+)
+def test_scope_validation(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        BudgetScope(**kwargs)
+
+
+def test_meter_validation() -> None:
+    pool = ConnectionPool("dbname=unused", open=False)
+    with pytest.raises(ValueError, match=re.escape("Invalid lease_s: 0")):
+        PostgresMeter(pool, Budget(max_tokens=10), scope="k", lease_s=0)
+    with pytest.raises(ValueError, match=re.escape("Invalid scope: ''")):
+        PostgresMeter(pool, Budget(max_tokens=10), scope="")
+
+
+# --- one process ----------------------------------------------------------------------
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_reserve_commit_release(meter: PostgresMeter) -> None:
+    assert isinstance(meter, BaseMeter)
+    r = meter.reserve(50, node="plan")
+    assert (meter.limit, meter.spent, meter.reserved, meter.remaining) == (100, 0, 50, 50)
+    assert meter.available() == 40 and meter.available(final=True) == 50
+    with pytest.raises(BudgetExceededError) as info:
+        meter.reserve(41)
+    assert str(info.value) == (
+        "The next call would exceed the thread:t1 budget of 100 tokens "
+        "(spent=0, reserved=50, requested=41, remaining=50)"
+    )
+    assert (info.value.limit, info.value.spent, info.value.requested, info.value.scope) == (
+        100, 0, 41, "thread:t1")
+    final = meter.reserve(50, final=True)  # the reserve is for final answers
+    meter.commit(r, 30, usage=Usage(input_tokens=10, output_tokens=20, calls=1, units=30))
+    meter.commit(r, 30)  # a repeated commit charges nothing
+    meter.release(final)
+    meter.release(final)
+    assert (meter.spent, meter.reserved, meter.refused) == (30, 0, 1)
+    assert meter.spend.by_node["plan"].output_tokens == 20
+    with pytest.raises(ValueError, match=re.escape("units must be >= 0 (got -1)")):
+        meter.reserve(-1)
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_overrun_is_charged_and_warns(meter: PostgresMeter) -> None:
+    r = meter.reserve(10)
+    with pytest.warns(UsageOverrunWarning, match=re.escape("(overrun=5)")):
+        meter.commit(r, 15)
+    assert meter.spent == 15 and meter.overrun_units == 5
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_scopes_are_separate_budgets(meter: PostgresMeter) -> None:
+    other = meter.for_scope(BudgetScope.thread("t2"))
+    meter.commit(meter.reserve(80), 80)
+    assert other.remaining == 100
+    with pytest.raises(BudgetExceededError):
+        meter.reserve(20)
+    other.reserve(20)
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_expired_lease_is_reclaimed_and_late_commit_charged(postgres_conninfo: str) -> None:
+    with PostgresMeter.from_conn_string(
+        postgres_conninfo, Budget(max_tokens=100), scope="user:u", lease_s=0.2,
+    ) as m:
+        stale = m.reserve(90)
+        kept = m.reserve(10)
+        assert m.renew(kept) is not None
+        deadline = time.monotonic() + 30
+        while m.available() < 90 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fresh = m.reserve(90)  # the stale lease's units came back
+        with pytest.warns(LeaseExpiredWarning, match=re.escape("after lease")):
+            m.commit(stale, 40)  # billed, so charged even though reclaimed
+        m.commit(fresh, 90)
+        assert m.spent == 130 and m.late_commits == 1
+        assert m.renew(stale) is None
+        late = _one(postgres_conninfo, "SELECT count(*) FROM budget_graph_charges WHERE late")
+        assert late >= 1
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_plain_connection_needs_autocommit(postgres_conninfo: str) -> None:
+    with psycopg.connect(postgres_conninfo) as conn:
+        with pytest.raises(ValueError, match="autocommit=True"):
+            PostgresMeter(conn, Budget(max_tokens=10), scope="k")
+    with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
+        m = PostgresMeter(conn, Budget(max_tokens=10), scope="k")
+        m.setup()
+        m.commit(m.reserve(7), 7)
+        assert m.remaining == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_setup_is_versioned_and_shares_the_db_with_the_checkpointer(
+    postgres_conninfo: str,
+) -> None:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    with ConnectionPool(
+        postgres_conninfo, max_size=4, open=True,
+        kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 0},
+    ) as pool:
+        PostgresSaver(pool).setup()  # type: ignore[arg-type]
+        meter = PostgresMeter(pool, Budget(max_tokens=50), scope=BudgetScope.run("r"))
+        threads = [threading.Thread(target=meter.setup) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        meter.setup()
+        meter.commit(meter.reserve(5), 5)  # a dict_row pool works too
+        assert meter.spent == 5
+        with pool.connection() as conn:
+            versions = [r["v"] for r in conn.execute(
+                "SELECT v FROM budget_graph_migrations ORDER BY v").fetchall()]
+            tables = {r["tablename"] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+    assert versions == list(range(len(MIGRATIONS)))
+    assert {"checkpoints", "checkpoint_writes", "budget_graph_budgets",
+            "budget_graph_leases", "budget_graph_charges"} <= tables
+
+
+# --- many processes -------------------------------------------------------------------
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_eight_processes_never_overspend(postgres_conninfo: str) -> None:
+    limit, key = 30_000, "tenant:shared"
+    with PostgresMeter.from_conn_string(
+        postgres_conninfo, Budget(max_tokens=limit), scope=key,
+    ) as m:
+        assert m.remaining == limit  # setup() and the budget row
+    peak = {"over": 0, "samples": 0}
+    stop = threading.Event()
+
+    def watch() -> None:
+        with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
+            while not stop.is_set():
+                row = conn.execute("SELECT spent, reserved FROM budget_graph_budgets "
+                                   "WHERE key = %s", (key,)).fetchone()
+                if row is None:
+                    peak["over"] = 1 << 62  # fail the test, visibly
+                    return
+                peak["over"] = max(peak["over"], row[0] + row[1] - limit)
+                peak["samples"] += 1
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    ctx = _mp()
+    with ctx.Pool(8) as pool:
+        results = pool.starmap(
+            hammer, [(postgres_conninfo, key, limit, 4, 50, 20, seed) for seed in range(8)])
+    stop.set()
+    watcher.join()
+
+    committed = sum(r["committed"] for r in results)
+    spent, reserved = _one(postgres_conninfo, "SELECT spent, reserved FROM budget_graph_budgets "
+                                              "WHERE key = %s", key)
+    ledger = _one(postgres_conninfo, "SELECT sum(units) FROM budget_graph_charges WHERE key = %s",
+                  key)
+    open_leases = _one(postgres_conninfo, "SELECT count(*) FROM budget_graph_leases")
+    assert sum(r["reservations"] for r in results) > 1000
+    assert all(r["reservations"] > 0 for r in results)  # every process got some
+    assert spent == committed == ledger
+    assert spent <= limit and peak["over"] <= 0 and peak["samples"] > 0
+    assert reserved == 0 and open_leases == 0
+    assert limit - spent < 50  # it ran the budget down to less than one request
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_sigkilled_worker_lease_expires(postgres_conninfo: str) -> None:
+    limit, key = 1_000, "tenant:acme@day:2025-01-29"
+    with PostgresMeter.from_conn_string(
+        postgres_conninfo, Budget(max_tokens=limit), scope=key,
+    ) as meter:
+        ctx = _mp()
+        parent_end, child_end = ctx.Pipe()
+        worker = ctx.Process(
+            target=hold_until_killed,
+            args=(postgres_conninfo, key, limit, 300, 500, 3.0, child_end),
+        )
+        worker.start()
+        assert parent_end.poll(60), "worker did not reserve in time"
+        lease_id, committed = parent_end.recv()
+        with pytest.raises(BudgetExceededError):
+            meter.reserve(700)  # the live worker holds 500
+        os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        worker.join(30)
+        assert worker.exitcode == -signal.SIGKILL
+
+        deadline = time.monotonic() + 60
+        while meter.available() < 700 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        r = meter.reserve(700)  # the dead worker's 500 came back
+        assert meter.spent == committed == 300  # its committed spend stayed
+        meter.release(r)
+        assert meter.remaining == 700
+        assert _one(postgres_conninfo, "SELECT count(*) FROM budget_graph_leases "
+                                       "WHERE id = %s", lease_id) == 0
