@@ -4,7 +4,13 @@ Hard caps (reserve, then commit), spend in graph state, OpenTelemetry export and
 efficiency accounting.
 """
 
-from budget_graph._internal.observe import CallInfo, NodeInfo, Observer, add_observer, remove_observer
+from budget_graph._internal.observe import (
+    CallInfo,
+    NodeInfo,
+    Observer,
+    add_observer,
+    remove_observer,
+)
 from budget_graph.accounting import count_messages, count_tokens, usage_from_message
 from budget_graph.budget import Budget, CountMode, ModelPrice, Spend, Usage
 from budget_graph.budgeted import BudgetedChatModel, budgeted

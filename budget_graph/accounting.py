@@ -34,14 +34,17 @@ class Encoding(Protocol):
 
     name: str
 
-    def encode(self, text: str, **kwargs: Any) -> list[int]:
+    def encode(self, text: str, *, disallowed_special: Any = ...) -> list[int]:
         """Token ids of ``text``."""
+
+    def decode(self, tokens: list[int]) -> str:
+        """Text of token ids."""
 
 
 def _tiktoken_cached(name: str) -> bool:
     # tiktoken downloads encodings on first use; only use it when the file is already cached.
     cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
-    return bool(cache) and Path(cache).is_dir() and any(Path(cache).iterdir())
+    return cache is not None and Path(cache).is_dir() and any(Path(cache).iterdir())
 
 
 @functools.cache
@@ -51,7 +54,7 @@ def get_encoding(name: str = "cl100k_base") -> Encoding:
         try:
             import tiktoken
 
-            return tiktoken.get_encoding(name)
+            return tiktoken.get_encoding(name)  # type: ignore[return-value]
         except Exception:  # noqa: BLE001 - fall back to the shipped encodings
             pass
     import bpe_openai

@@ -40,6 +40,7 @@ class Budget(BaseModel):
     Example:
         >>> Budget(max_tokens=2_000, reserve=200).available_for_calls
         1800
+
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -75,7 +76,8 @@ class Budget(BaseModel):
             raise ValueError(f"count={self.count!r} needs max_tokens (got None)")
         if self.reserve >= self.limit:
             raise ValueError(
-                f"reserve ({self.reserve}) must be smaller than the limit ({self.limit} {self.unit})"
+                f"reserve ({self.reserve}) must be smaller than the limit "
+                f"({self.limit} {self.unit})"
             )
         return self
 
@@ -111,7 +113,11 @@ class Budget(BaseModel):
         )
 
     def units(
-        self, *, input_tokens: int = 0, output_tokens: int = 0, cached_tokens: int = 0,
+        self,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
         model: str | None = None,
     ) -> int:
         """Units charged for a call with this usage (rounded up in cost mode)."""
@@ -121,7 +127,8 @@ class Budget(BaseModel):
             return input_tokens + output_tokens
         price = self._price(model)
         cached_rate = (
-            price.input_per_mtok if price.cached_input_per_mtok is None
+            price.input_per_mtok
+            if price.cached_input_per_mtok is None
             else price.cached_input_per_mtok
         )
         micro = (
@@ -141,11 +148,12 @@ class Budget(BaseModel):
         return max(int(math.floor(units / rate + 1e-9)), 0)
 
     def charge(self, spend: Spend | Usage, *, model: str | None = None) -> int:
-        """Units charged for a recorded spend (per node model names are not kept, so
-        cost mode prices it with ``model``)."""
+        """Units charged for a recorded spend, priced with ``model`` in cost mode."""
         return self.units(
-            input_tokens=spend.input_tokens, output_tokens=spend.output_tokens,
-            cached_tokens=spend.cached_tokens, model=model,
+            input_tokens=spend.input_tokens,
+            output_tokens=spend.output_tokens,
+            cached_tokens=spend.cached_tokens,
+            model=model,
         )
 
 
@@ -195,6 +203,7 @@ class Spend:
         >>> a = Spend.of(Usage(input_tokens=10, output_tokens=5, calls=1), node="plan")
         >>> (a + a).by_node["plan"].output_tokens
         10
+
     """
 
     input_tokens: int = 0
@@ -212,8 +221,13 @@ class Spend:
     def of(cls, usage: Usage, *, node: str | None = None) -> Spend:
         """A spend holding one usage, attributed to ``node`` if given."""
         return cls(
-            usage.input_tokens, usage.output_tokens, usage.reasoning_tokens,
-            usage.cached_tokens, usage.calls, usage.estimated_calls, usage.units,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+            usage.cached_tokens,
+            usage.calls,
+            usage.estimated_calls,
+            usage.units,
             {node: usage} if node else {},
         )
 
@@ -226,8 +240,13 @@ class Spend:
     def usage(self) -> Usage:
         """The totals without the per-node breakdown."""
         return Usage(
-            self.input_tokens, self.output_tokens, self.reasoning_tokens, self.cached_tokens,
-            self.calls, self.estimated_calls, self.units,
+            self.input_tokens,
+            self.output_tokens,
+            self.reasoning_tokens,
+            self.cached_tokens,
+            self.calls,
+            self.estimated_calls,
+            self.units,
         )
 
     def __add__(self, other: Spend) -> Spend:

@@ -56,7 +56,9 @@ class _Call:
             requested = getattr(inner, param, None)
         n = int(self.kwargs.get("n") or getattr(inner, "n", None) or 1)
         self.info = observe.CallInfo(
-            model=_model_name(inner), node=owner.node or _node_name(), n=n,
+            model=_model_name(inner),
+            node=owner.node or _node_name(),
+            n=n,
             requested_max_tokens=requested if isinstance(requested, int) else None,
         )
         if owner.capture_input:
@@ -84,18 +86,22 @@ class _Call:
                     cap = min(cap, bound)
             if cap < 1:
                 observe.emit(
-                    "budget.reservation_refused", model=info.model, node=info.node,
-                    requested=prompt_units + 1, remaining=avail, limit=meter.limit,
+                    "budget.reservation_refused",
+                    model=info.model,
+                    node=info.node,
+                    requested=prompt_units + 1,
+                    remaining=avail,
+                    limit=meter.limit,
                 )
                 raise BudgetExceededError(
-                    limit=meter.limit, spent=meter.spent,
+                    limit=meter.limit,
+                    spent=meter.spent,
                     requested=prompt_units + budget.units(output_tokens=info.n, model=info.model),
-                    scope=getattr(meter, "scope", "run"), reserved=meter.reserved,
+                    scope=getattr(meter, "scope", "run"),
+                    reserved=meter.reserved,
                     unit=budget.unit,
                 )
-            units = budget.units(
-                input_tokens=prompt, output_tokens=cap * info.n, model=info.model
-            )
+            units = budget.units(input_tokens=prompt, output_tokens=cap * info.n, model=info.model)
             try:
                 self.reservation = meter.reserve(units, final=final, node=info.node)
             except BudgetExceededError:
@@ -104,8 +110,12 @@ class _Call:
         else:
             observe.emit("budget.reservation_refused", model=info.model, node=info.node)
             raise BudgetExceededError(
-                limit=meter.limit, spent=meter.spent, requested=units,
-                scope=getattr(meter, "scope", "run"), reserved=meter.reserved, unit=budget.unit,
+                limit=meter.limit,
+                spent=meter.spent,
+                requested=units,
+                scope=getattr(meter, "scope", "run"),
+                reserved=meter.reserved,
+                unit=budget.unit,
             )
         info.max_tokens = cap
         info.reserved_units = units
@@ -122,20 +132,29 @@ class _Call:
                 input_tokens=info.prompt_tokens_estimate
                 or count_messages(self.messages, model=info.model),
                 output_tokens=count_tokens(text, model=info.model),
-                calls=1, estimated_calls=1,
+                calls=1,
+                estimated_calls=1,
             )
             info.estimated = True
         budget = getattr(self.meter, "budget", None)
         units = (
             budget.units(
-                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                cached_tokens=usage.cached_tokens, model=info.model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cached_tokens=usage.cached_tokens,
+                model=info.model,
             )
-            if budget is not None else usage.total_tokens
+            if budget is not None
+            else usage.total_tokens
         )
         usage = Usage(
-            usage.input_tokens, usage.output_tokens, usage.reasoning_tokens,
-            usage.cached_tokens, usage.calls or 1, usage.estimated_calls, units,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+            usage.cached_tokens,
+            usage.calls or 1,
+            usage.estimated_calls,
+            units,
         )
         if self.reservation is not None:
             self.meter.commit(self.reservation, units, usage=usage)
@@ -160,8 +179,8 @@ class _Call:
 
 
 def _result_usage(result: ChatResult) -> Usage | None:
-    usages = [usage_from_message(g.message) for g in result.generations]
-    usages = [u for u in usages if u is not None]
+    found = (usage_from_message(g.message) for g in result.generations)
+    usages = [u for u in found if u is not None]
     if not usages:
         return None
     # OpenAI-style clients attach the whole response's usage to each of the n choices.
@@ -216,19 +235,26 @@ class BudgetedChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model": self.model._identifying_params, "budgeted": True}
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+    def bind_tools(
+        self, tools: Sequence[Any], **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind tools the way the wrapped model does, keeping the budget around it."""
         bound = self.model.bind_tools(tools, **kwargs)
         return self.bind(**getattr(bound, "kwargs", {}))
 
     def _generate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> ChatResult:
         call = _Call(self, messages, kwargs)
         call.begin()
         try:
-            result = self.model._generate(messages, stop=stop, run_manager=run_manager, **call.kwargs)
+            result = self.model._generate(
+                messages, stop=stop, run_manager=run_manager, **call.kwargs
+            )
         except BaseException as exc:
             call.fail(exc)
             raise
@@ -237,8 +263,11 @@ class BudgetedChatModel(BaseChatModel):
         return result
 
     async def _agenerate(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> ChatResult:
         call = _Call(self, messages, kwargs)
         call.begin()
@@ -257,8 +286,11 @@ class BudgetedChatModel(BaseChatModel):
         return type(self.model)._stream is not BaseChatModel._stream
 
     def _stream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         if not self._inner_streams():
             result = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
@@ -271,7 +303,9 @@ class BudgetedChatModel(BaseChatModel):
         call.begin()
         acc = _StreamAcc()
         try:
-            for chunk in self.model._stream(messages, stop=stop, run_manager=run_manager, **call.kwargs):
+            for chunk in self.model._stream(
+                messages, stop=stop, run_manager=run_manager, **call.kwargs
+            ):
                 acc.add(chunk)
                 yield chunk
         except BaseException as exc:
@@ -281,8 +315,11 @@ class BudgetedChatModel(BaseChatModel):
         call.finish(acc.usage, acc.text)
 
     async def _astream(
-        self, messages: list[BaseMessage], stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any,
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         if type(self.model)._astream is BaseChatModel._astream and not self._inner_streams():
             result = await self._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
@@ -321,8 +358,11 @@ class _StreamAcc:
             self.parts.append(msg.content)
         u = usage_from_message(msg)
         if u is not None:
-            self.usage = u if self.usage is None else self.usage + Usage(
-                u.input_tokens, u.output_tokens, u.reasoning_tokens, u.cached_tokens
+            self.usage = (
+                u
+                if self.usage is None
+                else self.usage
+                + Usage(u.input_tokens, u.output_tokens, u.reasoning_tokens, u.cached_tokens)
             )
         reason = (chunk.generation_info or {}).get("finish_reason") or (
             msg.response_metadata.get("finish_reason")
@@ -339,7 +379,9 @@ def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
     gen: ChatGeneration = result.generations[0]
     msg = gen.message
     chunk = AIMessageChunk(
-        content=msg.content, id=msg.id, usage_metadata=getattr(msg, "usage_metadata", None),
+        content=msg.content,
+        id=msg.id,
+        usage_metadata=getattr(msg, "usage_metadata", None),
         tool_calls=getattr(msg, "tool_calls", []) or [],
         response_metadata=msg.response_metadata,
     )
@@ -379,6 +421,7 @@ def budgeted(
         >>> llm = budgeted(FakeListChatModel(responses=["hi"]), meter=meter)
         >>> llm.invoke("hello").content, meter.spent > 0
         ('hi', True)
+
     """
     return BudgetedChatModel(
         model=model, meter=meter, node=node, final=final, max_tokens_param=max_tokens_param

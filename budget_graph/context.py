@@ -14,7 +14,12 @@ from budget_graph.budget import Spend
 from budget_graph.meter import Meter
 
 __all__ = [
-    "METER_KEY", "Ledger", "budget_config", "current_ledger", "current_meter", "open_ledger",
+    "METER_KEY",
+    "Ledger",
+    "budget_config",
+    "current_ledger",
+    "current_meter",
+    "open_ledger",
     "use_meter",
 ]
 
@@ -26,11 +31,11 @@ _meter_var: ContextVar[Meter | None] = ContextVar("budget_graph_meter", default=
 
 def budget_config(meter: Any, config: RunnableConfig | None = None) -> RunnableConfig:
     """A run config (merged over ``config``) that hands ``meter`` to every budgeted model."""
-    config = dict(config or {})  # type: ignore[assignment]
-    configurable = dict(config.get("configurable") or {})
+    merged: dict[str, Any] = dict(config or {})
+    configurable = dict(merged.get("configurable") or {})
     configurable[METER_KEY] = meter
-    config["configurable"] = configurable
-    return config  # type: ignore[return-value]
+    merged["configurable"] = configurable
+    return merged  # type: ignore[return-value]
 
 
 def current_meter(config: RunnableConfig | None = None) -> Any:

@@ -22,6 +22,7 @@ class BudgetExceededError(BudgetError):
         requested: Units the refused reservation asked for (0 for a post-hoc check).
         scope: What the limit applies to: ``"run"``, ``"thread"``, ``"call"``, a node name...
         reserved: Units held by other in-flight reservations when the check ran.
+
     """
 
     def __init__(
@@ -53,8 +54,15 @@ class BudgetExceededError(BudgetError):
         # Keyword-only init: make the error picklable (LangGraph may serialise task errors).
         return (
             _rebuild_exceeded,
-            (self.limit, self.spent, self.requested, self.scope, self.reserved, self.unit,
-             str(self)),
+            (
+                self.limit,
+                self.spent,
+                self.requested,
+                self.scope,
+                self.reserved,
+                self.unit,
+                str(self),
+            ),
         )
 
 
@@ -62,8 +70,13 @@ def _rebuild_exceeded(
     limit: int, spent: int, requested: int, scope: str, reserved: int, unit: str, message: str
 ) -> BudgetExceededError:
     return BudgetExceededError(
-        limit=limit, spent=spent, requested=requested, scope=scope, reserved=reserved,
-        unit=unit, message=message,
+        limit=limit,
+        spent=spent,
+        requested=requested,
+        scope=scope,
+        reserved=reserved,
+        unit=unit,
+        message=message,
     )
 
 

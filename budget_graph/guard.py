@@ -69,12 +69,13 @@ def guard(
         >>> @guard
         ... def plan(state):
         ...     return {"plan": "..."}
+
     """
     if on_exhausted not in ("end", "error"):
         raise ValueError(f"Invalid on_exhausted: {on_exhausted!r}. Must be 'end' or 'error'")
     if node is None:
         return functools.partial(guard, name=name, on_exhausted=on_exhausted)
-    label = name or getattr(node, "__name__", "node")
+    label: str = name or str(getattr(node, "__name__", "node"))
 
     def _done(ledger: Any, info: observe.NodeInfo, result: Any, reason: str | None) -> Any:
         info.usage, info.stop_reason = ledger.spend.usage, reason
@@ -82,8 +83,13 @@ def guard(
         return _merge_update(result, ledger.spend, reason)
 
     def _exhausted(ledger: Any, info: observe.NodeInfo, exc: BudgetExceededError) -> Any:
-        observe.emit("budget.exhausted", node=label, limit=exc.limit, spent=exc.spent,
-                     requested=exc.requested)
+        observe.emit(
+            "budget.exhausted",
+            node=label,
+            limit=exc.limit,
+            spent=exc.spent,
+            requested=exc.requested,
+        )
         if on_exhausted == "error":
             info.error = exc
             observe.notify("node_finished", info)
@@ -142,6 +148,7 @@ def budget_edge(
     Example:
         >>> edge = budget_edge(ok="agent", low="summarize", min_remaining=500)
         >>> # builder.add_conditional_edges("tools", edge, ["agent", "summarize"])
+
     """
 
     def route(state: Any, config: RunnableConfig) -> str:
@@ -168,7 +175,9 @@ class BudgetedGraph:
     wrapped graph.
     """
 
-    def __init__(self, graph: Any, budget: Budget, *, scope: Literal["run", "thread"] = "run") -> None:
+    def __init__(
+        self, graph: Any, budget: Budget, *, scope: Literal["run", "thread"] = "run"
+    ) -> None:
         """Wrap ``graph`` with ``budget``; ``scope="thread"`` caps the thread's total spend."""
         if scope not in ("run", "thread"):
             raise ValueError(f"Invalid scope: {scope!r}. Must be 'run' or 'thread'")
@@ -211,7 +220,9 @@ class BudgetedGraph:
         with use_meter(current_meter(config)):
             return await self.graph.ainvoke(input, config, **kwargs)
 
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
         """Stream the graph under a fresh meter."""
         input, config = self._prepare(input, config)
         meter = current_meter(config)
@@ -234,7 +245,9 @@ class BudgetedGraph:
                 yield item
 
 
-def with_budget(graph: Any, budget: Budget, *, scope: Literal["run", "thread"] = "run") -> BudgetedGraph:
+def with_budget(
+    graph: Any, budget: Budget, *, scope: Literal["run", "thread"] = "run"
+) -> BudgetedGraph:
     """Run a compiled graph under a token budget.
 
     Every ``invoke``/``stream`` gets a fresh :class:`Meter` that every
@@ -246,5 +259,6 @@ def with_budget(graph: Any, budget: Budget, *, scope: Literal["run", "thread"] =
     Example:
         >>> # app = with_budget(builder.compile(checkpointer=saver), Budget(max_tokens=5_000))
         >>> # app.invoke({"messages": [...]}, {"configurable": {"thread_id": "1"}})
+
     """
     return BudgetedGraph(graph, budget, scope=scope)

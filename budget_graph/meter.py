@@ -69,6 +69,7 @@ class Meter:
         >>> r = m.reserve(60)
         >>> m.commit(r, 42); m.spent, m.remaining
         (42, 58)
+
     """
 
     def __init__(
@@ -79,7 +80,7 @@ class Meter:
         spent_units: int | None = None,
         scope: str = "run",
     ) -> None:
-        """Create a meter; ``spend`` or ``spent_units`` (restored from a checkpoint) count as spent."""
+        """Create a meter; ``spend``/``spent_units`` (from a checkpoint) count as spent."""
         self.budget = budget
         self.scope = scope
         self._lock = threading.Lock()
@@ -137,8 +138,12 @@ class Meter:
             if self._spent + self._reserved + units > cap:
                 self.refused += 1
                 raise BudgetExceededError(
-                    limit=self._limit, spent=self._spent, requested=units,
-                    scope=self.scope, reserved=self._reserved, unit=self.budget.unit,
+                    limit=self._limit,
+                    spent=self._spent,
+                    requested=units,
+                    scope=self.scope,
+                    reserved=self._reserved,
+                    unit=self.budget.unit,
                 )
             res = Reservation(next(_ids), units, final, node)
             self._reserved += units
@@ -164,7 +169,8 @@ class Meter:
             warnings.warn(
                 f"Call charged {units} units but reserved {reservation.units}: the provider "
                 f"ignored max_tokens (overrun={over})",
-                UsageOverrunWarning, stacklevel=2,
+                UsageOverrunWarning,
+                stacklevel=2,
             )
 
     def release(self, reservation: Reservation) -> None:

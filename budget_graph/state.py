@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated
+from typing import Annotated, NotRequired
 
 from langgraph.managed.base import ManagedValue
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from budget_graph.budget import Budget, Spend
 
 __all__ = [
-    "BudgetState", "RemainingTokens", "RemainingTokensManager", "StopReason", "keep_reason",
+    "BudgetState",
+    "RemainingTokens",
+    "RemainingTokensManager",
+    "StopReason",
+    "keep_reason",
 ]
 
 StopReason = str
@@ -32,6 +36,7 @@ class BudgetState(TypedDict):
     Example:
         >>> class MyState(BudgetState):
         ...     question: str
+
     """
 
     spend: Annotated[Spend, operator.add]
@@ -45,7 +50,7 @@ class BudgetState(TypedDict):
 
 
 class RemainingTokensManager(ManagedValue[int]):
-    """Managed value: the units the current run's meter can still reserve (like ``RemainingSteps``)."""
+    """Managed value: units the run's meter can still reserve (like ``RemainingSteps``)."""
 
     @staticmethod
     def get(scratchpad: object) -> int:  # noqa: D102

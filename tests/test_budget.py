@@ -20,7 +20,9 @@ def test_budget_validates_field_and_value():
         Budget(max_tokens=10.5)
     with pytest.raises(ValidationError, match="count"):
         Budget(max_tokens=10, count="words")
-    with pytest.raises(ValidationError, match=r"reserve \(10\) must be smaller than the limit \(10 tokens\)"):
+    with pytest.raises(
+        ValidationError, match=r"reserve \(10\) must be smaller than the limit \(10 tokens\)"
+    ):
         Budget(max_tokens=10, reserve=10)
     with pytest.raises(ValidationError, match="needs max_tokens"):
         Budget()
@@ -32,7 +34,8 @@ def test_count_modes():
     assert Budget(max_tokens=100, count="output").units(input_tokens=50, output_tokens=7) == 7
     assert Budget(max_tokens=100).units(input_tokens=50, output_tokens=7) == 57
     b = Budget(
-        count="cost", max_cost_usd=0.01,
+        count="cost",
+        max_cost_usd=0.01,
         prices={"gpt-4o": ModelPrice(input_per_mtok=2.5, output_per_mtok=10.0)},
     )
     assert b.limit == 10_000  # micro-USD
@@ -43,9 +46,7 @@ def test_count_modes():
         b.units(input_tokens=1, model="llama")
 
 
-usages = st.builds(
-    Usage, *(st.integers(0, 10_000) for _ in range(7))
-)
+usages = st.builds(Usage, *(st.integers(0, 10_000) for _ in range(7)))
 spends = st.builds(
     lambda u, node: Spend.of(u, node=node), usages, st.sampled_from([None, "a", "b", "c"])
 )

@@ -90,8 +90,16 @@ def test_bind_tools_keeps_the_budget():
 
     from langchain_core.messages import AIMessage
 
-    fake = ToolFake(messages=iter([AIMessage(content="x", usage_metadata={
-        "input_tokens": 1, "output_tokens": 1, "total_tokens": 2})]))
+    fake = ToolFake(
+        messages=iter(
+            [
+                AIMessage(
+                    content="x",
+                    usage_metadata={"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+                )
+            ]
+        )
+    )
     meter = Meter(Budget(max_tokens=1_000))
     bound = budgeted(fake, meter=meter).bind_tools([add])
     bound.invoke("hi")

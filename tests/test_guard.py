@@ -96,8 +96,10 @@ def test_sqlite_resume_keeps_exact_spend_and_cap(tmp_path):
     fake = BillingFakeChat(texts=[TEXT])
     fail = {"c": True}
     conn = sqlite3.connect(tmp_path / "ckpt.sqlite", check_same_thread=False)
-    app = with_budget(three_step_graph(fake, fail).compile(checkpointer=SqliteSaver(conn)),
-                      Budget(max_tokens=10_000))
+    app = with_budget(
+        three_step_graph(fake, fail).compile(checkpointer=SqliteSaver(conn)),
+        Budget(max_tokens=10_000),
+    )
     cfg = {"configurable": {"thread_id": "t1"}}
     with pytest.raises(RuntimeError, match="crash before c"):
         app.invoke({"steps": []}, cfg)
@@ -162,8 +164,9 @@ def test_budget_edge_and_remaining_tokens_route_out_of_a_loop():
     b.add_node("agent", agent)
     b.add_node("summarize", summarize)
     b.add_edge(START, "agent")
-    b.add_conditional_edges("agent", budget_edge(ok="agent", low="summarize", min_remaining=30),
-                            ["agent", "summarize"])
+    b.add_conditional_edges(
+        "agent", budget_edge(ok="agent", low="summarize", min_remaining=30), ["agent", "summarize"]
+    )
     b.add_edge("summarize", END)
     app = with_budget(b.compile(), Budget(max_tokens=100))
     out = app.invoke({"steps": []})

@@ -15,7 +15,12 @@ def test_reserve_commit_release():
     assert (m.reserved, m.remaining) == (60, 40)
     with pytest.raises(BudgetExceededError) as err:
         m.reserve(41)
-    assert (err.value.limit, err.value.spent, err.value.requested, err.value.scope) == (100, 0, 41, "run")
+    assert (err.value.limit, err.value.spent, err.value.requested, err.value.scope) == (
+        100,
+        0,
+        41,
+        "run",
+    )
     assert str(err.value) == (
         "The next call would exceed the run budget of 100 tokens "
         "(spent=0, reserved=60, requested=41, remaining=40)"
@@ -39,9 +44,12 @@ def test_reserve_is_held_back_for_final_calls():
 def test_overrun_is_committed_and_warned():
     m = Meter(Budget(max_tokens=100))
     r = m.reserve(10)
-    with pytest.warns(UsageOverrunWarning, match=re.escape(
-        "Call charged 15 units but reserved 10: the provider ignored max_tokens (overrun=5)"
-    )):
+    with pytest.warns(
+        UsageOverrunWarning,
+        match=re.escape(
+            "Call charged 15 units but reserved 10: the provider ignored max_tokens (overrun=5)"
+        ),
+    ):
         m.commit(r, 15)
     assert m.spent == 15 and m.overrun_units == 5
 
