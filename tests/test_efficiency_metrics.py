@@ -98,11 +98,13 @@ def test_anytime_index_falling_quality_is_negative_slope():
 
 
 def test_budget_grid():
-    rs = [rec(True, budget=300), rec(True, budget=100), rec(False, budget=100)]
-    assert budget_grid(rs) == [100.0, 300.0]
-    single = [rec(True, gen=50, anytime=[(10, 0.0), (40, 1.0)]), rec(False, gen=80)]
-    assert budget_grid(single, points=4) == [20.0, 40.0, 60.0, 80.0]
+    rs = [rec(True, gen=50, anytime=[(10, 0.0), (40, 1.0)]), rec(False, gen=80, budget=100)]
+    assert budget_grid(rs, points=4) == [20.0, 40.0, 60.0, 80.0]
+    assert budget_grid(rs, points=1) == [80.0]
+    assert budget_grid(rs, "total", points=2) == [40.0, 80.0]
     assert budget_grid([rec(False, gen=0)]) == []
+    with pytest.raises(ValueError, match=r"points must be >= 1 \(got 0\)"):
+        budget_grid(rs, points=0)
 
 
 # ---------------------------------------------------------------- Pareto

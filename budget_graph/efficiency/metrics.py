@@ -157,13 +157,15 @@ def budget_grid(
 ) -> list[float]:
     """Return a default budget grid for anytime curves.
 
-    The distinct budgets of the records if there are at least two, otherwise
-    ``points`` evenly spaced budgets up to the largest token spend seen in any
-    trace. Empty if nothing was spent.
+    ``points`` evenly spaced budgets up to the largest token spend seen in any run's
+    trace (or final spend), so every method's whole curve is covered. Empty if
+    nothing was spent.
+
+    Raises:
+        ValueError: ``points`` < 1.
     """
-    budgets = sorted({r.budget for r in records if r.budget is not None})
-    if len(budgets) >= 2:
-        return [float(b) for b in budgets]
+    if points < 1:
+        raise ValueError(f"points must be >= 1 (got {points})")
     top = max((t for r in records for t, _ in _trace(r, kind)), default=0)
     if top <= 0:
         return []

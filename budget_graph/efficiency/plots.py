@@ -104,7 +104,7 @@ def plot_anytime(
     """
     plt = _pyplot()
     grid = list(budgets) if budgets is not None else m.budget_grid(
-        [r.model_copy(update={"budget": None}) for r in records], kind, points=20
+        records, kind, points=20
     )
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (method, budget), rs in _by(records, "method", "budget").items():

@@ -1,0 +1,158 @@
+import json
+
+import pytest
+
+from budget_graph.efficiency import RunRecord, write_jsonl
+from budget_graph.efficiency.report import (
+    COLUMNS,
+    DEFAULT_TABLE,
+    TableSpec,
+    aggregate,
+    render_json,
+    render_markdown,
+    render_report,
+    report_main,
+    write_report,
+)
+
+
+def r(task, method, item, correct, prompt, gen, budget=None, calls=1, samples=None, anytime=()):
+    extra = {} if samples is None else {"samples": samples}
+    return RunRecord(task=task, item=item, method=method, budget=budget, correct=correct,
+                     prompt_tokens=prompt, generated_tokens=gen, calls=calls, extra=extra,
+                     anytime=list(anytime))
+
+
+@pytest.fixture
+def records():
+    return [
+        # game24: tot solves 2/2 with 2000 total tokens each; planner@500 solves 1/2 with 500.
+        r("game24", "tot", "1", True, 1500, 500, calls=10, anytime=[(1000, 0.0), (2000, 1.0)]),
+        r("game24", "tot", "2", True, 1500, 500, calls=10, anytime=[(1200, 0.0), (2000, 1.0)]),
+        r("game24", "planner", "1", True, 400, 100, budget=500, calls=3,
+          anytime=[(250, 0.5), (500, 1.0)]),
+        r("game24", "planner", "2", False, 400, 100, budget=500, calls=3),
+        # date: fixed-40 2/2 with 400 generated each; window 1/2 with 50 generated each.
+        r("date", "fixed-40", "q1", True, 2000, 400, samples=40),
+        r("date", "fixed-40", "q2", True, 2000, 400, samples=40),
+        r("date", "window", "q1", True, 300, 50, budget=100, samples=5),
+        r("date", "window", "q2", False, 500, 50, budget=100, samples=7),
+    ]
+
+
+def test_aggregate_groups_in_first_appearance_order(records):
+    groups = aggregate(records)
+    assert [(g.task, g.label) for g in groups] == [
+        ("game24", "tot"), ("game24", "planner @ 500"), ("date", "fixed-40"),
+        ("date", "window @ 100"),
+    ]
+    tot, planner, fixed, window = groups
+    assert (tot.n, tot.solved, tot.tokens("total"), tot.calls) == (2, 2, 4000, 20)
+    assert planner.efficiency_1k("total") == pytest.approx(1.0)  # 1 / 1000 * 1000
+    assert window.mean_samples == 6.0 and fixed.mean_samples == 40.0
+    assert tot.mean_samples == 10.0  # no "samples" recorded: calls
+
+
+def test_planner_table_markdown(records):
+    md = render_markdown(records)
+    lines = md.splitlines()
+    head = lines.index("## game24")
+    assert lines[head + 2] == (
+        "| method | budget | solved | prompt tokens | completion tokens | total tokens "
+        "| correct per 1k total tokens |"
+    )
+    assert lines[head + 4] == "| tot | - | 2 | 3,000 | 1,000 | 4,000 | 0.5000 |"
+    assert lines[head + 5] == "| planner | 500 | 1 | 800 | 200 | 1,000 | 1.000 |"
+
+
+def test_self_consistency_table_markdown(records):
+    lines = render_markdown(records).splitlines()
+    head = lines.index("## date")
+    assert lines[head + 2] == (
+        "| method | accuracy | mean samples per question | generated tokens | prompt tokens "
+        "| correct per 1k generated tokens |"
+    )
+    assert lines[head + 4] == "| fixed-40 | 100.0% | 40.00 | 800 | 4,000 | 2.500 |"
+    assert lines[head + 5] == "| window @ 100 | 50.0% | 6.00 | 100 | 800 | 10.00 |"
+
+
+def test_divergence_section_names_rows(records):
+    md = render_markdown(records)
+    assert "### Rankings: accuracy vs E (correct per 1k total tokens)" in md
+    assert "- tot: 1st by accuracy, 2nd by E" in md
+    assert "- planner @ 500: 2nd by accuracy, 1st by E" in md
+    assert "- window @ 100: 2nd by accuracy, 1st by E" in md
+
+
+def test_rankings_agree_message_and_ties():
+    recs = [r("x", "a", "1", True, 0, 100), r("x", "b", "1", True, 0, 100),
+            r("x", "c", "1", False, 0, 100)]
+    md = render_markdown(recs)
+    assert "The accuracy and E rankings agree." in md
+    rows = {row["label"]: row for row in render_json(recs)["tasks"][0]["rankings"]}
+    assert (rows["a"]["accuracy_rank"], rows["b"]["accuracy_rank"], rows["c"]["accuracy_rank"]) \
+        == (1, 1, 3)
+
+
+def test_pareto_and_anytime_sections(records):
+    md = render_markdown(records)
+    pareto = md[md.index("### Pareto front: accuracy vs mean total tokens"):]
+    assert "| planner @ 500 | 500.0 | 50.0% |" in pareto
+    assert "| tot | 2000 | 100.0% |" in pareto
+    assert "### Anytime: Q(b)" in md
+    # game24 grid: 10 points up to the largest spend, 2000 total tokens
+    anytime = md[md.index("### Anytime"):md.index("## date")]
+    assert "Q(2,000)" in anytime
+    assert "### Anytime" not in md[md.index("## date"):]  # no traces for date
+
+
+def test_json_report_raw_numbers(records):
+    data = json.loads(render_report(records, fmt="json"))
+    assert data["runs"] == 8
+    game24 = data["tasks"][0]
+    assert game24["task"] == "game24" and game24["tokens"] == "total"
+    tot = game24["rows"][0]
+    assert (tot["label"], tot["solved"], tot["total_tokens"], tot["e_total_1k"]) == (
+        "tot", 2, 4000, 0.5)
+    assert tot["accuracy_ci"] == [1.0, 1.0]
+    assert [p["label"] for p in game24["pareto"]] == ["planner @ 500", "tot"]
+
+
+def test_custom_spec_and_errors(records):
+    spec = TableSpec(columns=("config", "runs", "calls", "accuracy_ci"), tokens="total")
+    lines = render_markdown(records, specs={"date": spec}).splitlines()
+    head = lines.index("## date")
+    assert lines[head + 2] == "| method | runs | calls | accuracy 95% CI |"
+    assert lines[head + 4] == "| fixed-40 | 2 | 2 | [100.0%, 100.0%] |"
+    other = render_markdown([r("unknown", "m", "1", True, 1, 1)])
+    assert "| " + " | ".join(COLUMNS[c].header for c in DEFAULT_TABLE.columns) + " |" in other
+    with pytest.raises(ValueError, match=r"Unknown columns: \['nope'\]"):
+        TableSpec(columns=("method", "nope"))
+    with pytest.raises(ValueError, match="Invalid tokens: 'cost'"):
+        TableSpec(columns=("method",), tokens="cost")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Invalid fmt: 'html'"):
+        render_report(records, fmt="html")
+
+
+def test_empty_report():
+    assert render_markdown([]).startswith("# Efficiency report\n\n0 runs over 0 task(s).")
+
+
+def test_write_report_and_report_main_reproduce_the_table(records, tmp_path, capsys):
+    paths = write_report(tmp_path / "bench", records, plots=False)
+    assert sorted(paths) == ["report.json", "report.md", "results.jsonl"]
+    written = (tmp_path / "bench" / "report.md").read_text()
+    assert written == render_markdown(records)
+    text = report_main(tmp_path / "bench" / "results.jsonl")
+    assert text == written
+    assert capsys.readouterr().out == written
+    assert report_main(paths["results.jsonl"], echo=False) == written
+    assert capsys.readouterr().out == ""
+
+
+def test_report_main_with_out_writes_report_not_records(records, tmp_path):
+    src = write_jsonl(tmp_path / "runs.jsonl", records)
+    report_main(src, out=tmp_path / "out", echo=False)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert "report.md" in names and "results.jsonl" not in names
+    assert "game24_pareto.png" in names
