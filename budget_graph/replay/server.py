@@ -1,0 +1,362 @@
+"""An OpenAI-compatible HTTP server replaying recorded completions (``budget-graph serve-replay``).
+
+``langchain_openai.ChatOpenAI(base_url=f"{url}/v1", api_key="replay", model="gpt-4")``
+works against it unchanged: ``/v1/chat/completions`` (JSON or SSE streaming with
+``stream_options.include_usage``, ``n``, ``max_tokens``/``max_completion_tokens``, ``stop``)
+and ``/v1/models``. Test endpoints: ``GET /v1/replay/usage`` (what the server billed),
+``POST /v1/replay/reset``, ``POST /v1/replay/faults``. Faults: see ``faults.py``.
+
+Billing: a request is billed (its prompt once plus every served completion token) when its
+full response was sent. Faulted requests (429/500) draw nothing and bill nothing. A dropped
+stream is *not* billed: the client never received the usage, so, as for the client, the
+call failed; its ledger entry keeps the tokens it would have cost (``billed: false``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from budget_graph.replay.chat_model import split_stream_chunks
+from budget_graph.replay.faults import FAULT_HEADER, Fault, FaultBook, parse_fault
+from budget_graph.replay.format import DATASETS
+from budget_graph.replay.store import NotRecordedError, ReplayError, ReplayResponse, ReplayStore
+
+__all__ = ["BillingEntry", "ReplayServer", "add_serve_parser", "create_app", "main", "serve"]
+
+
+@dataclass(frozen=True, slots=True)
+class BillingEntry:
+    """One request as the server saw it."""
+
+    request_id: str
+    status: int
+    billed: bool
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    stream: bool = False
+    reason: str = "ok"
+
+
+class _Ledger:
+    def __init__(self) -> None:
+        self.entries: list[BillingEntry] = []
+        self._lock = threading.Lock()
+
+    def add(self, entry: BillingEntry) -> None:
+        with self._lock:
+            self.entries.append(entry)
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            billed = [e for e in self.entries if e.billed]
+            return {
+                "prompt_tokens": sum(e.prompt_tokens for e in billed),
+                "completion_tokens": sum(e.completion_tokens for e in billed),
+                "requests": len(self.entries),
+                "billed_requests": len(billed),
+                "entries": [asdict(e) for e in self.entries],
+            }
+
+    def clear(self) -> None:
+        with self._lock:
+            self.entries.clear()
+
+
+def _error(status: int, message: str, *, code: str, type_: str = "invalid_request_error",
+           headers: dict[str, str] | None = None) -> Any:
+    from starlette.responses import JSONResponse
+
+    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(store: ReplayStore | None = None, *, fault: Fault | None = None) -> Any:
+    """The Starlette app; ``app.state`` holds ``store``, ``faults`` (``FaultBook``), ``ledger``."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    store = store or ReplayStore()
+    faults = FaultBook(fault)
+    ledger = _Ledger()
+    ids = itertools.count(1)
+
+    async def chat_completions(request: Request) -> Response:
+        rid = f"chatcmpl-replay-{next(ids)}"
+        try:
+            body = await request.json()
+            fault_spec = faults.pick(request.headers.get(FAULT_HEADER))
+        except (ValueError, json.JSONDecodeError) as exc:
+            return _error(400, f"Invalid request: {exc}", code="invalid_request")
+        if fault_spec and fault_spec.latency_s:
+            await asyncio.sleep(fault_spec.latency_s)
+        if fault_spec and fault_spec.status:
+            ledger.add(BillingEntry(rid, fault_spec.status, False, reason="fault"))
+            if fault_spec.status == 429:
+                return _error(429, "Rate limit reached (injected by the replay server)",
+                              code="rate_limit_exceeded", type_="requests",
+                              headers={"Retry-After": f"{fault_spec.retry_after_s:g}",
+                                       "retry-after-ms": f"{fault_spec.retry_after_s * 1000:g}"})
+            return _error(fault_spec.status, "Server error (injected by the replay server)",
+                          code="server_error", type_="server_error")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return _error(400, "'messages' must be a non-empty list", code="invalid_request")
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        stop = body.get("stop")
+        stop = [stop] if isinstance(stop, str) else stop
+        try:
+            resp = store.complete(messages, n=int(body.get("n") or 1), max_tokens=max_tokens,
+                                  stop=stop)
+        except NotRecordedError as exc:
+            ledger.add(BillingEntry(rid, 400, False, reason="not_recorded"))
+            return _error(400, str(exc), code="not_recorded")
+        except (ReplayError, ValueError) as exc:
+            ledger.add(BillingEntry(rid, 400, False, reason="replay_error"))
+            return _error(400, str(exc), code="replay_error")
+        model = str(body.get("model") or resp.model)
+        drop = fault_spec.drop_after_chunks if fault_spec else None
+        entry = BillingEntry(rid, 200, True, resp.prompt_tokens, resp.completion_tokens,
+                             stream=bool(body.get("stream")))
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            events = _sse_events(rid, model, resp, include_usage)
+            return StreamingResponse(_guarded(events, drop, entry, ledger),
+                                     media_type="text/event-stream")
+        payload = json.dumps(_completion_body(rid, model, resp)).encode()
+        if drop is not None:
+            half = [payload[: len(payload) // 2]]
+            return StreamingResponse(_guarded(half, 1, entry, ledger),
+                                     media_type="application/json")
+        ledger.add(entry)
+        return Response(payload, media_type="application/json")
+
+    async def models(request: Request) -> Response:
+        names = sorted({"replay", "gpt-4", "code-davinci-002"})
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "replay"} for n in names]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def usage(request: Request) -> Response:
+        return JSONResponse(ledger.summary())
+
+    async def reset(request: Request) -> Response:
+        store.reset()
+        ledger.clear()
+        faults.clear()
+        return JSONResponse({"ok": True})
+
+    async def inject(request: Request) -> Response:
+        spec = await request.json()
+        try:
+            count = int(spec.pop("count", 1))
+            faults.inject(parse_fault(spec["spec"]) if "spec" in spec else Fault(**spec), count)
+        except (TypeError, ValueError, KeyError) as exc:
+            return _error(400, f"Invalid fault: {exc}", code="invalid_fault")
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/replay/usage", usage, methods=["GET"]),
+        Route("/v1/replay/reset", reset, methods=["POST"]),
+        Route("/v1/replay/faults", inject, methods=["POST"]),
+    ])
+    app.state.store, app.state.faults, app.state.ledger = store, faults, ledger
+    return app
+
+
+def _usage_json(resp: ReplayResponse) -> dict[str, int]:
+    return {"prompt_tokens": resp.prompt_tokens, "completion_tokens": resp.completion_tokens,
+            "total_tokens": resp.total_tokens}
+
+
+def _completion_body(rid: str, model: str, resp: ReplayResponse) -> dict[str, Any]:
+    return {
+        "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": c.text},
+             "finish_reason": c.finish_reason, "logprobs": None}
+            for i, c in enumerate(resp.choices)
+        ],
+        "usage": _usage_json(resp),
+        "system_fingerprint": "replay",
+    }
+
+
+def _sse_events(rid: str, model: str, resp: ReplayResponse, include_usage: bool) -> list[bytes]:
+    created = int(time.time())
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        obj = {"id": rid, "object": "chat.completion.chunk", "created": created,
+               "model": model, "choices": choices, **extra}
+        return f"data: {json.dumps(obj)}\n\n".encode()
+
+    out = []
+    for i, choice in enumerate(resp.choices):
+        out.append(event([{"index": i, "delta": {"role": "assistant", "content": ""},
+                           "finish_reason": None}]))
+        for piece in split_stream_chunks(choice.text):
+            out.append(event([{"index": i, "delta": {"content": piece},
+                               "finish_reason": None}]))
+        out.append(event([{"index": i, "delta": {}, "finish_reason": choice.finish_reason}]))
+    if include_usage:
+        out.append(event([], usage=_usage_json(resp)))
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
+class _DroppedConnection(Exception):
+    """Raised inside a response body to make the server close the connection mid-response."""
+
+
+async def _guarded(chunks: Sequence[bytes], drop: int | None, entry: BillingEntry,
+                   ledger: _Ledger) -> AsyncIterator[bytes]:
+    for i, chunk in enumerate(chunks):
+        if drop is not None and i >= drop:
+            ledger.add(BillingEntry(entry.request_id, 200, False, entry.prompt_tokens,
+                                    entry.completion_tokens, entry.stream, reason="dropped"))
+            raise _DroppedConnection(entry.request_id)
+        yield chunk
+    ledger.add(entry)
+
+
+class ReplayServer:
+    """A replay server running in a background thread (for tests, benchmarks, notebooks).
+
+    Args:
+        store: The ``ReplayStore`` to serve (default: every shipped dataset).
+        host: Interface to bind.
+        port: Port (0 picks a free one; read ``port``/``base_url`` after ``start()``).
+        fault: Fault applied to every request without a header fault.
+
+    Example:
+        >>> with ReplayServer() as server:  # doctest: +SKIP
+        ...     llm = ChatOpenAI(base_url=server.base_url, api_key="replay", model="gpt-4")
+
+    """
+
+    def __init__(self, store: ReplayStore | None = None, *, host: str = "127.0.0.1",
+                 port: int = 0, fault: Fault | None = None) -> None:
+        self.app = create_app(store, fault=fault)
+        self.host, self.port = host, port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL (``http://host:port/v1``)."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def store(self) -> ReplayStore:
+        """The store being served."""
+        return self.app.state.store  # type: ignore[no-any-return]
+
+    @property
+    def faults(self) -> FaultBook:
+        """The server's fault book (``inject()`` faults for the next requests)."""
+        return self.app.state.faults  # type: ignore[no-any-return]
+
+    def usage(self) -> dict[str, Any]:
+        """What the server billed so far (same as ``GET /v1/replay/usage``)."""
+        return self.app.state.ledger.summary()  # type: ignore[no-any-return]
+
+    def reset(self) -> None:
+        """Rewind cursors, clear the ledger and the faults."""
+        self.store.reset()
+        self.app.state.ledger.clear()
+        self.faults.clear()
+
+    def start(self, timeout_s: float = 30.0) -> ReplayServer:
+        """Start serving in a daemon thread; returns when the socket listens."""
+        import uvicorn
+
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="critical",
+                                lifespan="off", timeout_graceful_shutdown=1)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="replay-server",
+                                        daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"Replay server did not start on {self.host}:{self.port}")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join the thread."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> ReplayServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, *,
+          datasets: Sequence[str] | None = None, seed: int | None = None,
+          on_exhausted: str = "cycle", fault: Fault | None = None,
+          log_level: str = "info") -> None:
+    """Serve the replay API in the foreground until interrupted."""
+    import uvicorn
+
+    store = ReplayStore(datasets, seed=seed, on_exhausted=on_exhausted)  # type: ignore[arg-type]
+    uvicorn.run(create_app(store, fault=fault), host=host, port=port, log_level=log_level)
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``serve-replay`` subcommand to an argparse ``subparsers``; sets ``func``."""
+    p = subparsers.add_parser("serve-replay", help="serve recorded completions over an "
+                              "OpenAI-compatible HTTP API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--datasets", nargs="*", default=None, choices=DATASETS,
+                   help="recordings to serve (default: all)")
+    p.add_argument("--seed", type=int, default=None, help="shuffle each request's completions")
+    p.add_argument("--on-exhausted", choices=["cycle", "error"], default="cycle")
+    p.add_argument("--fault", default=None,
+                   help="fault for every request, e.g. '429', 'latency=0.2', 'drop=3'")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=_run_from_args)
+    return p  # type: ignore[no-any-return]
+
+
+def _run_from_args(args: argparse.Namespace) -> int:
+    serve(args.host, args.port, datasets=args.datasets, seed=args.seed,
+          on_exhausted=args.on_exhausted,
+          fault=parse_fault(args.fault) if args.fault else None, log_level=args.log_level)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m budget_graph.replay.server [--port 8000] ...``."""
+    parser = argparse.ArgumentParser(prog="budget-graph")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_serve_parser(sub)
+    import sys
+
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or args_list[0] != "serve-replay":
+        args_list = ["serve-replay", *args_list]
+    args = parser.parse_args(args_list)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
