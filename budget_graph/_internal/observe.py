@@ -11,7 +11,16 @@ from typing import Any, Protocol
 
 from budget_graph.budget import Usage
 
-__all__ = ["CallInfo", "NodeInfo", "Observer", "add_observer", "observers", "remove_observer"]
+__all__ = [
+    "CallInfo",
+    "NodeInfo",
+    "Observer",
+    "RunInfo",
+    "add_observer",
+    "content_wanted",
+    "observers",
+    "remove_observer",
+]
 
 
 @dataclass(slots=True)
@@ -55,6 +64,19 @@ class NodeInfo:
     slot: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class RunInfo:
+    """One graph run (``with_budget`` graphs, or ``budget_graph.telemetry.trace_run``)."""
+
+    name: str
+    meter: Any = None
+    """The run's meter, when known (set at start or before ``run_finished``)."""
+    state: Any = None
+    """The run's final state (a dict with ``spend``/``stop_reason``), when known."""
+    error: BaseException | None = None
+    slot: dict[str, Any] = field(default_factory=dict)
+
+
 class Observer(Protocol):
     """Receives budget events. Every method is optional in practice (no-op defaults)."""
 
@@ -69,6 +91,12 @@ class Observer(Protocol):
 
     def node_finished(self, node: NodeInfo) -> None:
         """A guarded node ended."""
+
+    def run_started(self, run: RunInfo) -> None:
+        """A graph run started (in the caller's context, before any node)."""
+
+    def run_finished(self, run: RunInfo) -> None:
+        """A graph run ended: ``state`` set on success, ``error`` on failure."""
 
     def event(self, name: str, attributes: dict[str, Any]) -> None:
         """A budget event: reservation refused, budget exhausted, early stop, retry..."""
@@ -93,6 +121,11 @@ def remove_observer(observer: Observer) -> None:
     """Unregister an observer."""
     global _observers
     _observers = tuple(o for o in _observers if o is not observer)
+
+
+def content_wanted() -> bool:
+    """Whether any observer asked for prompt/completion text (``capture_content``)."""
+    return any(getattr(o, "capture_content", False) for o in _observers)
 
 
 def notify(method: str, arg: Any) -> None:
