@@ -433,6 +433,11 @@ class PostgresMeter:
         spec = self.scope_spec
         return spec if isinstance(spec, str) else spec.key()
 
+    @property
+    def scope(self) -> str:
+        """The scope named in errors and telemetry: the current key."""
+        return self.key
+
     def _ensure(self, key: str) -> None:
         if key in self._ensured:
             return

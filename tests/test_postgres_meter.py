@@ -290,3 +290,42 @@ def test_sigkilled_worker_lease_expires(postgres_conninfo: str) -> None:
         assert meter.remaining == 700
         assert _one(postgres_conninfo, "SELECT count(*) FROM budget_graph_leases "
                                        "WHERE id = %s", lease_id) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_graph_with_budgeted_model_on_a_shared_meter(postgres_conninfo: str) -> None:
+    from langchain_core.messages import HumanMessage
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    from budget_graph.budgeted import budgeted
+    from budget_graph.context import budget_config
+    from budget_graph.testing import BillingFakeChat
+
+    fake = BillingFakeChat(texts=["one two three four five six seven eight nine ten"])
+    llm = budgeted(fake)
+
+    def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [llm.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_edge(START, "agent")
+    graph.add_edge("agent", END)
+    app = graph.compile()
+    scope = BudgetScope.from_config({"configurable": {"thread_id": "conv-1"}})
+    with PostgresMeter.from_conn_string(
+        postgres_conninfo, Budget(max_tokens=60), scope=scope,
+    ) as meter:
+        config = budget_config(meter, {"configurable": {"thread_id": "conv-1"}})
+        app.invoke({"messages": [HumanMessage("hello")]}, config)
+        assert meter.spent == sum(fake.billed) > 0
+        assert meter.spend.by_node["agent"].calls == 1
+        assert meter.reserved == 0
+        while True:  # run until the shared budget refuses a call
+            try:
+                app.invoke({"messages": [HumanMessage("hello")]}, config)
+            except BudgetExceededError as exc:
+                assert exc.scope == "thread:conv-1"
+                break
+        assert meter.spent == sum(fake.billed) <= 60
