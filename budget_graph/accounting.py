@@ -67,15 +67,24 @@ _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
 
 def encoding_for_model(model: str | None) -> Encoding:
     """The tokenizer of ``model`` (o200k_base for GPT-4o and newer, else cl100k_base)."""
-    name = "o200k_base" if model and model.startswith(_O200K_PREFIXES) else "cl100k_base"
-    return get_encoding(name)
+    return get_encoding(_encoding_name(model))
+
+
+def _encoding_name(model: str | None) -> str:
+    return "o200k_base" if model and model.startswith(_O200K_PREFIXES) else "cl100k_base"
+
+
+@functools.lru_cache(maxsize=8192)
+def _count(encoding: str, text: str) -> int:
+    # Prompts repeat (few-shot prefixes, re-sent histories): counting is cached per text.
+    return len(get_encoding(encoding).encode(text, disallowed_special=()))
 
 
 def count_tokens(text: str, *, model: str | None = None) -> int:
     """Number of tokens of ``text`` under ``model``'s tokenizer."""
     if not text:
         return 0
-    return len(encoding_for_model(model).encode(text, disallowed_special=()))
+    return _count(_encoding_name(model), text)
 
 
 def _content_text(content: Any) -> str:
@@ -107,10 +116,10 @@ def count_messages(
     """
     import json
 
-    enc = encoding_for_model(model)
+    encoding = _encoding_name(model)
 
     def n(text: str) -> int:
-        return len(enc.encode(text, disallowed_special=())) if text else 0
+        return _count(encoding, text) if text else 0
 
     total = CHAT_REPLY_OVERHEAD
     for msg in messages:
