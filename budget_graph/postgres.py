@@ -41,6 +41,8 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
+from budget_graph._internal import pg_schema as sql
+from budget_graph._internal.pg_schema import MIGRATIONS
 from budget_graph.budget import Budget, Spend, Usage
 from budget_graph.errors import BudgetExceededError, UsageOverrunWarning
 from budget_graph.meter import Reservation
@@ -53,143 +55,11 @@ __all__ = [
     "LeasedReservation",
     "Period",
     "PostgresMeter",
+    "setup",
 ]
 
 Period = Literal["hour", "day", "week", "month"]
 """Length of a periodic budget; the scope key names the period's start."""
-
-MIGRATIONS: list[str] = [
-    "CREATE TABLE IF NOT EXISTS budget_graph_migrations (v INTEGER PRIMARY KEY)",
-    """CREATE TABLE IF NOT EXISTS budget_graph_budgets (
-    key TEXT PRIMARY KEY,
-    limit_units BIGINT NOT NULL CHECK (limit_units > 0),
-    reserve_units BIGINT NOT NULL DEFAULT 0 CHECK (reserve_units >= 0),
-    unit TEXT NOT NULL DEFAULT 'tokens',
-    spent BIGINT NOT NULL DEFAULT 0 CHECK (spent >= 0),
-    reserved BIGINT NOT NULL DEFAULT 0 CHECK (reserved >= 0),
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
-)""",
-    """CREATE TABLE IF NOT EXISTS budget_graph_leases (
-    id BIGSERIAL PRIMARY KEY,
-    key TEXT NOT NULL REFERENCES budget_graph_budgets (key) ON DELETE CASCADE,
-    units BIGINT NOT NULL CHECK (units >= 0),
-    final BOOLEAN NOT NULL DEFAULT false,
-    node TEXT,
-    owner TEXT,
-    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
-    expires_at TIMESTAMPTZ NOT NULL
-)""",
-    "CREATE INDEX IF NOT EXISTS budget_graph_leases_key_expires_idx "
-    "ON budget_graph_leases (key, expires_at)",
-    """CREATE TABLE IF NOT EXISTS budget_graph_charges (
-    lease_id BIGINT PRIMARY KEY,
-    key TEXT NOT NULL,
-    units BIGINT NOT NULL,
-    reserved_units BIGINT NOT NULL,
-    late BOOLEAN NOT NULL,
-    node TEXT,
-    input_tokens BIGINT,
-    output_tokens BIGINT,
-    reasoning_tokens BIGINT,
-    cached_tokens BIGINT,
-    calls BIGINT,
-    estimated_calls BIGINT,
-    committed_at TIMESTAMPTZ NOT NULL DEFAULT now()
-)""",
-    "CREATE INDEX IF NOT EXISTS budget_graph_charges_key_idx ON budget_graph_charges (key)",
-]
-"""Schema migrations; the position of a migration is its version. Append only."""
-
-_SETUP_LOCK = 0x6275_6467_6574  # pg_advisory_xact_lock id: one setup() at a time
-
-_ENSURE_SQL = """
-INSERT INTO budget_graph_budgets (key, limit_units, reserve_units, unit)
-VALUES (%(key)s, %(limit)s, %(reserve)s, %(unit)s)
-ON CONFLICT (key) DO {}"""
-_ENSURE_UPDATE = _ENSURE_SQL.format(
-    "UPDATE SET limit_units = EXCLUDED.limit_units, reserve_units = EXCLUDED.reserve_units, "
-    "unit = EXCLUDED.unit, updated_at = now()"
-)
-_ENSURE_KEEP = _ENSURE_SQL.format("NOTHING")
-
-# The hot path: the check and the increment are one UPDATE (the row lock serialises
-# concurrent reservations and each re-checks the latest row), the lease is inserted
-# only if the UPDATE matched.
-_RESERVE_SQL = """
-WITH b AS (
-    UPDATE budget_graph_budgets
-    SET reserved = reserved + %(units)s, updated_at = now()
-    WHERE key = %(key)s AND spent + reserved + %(units)s
-        <= limit_units - CASE WHEN %(final)s THEN 0 ELSE reserve_units END
-    RETURNING key
-)
-INSERT INTO budget_graph_leases (key, units, final, node, owner, expires_at)
-SELECT key, %(units)s::bigint, %(final)s::boolean, %(node)s::text, %(owner)s::text,
-       now() + make_interval(secs => %(lease_s)s)
-FROM b
-RETURNING id, expires_at"""
-
-# Reclaim expired leases of a key and read its row, in one statement. SKIP LOCKED:
-# a lease being committed or reclaimed by someone else right now is theirs.
-_RECLAIM_READ_SQL = """
-WITH expired AS (
-    DELETE FROM budget_graph_leases
-    WHERE id IN (SELECT id FROM budget_graph_leases
-                 WHERE key = %(key)s AND expires_at <= now()
-                 FOR UPDATE SKIP LOCKED)
-    RETURNING units
-), upd AS (
-    UPDATE budget_graph_budgets
-    SET reserved = reserved - (SELECT sum(units) FROM expired), updated_at = now()
-    WHERE key = %(key)s AND EXISTS (SELECT 1 FROM expired)
-    RETURNING limit_units, reserve_units, spent, reserved
-)
-SELECT limit_units, reserve_units, spent, reserved,
-       (SELECT coalesce(sum(units), 0) FROM expired)::bigint FROM upd
-UNION ALL
-SELECT limit_units, reserve_units, spent, reserved, 0::bigint FROM budget_graph_budgets
-WHERE key = %(key)s AND NOT EXISTS (SELECT 1 FROM upd)"""
-
-# Charge a call: drop its lease (if still there), record the charge once (the
-# ledger's primary key makes a repeated commit a no-op), add the units to spent.
-_COMMIT_SQL = """
-WITH gone AS (
-    DELETE FROM budget_graph_leases WHERE id = %(id)s RETURNING units
-), charge AS (
-    INSERT INTO budget_graph_charges (lease_id, key, units, reserved_units, late, node,
-        input_tokens, output_tokens, reasoning_tokens, cached_tokens, calls, estimated_calls)
-    SELECT %(id)s::bigint, %(key)s::text, %(units)s::bigint, %(reserved_units)s::bigint,
-        NOT EXISTS (SELECT 1 FROM gone),
-        %(node)s::text, %(input_tokens)s::bigint, %(output_tokens)s::bigint,
-        %(reasoning_tokens)s::bigint,
-        %(cached_tokens)s::bigint, %(calls)s::bigint, %(estimated_calls)s::bigint
-    ON CONFLICT (lease_id) DO NOTHING
-    RETURNING late
-)
-UPDATE budget_graph_budgets
-SET spent = spent + %(units)s,
-    reserved = reserved - coalesce((SELECT sum(units) FROM gone), 0),
-    updated_at = now()
-WHERE key = %(key)s AND EXISTS (SELECT 1 FROM charge)
-RETURNING (SELECT bool_or(late) FROM charge)"""
-
-_RELEASE_SQL = """
-WITH gone AS (
-    DELETE FROM budget_graph_leases WHERE id = %(id)s RETURNING key, units
-)
-UPDATE budget_graph_budgets AS b
-SET reserved = b.reserved - g.units, updated_at = now()
-FROM gone AS g WHERE b.key = g.key"""
-
-_RENEW_SQL = """
-UPDATE budget_graph_leases SET expires_at = now() + make_interval(secs => %(lease_s)s)
-WHERE id = %(id)s RETURNING expires_at"""
-
-_SPEND_SQL = """
-SELECT node, sum(input_tokens), sum(output_tokens), sum(reasoning_tokens),
-       sum(cached_tokens), sum(calls), sum(estimated_calls), sum(units)
-FROM budget_graph_charges WHERE key = %(key)s AND calls IS NOT NULL GROUP BY node"""
 
 _KIND = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -319,6 +189,30 @@ class LeaseExpiredWarning(UserWarning):
     """A call was committed after its lease expired and its units had been reclaimed."""
 
 
+def setup(conn: ConnectionPool | psycopg.Connection[Any]) -> None:
+    """Create or migrate the meter's tables; idempotent, safe from many workers at once.
+
+    Like ``PostgresSaver.setup()``: call it once at deploy or start-up time.
+    """
+    if isinstance(conn, ConnectionPool):
+        with conn.connection() as c, c.cursor(row_factory=tuple_row) as cur:
+            _migrate(cur)
+    else:
+        with conn.cursor(row_factory=tuple_row) as cur:
+            _migrate(cur)
+
+
+def _migrate(cur: psycopg.Cursor[Any]) -> None:
+    with cur.connection.transaction():
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (sql.SETUP_LOCK,))
+        cur.execute(MIGRATIONS[0])
+        row = cur.execute("SELECT max(v) FROM budget_graph_migrations").fetchone()
+        version = -1 if row is None or row[0] is None else row[0]
+        for v in range(version + 1, len(MIGRATIONS)):
+            cur.execute(MIGRATIONS[v])
+            cur.execute("INSERT INTO budget_graph_migrations (v) VALUES (%s)", (v,))
+
+
 class PostgresMeter:
     """A hard cap shared by every worker that points at the same database and scope.
 
@@ -417,15 +311,9 @@ class PostgresMeter:
                 yield cur
 
     def setup(self) -> None:
-        """Create or migrate the tables (idempotent, safe to run from many workers at once)."""
-        with self._cursor() as cur, cur.connection.transaction():
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SETUP_LOCK,))
-            cur.execute(MIGRATIONS[0])
-            row = cur.execute("SELECT max(v) FROM budget_graph_migrations").fetchone()
-            version = -1 if row is None or row[0] is None else row[0]
-            for v in range(version + 1, len(MIGRATIONS)):
-                cur.execute(MIGRATIONS[v])
-                cur.execute("INSERT INTO budget_graph_migrations (v) VALUES (%s)", (v,))
+        """Create or migrate the tables (see :func:`setup`)."""
+        with self._cursor() as cur:
+            _migrate(cur)
 
     @property
     def key(self) -> str:
@@ -443,7 +331,7 @@ class PostgresMeter:
             return
         with self._cursor() as cur:
             cur.execute(
-                _ENSURE_UPDATE if self.update_limit else _ENSURE_KEEP,
+                sql.ENSURE_UPDATE if self.update_limit else sql.ENSURE_KEEP,
                 {"key": key, "limit": self.budget.limit, "reserve": self.budget.reserve,
                  "unit": self.budget.unit},
             )
@@ -454,7 +342,7 @@ class PostgresMeter:
         key = self.key
         self._ensure(key)
         with self._cursor() as cur:
-            row = cur.execute(_RECLAIM_READ_SQL, {"key": key}).fetchone()
+            row = cur.execute(sql.RECLAIM_READ_SQL, {"key": key}).fetchone()
         if row is None:  # deleted behind our back: recreate it
             self._ensured.discard(key)
             self._ensure(key)
@@ -490,7 +378,7 @@ class PostgresMeter:
     def spend(self) -> Spend:
         """What every worker committed with usage on this scope, per node."""
         with self._cursor() as cur:
-            rows = cur.execute(_SPEND_SQL, {"key": self.key}).fetchall()
+            rows = cur.execute(sql.SPEND_SQL, {"key": self.key}).fetchall()
         total = Spend()
         for node, *numbers in rows:
             total = total + Spend.of(Usage(*(int(n or 0) for n in numbers)), node=node)
@@ -512,7 +400,7 @@ class PostgresMeter:
                   "owner": self._owner, "lease_s": self.lease_s}
         for attempt in range(2):
             with self._cursor() as cur:
-                row = cur.execute(_RESERVE_SQL, params).fetchone()
+                row = cur.execute(sql.RESERVE_SQL, params).fetchone()
             if row is not None:
                 return LeasedReservation(row[0], units, final, node, key=key, expires_at=row[1])
             snap = self.snapshot()
@@ -544,7 +432,7 @@ class PostgresMeter:
             "estimated_calls": u.estimated_calls if u else None,
         }
         with self._cursor() as cur:
-            row = cur.execute(_COMMIT_SQL, params).fetchone()
+            row = cur.execute(sql.COMMIT_SQL, params).fetchone()
         if row is None:  # already committed
             return
         if row[0]:
@@ -566,12 +454,12 @@ class PostgresMeter:
     def release(self, reservation: Reservation) -> None:
         """Drop a reservation without charging it (idempotent)."""
         with self._cursor() as cur:
-            cur.execute(_RELEASE_SQL, {"id": reservation.id})
+            cur.execute(sql.RELEASE_SQL, {"id": reservation.id})
 
     def renew(self, reservation: Reservation) -> datetime | None:
         """Extend a lease by ``lease_s`` from now; ``None`` if it was already reclaimed."""
         with self._cursor() as cur:
-            row = cur.execute(_RENEW_SQL, {"id": reservation.id,
+            row = cur.execute(sql.RENEW_SQL, {"id": reservation.id,
                                            "lease_s": self.lease_s}).fetchone()
         return None if row is None else row[0]
 

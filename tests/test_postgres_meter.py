@@ -329,3 +329,19 @@ def test_graph_with_budgeted_model_on_a_shared_meter(postgres_conninfo: str) -> 
                 assert exc.scope == "thread:conv-1"
                 break
         assert meter.spent == sum(fake.billed) <= 60
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_deployment_doc_examples_run(postgres_conninfo: str) -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "deployment.md").read_text()
+    code = "\n".join(re.findall(r"```python\n(.*?)```", text, flags=re.S))
+    namespace: dict[str, Any] = {"DB_URI": postgres_conninfo}
+    try:
+        exec(compile(code, "docs/deployment.md", "exec"), namespace)
+        assert namespace["alice"].spent <= 2_000
+    finally:
+        if "pool" in namespace:
+            namespace["pool"].close()
