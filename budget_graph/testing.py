@@ -25,6 +25,8 @@ class BillingFakeChat(BaseChatModel):
     """
 
     texts: list[str] = ["ok"]
+    answers: dict[str, str] = {}
+    """Substring of the last message -> text to answer with (checked before ``texts``)."""
     report_usage: bool = True
     fail_after_billing: bool = False
     billed: list[int] = []
@@ -41,8 +43,11 @@ class BillingFakeChat(BaseChatModel):
         return "billing-fake"
 
     def _reply(self, messages: list[BaseMessage], max_tokens: int | None) -> tuple[str, dict]:
-        with self._lock:
-            text = next(self._cycle)
+        last = messages[-1].text if messages else ""
+        text = next((t for key, t in self.answers.items() if key in last), None)
+        if text is None:
+            with self._lock:
+                text = next(self._cycle)
         enc = encoding_for_model(None)
         ids = enc.encode(text)
         if max_tokens is not None and len(ids) > max_tokens:

@@ -1,0 +1,69 @@
+import importlib
+import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import budget_graph
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS_RUN = ["quickstart.md", "concepts.md"]
+
+
+def test_every_exported_name_imports():
+    for name in budget_graph.__all__:
+        assert getattr(budget_graph, name) is not None, name
+
+
+def test_every_module_declares_all():
+    missing = []
+    for mod in pkgutil.walk_packages(budget_graph.__path__, "budget_graph."):
+        if mod.name.startswith("budget_graph._internal") or ".data" in mod.name:
+            continue
+        try:
+            module = importlib.import_module(mod.name)
+        except ImportError as exc:  # optional extras
+            pytest.skip(f"{mod.name}: {exc}")
+        if not hasattr(module, "__all__"):
+            missing.append(mod.name)
+        for name in getattr(module, "__all__", ()):
+            assert hasattr(module, name), f"{mod.name}.__all__ lists missing {name}"
+    assert missing == []
+
+
+@pytest.mark.parametrize("doc", DOCS_RUN)
+def test_doc_examples_run(doc):
+    text = (ROOT / "docs" / doc).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, f"no python blocks in {doc}"
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, f"docs/{doc}", "exec"), namespace)
+
+
+def test_existing_graph_example_runs():
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "existing_graph.py")],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "spent" in out and "of 2000 tokens" in out
+
+
+def test_cli_rejects_unknown_task_with_the_valid_ones(capsys):
+    from budget_graph.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "chess"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'chess'" in err and "game24" in err and "date" in err
+
+
+def test_cli_rejects_bad_budgets():
+    from budget_graph.cli import _parse_budgets
+
+    with pytest.raises(SystemExit, match="invalid --budgets entry 'lots'"):
+        _parse_budgets("0.5,lots")
+    with pytest.raises(SystemExit, match=r"must be > 0 \(got '-5'\)"):
+        _parse_budgets("-5")
+    assert _parse_budgets("25%,0.5,1000") == [0.25, 0.5, 1000.0]
