@@ -1,0 +1,40 @@
+"""OpenTelemetry spans, events and metrics for budgets (OTel API only; SDK helpers in ``export``).
+
+Example:
+    >>> from opentelemetry.sdk.trace import TracerProvider
+    >>> from budget_graph.telemetry import instrument
+    >>> handle = instrument(tracer_provider=TracerProvider())
+    >>> handle.uninstrument()
+
+"""
+
+from budget_graph.telemetry.config import TelemetryConfig
+from budget_graph.telemetry.metrics import (
+    BudgetInstruments,
+    create_budget_events_counter,
+    create_budget_instruments,
+    create_operation_duration_histogram,
+    create_overshoot_counter,
+    create_run_spend_histogram,
+    create_token_usage_histogram,
+    create_utilization_histogram,
+)
+from budget_graph.telemetry.runs import TracedGraph, trace_run, traced
+from budget_graph.telemetry.tracer import BudgetTracer, instrument
+
+__all__ = [
+    "BudgetInstruments",
+    "BudgetTracer",
+    "TelemetryConfig",
+    "TracedGraph",
+    "create_budget_events_counter",
+    "create_budget_instruments",
+    "create_operation_duration_histogram",
+    "create_overshoot_counter",
+    "create_run_spend_histogram",
+    "create_token_usage_histogram",
+    "create_utilization_histogram",
+    "instrument",
+    "trace_run",
+    "traced",
+]

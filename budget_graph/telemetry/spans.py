@@ -1,0 +1,193 @@
+"""Span attribute builders and the rolled-up usage a node or run span carries."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.util.types import AttributeValue
+
+from budget_graph._internal.observe import CallInfo
+from budget_graph.budget import Spend, Usage
+from budget_graph.telemetry import attributes as A
+
+__all__ = [
+    "Rollup",
+    "budget_attributes",
+    "call_end_attributes",
+    "call_start_attributes",
+    "content_attributes",
+    "event_attributes",
+    "usage_attributes",
+]
+
+
+class Rollup:
+    """Thread-safe running sum of the usage of the calls under a node or run span.
+
+    Parallel branches finish calls on different threads, hence the lock; ``parent``
+    links a nested node to the node or run around it so every ancestor gets the call.
+    """
+
+    __slots__ = ("_lock", "meter", "parent", "span", "usage")
+
+    def __init__(self, span: Any, parent: Rollup | None) -> None:
+        self.span = span
+        self.parent = parent
+        self.usage = Usage()
+        self.meter: Any = None
+        self._lock = threading.Lock()
+
+    def add(self, usage: Usage, meter: Any) -> None:
+        """Add one call's usage here and to every ancestor."""
+        node: Rollup | None = self
+        while node is not None:
+            with node._lock:
+                node.usage = node.usage + usage
+                if node.meter is None:
+                    node.meter = meter
+            node = node.parent
+
+
+def usage_attributes(usage: Usage | Spend) -> dict[str, AttributeValue]:
+    """``budget.usage.*`` for a usage (a call's own, or a rolled-up total)."""
+    return {
+        A.USAGE_INPUT_TOKENS: usage.input_tokens,
+        A.USAGE_OUTPUT_TOKENS: usage.output_tokens,
+        A.USAGE_REASONING_TOKENS: usage.reasoning_tokens,
+        A.USAGE_CACHED_TOKENS: usage.cached_tokens,
+        A.USAGE_CALLS: usage.calls,
+        A.USAGE_UNITS: usage.units,
+    }
+
+
+def budget_attributes(meter: Any) -> dict[str, AttributeValue]:
+    """``budget.limit/spent/remaining/unit`` read off a meter now (empty if unknown)."""
+    if meter is None:
+        return {}
+    try:
+        out: dict[str, AttributeValue] = {
+            A.BUDGET_LIMIT: int(meter.limit),
+            A.BUDGET_SPENT: int(meter.spent),
+            A.BUDGET_REMAINING: int(meter.remaining),
+        }
+    except Exception:  # noqa: BLE001 - a remote meter may be unreachable; never break a run
+        return {}
+    unit = getattr(getattr(meter, "budget", None), "unit", None)
+    if isinstance(unit, str):
+        out[A.BUDGET_UNIT] = unit
+    return out
+
+
+def call_start_attributes(call: CallInfo) -> dict[str, AttributeValue]:
+    """Attributes known when a call's reservation is granted."""
+    attrs: dict[str, AttributeValue] = {
+        A.SPAN_KIND: A.SPAN_KIND_LLM,
+        A.GEN_AI_OPERATION_NAME: call.operation,
+    }
+    if call.model is not None:
+        attrs[A.GEN_AI_REQUEST_MODEL] = call.model
+    if call.max_tokens is not None:
+        attrs[A.GEN_AI_REQUEST_MAX_TOKENS] = call.max_tokens
+    if call.n != 1:
+        attrs[A.GEN_AI_REQUEST_CHOICE_COUNT] = call.n
+    if call.node is not None:
+        attrs[A.BUDGET_NODE] = call.node
+    for key, value in (
+        (A.BUDGET_LIMIT, call.limit),
+        (A.BUDGET_SPENT, call.spent_before),
+        (A.BUDGET_REMAINING, call.remaining_before),
+        (A.BUDGET_ALLOCATED, call.allocated),
+    ):
+        if value is not None:
+            attrs[key] = value
+    if call.limit is not None:
+        attrs[A.BUDGET_RESERVED] = call.reserved_units
+    return attrs
+
+
+def call_end_attributes(call: CallInfo, *, genai_usage: bool) -> dict[str, AttributeValue]:
+    """Attributes known when a call ends: usage, charged units, finish reasons."""
+    attrs: dict[str, AttributeValue] = {}
+    if call.finish_reasons:
+        attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = list(call.finish_reasons)
+    usage = call.usage
+    if usage is None:
+        return attrs
+    if genai_usage:
+        attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+        attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        if usage.reasoning_tokens:
+            attrs[A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+        if usage.cached_tokens:
+            attrs[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cached_tokens
+    attrs.update(usage_attributes(usage))
+    attrs[A.BUDGET_UNITS] = call.units if call.units is not None else usage.units
+    if call.estimated:
+        attrs[A.BUDGET_ESTIMATED] = True
+    return attrs
+
+
+def _truncate(text: str, max_chars: int | None) -> str:
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    return text[:max_chars] + "…"
+
+
+def _message_dicts(messages: Any) -> list[dict[str, Any]]:
+    out = []
+    for msg in messages or ():
+        role = getattr(msg, "type", None) or "user"
+        content = getattr(msg, "content", msg)
+        if not isinstance(content, str):
+            content = json.dumps(content, default=str)
+        out.append({"role": {"human": "user", "ai": "assistant"}.get(role, role),
+                    "parts": [{"type": "text", "content": content}]})
+    return out
+
+
+def content_attributes(call: CallInfo, max_chars: int | None) -> dict[str, AttributeValue]:
+    """``gen_ai.input.messages`` / ``gen_ai.output.messages`` (only when opted in)."""
+    attrs: dict[str, AttributeValue] = {}
+    if call.input_messages is not None:
+        attrs[A.GEN_AI_INPUT_MESSAGES] = _truncate(
+            json.dumps(_message_dicts(call.input_messages), ensure_ascii=False), max_chars
+        )
+    if call.output_text is not None:
+        out = [{"role": "assistant", "parts": [{"type": "text", "content": call.output_text}]}]
+        attrs[A.GEN_AI_OUTPUT_MESSAGES] = _truncate(json.dumps(out, ensure_ascii=False), max_chars)
+    return attrs
+
+
+_SCALARS = (str, bool, int, float)
+
+
+def _attr_value(value: Any) -> AttributeValue | None:
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(v, _SCALARS) for v in value):
+        return list(value)
+    return str(value)
+
+
+def event_attributes(attributes: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    """A budget event's attributes as OTel values.
+
+    Bare keys get the ``budget.`` prefix, ``model`` becomes ``gen_ai.request.model``,
+    ``None`` values are dropped.
+    """
+    out: dict[str, AttributeValue] = {}
+    for key, value in attributes.items():
+        converted = _attr_value(value)
+        if converted is None:
+            continue
+        if key == "model":
+            name = A.GEN_AI_REQUEST_MODEL
+        elif "." in key:
+            name = key
+        else:
+            name = A.BUDGET_PREFIX + key
+        out[name] = converted
+    return out

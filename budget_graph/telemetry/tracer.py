@@ -1,0 +1,263 @@
+"""``BudgetTracer``: the observer that turns budgeted calls, nodes and runs into OTel spans."""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import replace
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from budget_graph._internal import observe
+from budget_graph._internal.observe import CallInfo, NodeInfo, RunInfo
+from budget_graph.context import current_meter
+from budget_graph.telemetry import attributes as A
+from budget_graph.telemetry.config import TelemetryConfig
+from budget_graph.telemetry.metrics import BudgetInstruments, create_budget_instruments
+from budget_graph.telemetry.spans import (
+    Rollup,
+    budget_attributes,
+    call_end_attributes,
+    call_start_attributes,
+    content_attributes,
+    event_attributes,
+    usage_attributes,
+)
+
+__all__ = ["INSTRUMENTATION_NAME", "BudgetTracer", "instrument"]
+
+INSTRUMENTATION_NAME = "budget_graph"
+
+# Events whose value also becomes an attribute of the span they land on.
+_ATTRIBUTE_EVENTS = {
+    "budget.estimate": ("estimate", A.BUDGET_ESTIMATE),
+    "budget.allocation": ("allocated", A.BUDGET_ALLOCATED),
+}
+
+
+def _error(span: Any, error: BaseException) -> None:
+    span.set_attribute(A.ERROR_TYPE, type(error).__qualname__)
+    span.set_status(Status(StatusCode.ERROR, str(error)[:500]))
+    span.record_exception(error)
+
+
+class BudgetTracer:
+    """Records every budgeted LLM call, guarded node and run as an OTel span, plus metrics.
+
+    Spans nest by OTel context: a node span is made current while its node runs
+    (LangGraph runs each task in a copied context, so parallel ``Send`` branches become
+    siblings), LLM-call spans are children of the current span, and a span opened by
+    another instrumentor (OpenInference, OpenLLMetry) is the parent of ours. Use
+    :func:`instrument` to build and register one.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        config: TelemetryConfig | None = None,
+    ) -> None:
+        """Get a tracer (and meter) from the given providers, or the global ones."""
+        from budget_graph import __version__
+
+        self.config = config if config is not None else TelemetryConfig.from_env()
+        self._tracer = trace.get_tracer(
+            INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider
+        )
+        self._instruments: BudgetInstruments | None = None
+        if self.config.metrics:
+            meter = metrics.get_meter(
+                INSTRUMENTATION_NAME, __version__, meter_provider=meter_provider
+            )
+            self._instruments = create_budget_instruments(meter)
+        self._key = f"budget_graph.telemetry.{id(self)}"
+        self._scope: ContextVar[Rollup | None] = ContextVar(self._key, default=None)
+
+    @property
+    def capture_content(self) -> bool:
+        """Whether prompt/completion text is recorded (read by the budgeted models)."""
+        return self.config.capture_content
+
+    # -- registration -------------------------------------------------------------------
+
+    def instrument(self) -> BudgetTracer:
+        """Start receiving budget events (idempotent)."""
+        observe.add_observer(self)
+        return self
+
+    def uninstrument(self) -> None:
+        """Stop receiving budget events; spans already open still end normally."""
+        observe.remove_observer(self)
+
+    def __enter__(self) -> BudgetTracer:
+        return self.instrument()
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstrument()
+
+    # -- LLM calls ----------------------------------------------------------------------
+
+    def call_started(self, call: CallInfo) -> None:
+        """Open the call's span as a child of the current span (not made current)."""
+        name = f"{call.operation} {call.model}" if call.model else call.operation
+        attrs = call_start_attributes(call)
+        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+        call.slot[self._key] = (span, time.perf_counter(), self._scope.get())
+
+    def call_finished(self, call: CallInfo) -> None:
+        """Set usage and budget attributes, end the span, roll usage up, record metrics."""
+        entry = call.slot.pop(self._key, None)
+        if entry is None:
+            return
+        span, started, scope = entry
+        attrs = call_end_attributes(call, genai_usage=self.config.genai_usage)
+        if self.config.capture_content:
+            attrs.update(content_attributes(call, self.config.content_max_chars))
+        span.set_attributes(attrs)
+        if call.error is not None:
+            _error(span, call.error)
+        span.end()
+        usage = call.usage
+        if usage is not None and scope is not None:
+            scope.add(usage, current_meter() if scope.meter is None else None)
+        inst = self._instruments
+        if inst is None:
+            return
+        labels: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: call.operation}
+        if call.model is not None:
+            labels[A.GEN_AI_REQUEST_MODEL] = call.model
+        if usage is not None:
+            inst.token_usage.record(usage.input_tokens, {**labels, A.GEN_AI_TOKEN_TYPE: "input"})
+            inst.token_usage.record(
+                usage.output_tokens, {**labels, A.GEN_AI_TOKEN_TYPE: "output"}
+            )
+        if call.error is not None:
+            labels[A.ERROR_TYPE] = type(call.error).__qualname__
+        inst.operation_duration.record(time.perf_counter() - started, labels)
+
+    # -- nodes and runs -----------------------------------------------------------------
+
+    def _open(self, name: str, kind: str, slot: dict[str, Any], meter: Any = None) -> Rollup:
+        span = self._tracer.start_span(name, attributes={A.SPAN_KIND: kind})
+        rollup = Rollup(span, self._scope.get())
+        rollup.meter = meter
+        otel_token = otel_context.attach(trace.set_span_in_context(span))
+        slot[self._key] = (rollup, otel_token, self._scope.set(rollup))
+        return rollup
+
+    def _close(self, slot: dict[str, Any]) -> Rollup | None:
+        entry = slot.pop(self._key, None)
+        if entry is None:
+            return None
+        rollup, otel_token, scope_token = entry
+        try:
+            self._scope.reset(scope_token)
+            otel_context.detach(otel_token)
+        except ValueError:  # ended in another context than it started; the span still ends
+            pass
+        return rollup
+
+    def node_started(self, node: NodeInfo) -> None:
+        """Open the node's span and make it current for the node's calls."""
+        self._open(node.name, A.SPAN_KIND_NODE, node.slot)
+
+    def node_finished(self, node: NodeInfo) -> None:
+        """Set the node's rolled-up usage, budget and stop reason; end its span."""
+        rollup = self._close(node.slot)
+        if rollup is None:
+            return
+        span = rollup.span
+        attrs = usage_attributes(rollup.usage)
+        attrs.update(budget_attributes(rollup.meter or current_meter()))
+        if node.stop_reason is not None:
+            attrs[A.BUDGET_STOP_REASON] = node.stop_reason
+        span.set_attributes(attrs)
+        if node.error is not None:
+            _error(span, node.error)
+        span.end()
+
+    def run_started(self, run: RunInfo) -> None:
+        """Open the run's span and make it current for the graph run."""
+        self._open(run.name, A.SPAN_KIND_RUN, run.slot, run.meter)
+
+    def run_finished(self, run: RunInfo) -> None:
+        """Set the run's rolled-up usage, final budget and stop reason; record run metrics."""
+        rollup = self._close(run.slot)
+        if rollup is None:
+            return
+        span, meter = rollup.span, rollup.meter or run.meter
+        attrs = usage_attributes(rollup.usage)
+        budget = budget_attributes(meter)
+        attrs.update(budget)
+        state = run.state if isinstance(run.state, dict) else {}
+        stop_reason = state.get("stop_reason")
+        if isinstance(stop_reason, str):
+            attrs[A.BUDGET_STOP_REASON] = stop_reason
+        limit, spent = budget.get(A.BUDGET_LIMIT), budget.get(A.BUDGET_SPENT)
+        if isinstance(limit, int) and isinstance(spent, int) and limit > 0:
+            attrs[A.BUDGET_UTILIZATION] = spent / limit
+        span.set_attributes(attrs)
+        if run.error is not None:
+            _error(span, run.error)
+        span.end()
+        inst = self._instruments
+        if inst is not None and isinstance(limit, int) and isinstance(spent, int):
+            labels = {A.BUDGET_UNIT: str(budget.get(A.BUDGET_UNIT, "tokens"))}
+            inst.run_spend.record(spent, labels)
+            if limit > 0:
+                inst.utilization.record(spent / limit, labels)
+            inst.overshoot.add(1 if spent > limit else 0, labels)
+
+    # -- events -------------------------------------------------------------------------
+
+    def event(self, name: str, attributes: dict[str, Any]) -> None:
+        """Add a budget event to the innermost node/run span (else the current span)."""
+        attrs = event_attributes(attributes)
+        scope = self._scope.get()
+        span = scope.span if scope is not None else trace.get_current_span()
+        if span.is_recording():
+            span.add_event(name, attrs)
+            special = _ATTRIBUTE_EVENTS.get(name)
+            if special is not None and attributes.get(special[0]) is not None:
+                span.set_attribute(special[1], attrs[A.BUDGET_PREFIX + special[0]])
+        if self._instruments is not None:
+            self._instruments.events.add(1, {"budget.event": name})
+
+
+def instrument(
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    capture_content: bool | None = None,
+    *,
+    config: TelemetryConfig | None = None,
+) -> BudgetTracer:
+    """Trace every budgeted call, guarded node and run from now on.
+
+    Args:
+        tracer_provider: Where spans go; the global provider by default.
+        meter_provider: Where metrics go; the global provider by default.
+        capture_content: Record prompt/completion text; ``None`` reads
+            ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` (off by default).
+        config: Full configuration; the environment (see :mod:`.config`) by default.
+
+    Returns:
+        The registered tracer; call ``.uninstrument()`` to stop (or use it in ``with``).
+
+    Example:
+        >>> from opentelemetry.sdk.trace import TracerProvider
+        >>> handle = instrument(tracer_provider=TracerProvider())
+        >>> handle.uninstrument()
+
+    """
+    cfg = config if config is not None else TelemetryConfig.from_env()
+    if capture_content is not None:
+        cfg = replace(cfg, capture_content=capture_content)
+    tracer = BudgetTracer(
+        tracer_provider=tracer_provider, meter_provider=meter_provider, config=cfg
+    )
+    return tracer.instrument()
