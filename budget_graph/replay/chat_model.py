@@ -81,7 +81,7 @@ class ReplayChatModel(BaseChatModel):
 
     def model_post_init(self, __context: Any) -> None:
         """Load the recordings (or adopt the given store)."""
-        self._store = self.store or ReplayStore(
+        self._store = self.store if self.store is not None else ReplayStore(
             self.datasets, seed=self.seed, on_exhausted=self.on_exhausted
         )
 
@@ -122,6 +122,13 @@ class ReplayChatModel(BaseChatModel):
                        "total_tokens": resp.total_tokens}
         return ChatResult(generations=gens,
                           llm_output={"token_usage": token_usage, "model_name": resp.model})
+
+    def _combine_llm_outputs(self, llm_outputs: list[dict[str, Any] | None]) -> dict[str, Any]:
+        usage: dict[str, int] = {}
+        for out in llm_outputs:
+            for k, v in ((out or {}).get("token_usage") or {}).items():
+                usage[k] = usage.get(k, 0) + int(v)
+        return {"token_usage": usage, "model_name": self.model_name}
 
     def _generate(
         self,

@@ -134,8 +134,8 @@ def create_app(store: ReplayStore | None = None, *, fault: Fault | None = None) 
                                      media_type="text/event-stream")
         payload = json.dumps(_completion_body(rid, model, resp)).encode()
         if drop is not None:
-            half = [payload[: len(payload) // 2]]
-            return StreamingResponse(_guarded(half, 1, entry, ledger),
+            halves = [payload[: len(payload) // 2], payload[len(payload) // 2:]]
+            return StreamingResponse(_guarded(halves, 1, entry, ledger),
                                      media_type="application/json")
         ledger.add(entry)
         return Response(payload, media_type="application/json")

@@ -17,7 +17,7 @@ from budget_graph.tasks.base import Item
 
 __all__ = ["DateTask", "extract_date", "load_items", "load_prompt"]
 
-_DATE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
+_DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$")
 
 
 @functools.cache

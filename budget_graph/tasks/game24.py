@@ -29,8 +29,8 @@ __all__ = [
     "verify_expression",
 ]
 
-VALUE_MAP: dict[str, float] = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}
-"""Judge label -> value, as in the original run (summed over the judge samples)."""
+VALUE_MAP: dict[str, float] = {"impossible": 0.001, "likely": 1.0, "sure": 20.0}
+"""Judge label -> value, as in the original run (summed over the judge samples, in this order)."""
 
 
 @functools.cache
@@ -178,8 +178,15 @@ class Game24Task:
         return VALUE_MAP.get(completion.split("\n")[-1])
 
     def value(self, item: Item, state: str, completions: Sequence[str]) -> float:
-        """The summed value of several judge samples (unlabelled samples count 0)."""
-        return sum(self.parse_value(item, state, c) or 0.0 for c in completions)
+        """The summed value of several judge samples (unlabelled samples count 0).
+
+        Summed label by label in ``VALUE_MAP`` order exactly as the original run did, so
+        equal values compare equal bit for bit and greedy selection breaks ties the same way.
+        """
+        if self.is_dead_end(state):
+            return 0.0
+        names = [c.split("\n")[-1] for c in completions]
+        return sum(value * names.count(name) for name, value in VALUE_MAP.items())
 
     @staticmethod
     def is_dead_end(state: str) -> bool:
