@@ -98,7 +98,8 @@ def test_final_states_verified_like_the_log(tot_log: list[dict]) -> None:
 def tot_log() -> list[dict]:
     from pathlib import Path
 
-    path = Path("/work/shared/replay/game24/gpt-4_0.7_propose1_value3_greedy5_start900_end1000.json.gz")
+    path = Path("/work/shared/replay/game24") / (
+        "gpt-4_0.7_propose1_value3_greedy5_start900_end1000.json.gz")
     if not path.exists():
         pytest.skip("source log not available")
     return json.load(gzip.open(path))
