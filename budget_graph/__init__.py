@@ -18,6 +18,7 @@ from budget_graph.context import METER_KEY, budget_config, current_meter, use_me
 from budget_graph.errors import BudgetError, BudgetExceededError, UsageOverrunWarning
 from budget_graph.guard import BudgetedGraph, budget_edge, guard, with_budget
 from budget_graph.meter import BaseMeter, Meter, Reservation
+from budget_graph.retry import RetryPolicy
 from budget_graph.state import BudgetState, RemainingTokens, RemainingTokensManager
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "RemainingTokens",
     "RemainingTokensManager",
     "Reservation",
+    "RetryPolicy",
     "Spend",
     "Usage",
     "UsageOverrunWarning",

@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from pydantic import ConfigDict
+from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from budget_graph._internal import observe
 from budget_graph.accounting import count_messages, count_tokens, usage_from_message
@@ -18,6 +19,7 @@ from budget_graph.budget import Spend, Usage
 from budget_graph.context import current_ledger, current_meter
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Reservation
+from budget_graph.retry import RetryPolicy
 
 __all__ = ["BudgetedChatModel", "budgeted"]
 
@@ -226,6 +228,8 @@ class BudgetedChatModel(BaseChatModel):
     """Keep the prompt on the call record (telemetry opt-in)."""
     capture_output: bool = False
     """Keep the completion text on the call record (telemetry opt-in)."""
+    retry: RetryPolicy | None = None
+    """Retry transient failures; each attempt reserves anew (``None``: no retries)."""
 
     @property
     def _llm_type(self) -> str:
@@ -242,11 +246,89 @@ class BudgetedChatModel(BaseChatModel):
         bound = self.model.bind_tools(tools, **kwargs)
         return self.bind(**getattr(bound, "kwargs", {}))
 
+    def _retrying(self) -> Retrying:
+        assert self.retry is not None
+        return Retrying(**self.retry.tenacity_kwargs(), before_sleep=_on_retry)
+
+    def _aretrying(self) -> AsyncRetrying:
+        assert self.retry is not None
+        return AsyncRetrying(**self.retry.tenacity_kwargs(), before_sleep=_on_retry)
+
     def _generate(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
         run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.retry is None:
+            return self._generate_once(messages, stop, run_manager, **kwargs)
+        for attempt in self._retrying():
+            with attempt:
+                return self._generate_once(messages, stop, run_manager, **kwargs)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        if self.retry is None:
+            return await self._agenerate_once(messages, stop, run_manager, **kwargs)
+        async for attempt in self._aretrying():
+            with attempt:
+                return await self._agenerate_once(messages, stop, run_manager, **kwargs)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        if self.retry is None:
+            yield from self._stream_once(messages, stop, run_manager, **kwargs)
+            return
+        # Retry only failures before the first chunk: once text reached the caller, a
+        # retry would repeat it.
+        first: ChatGenerationChunk | None = None
+        for attempt in self._retrying():
+            with attempt:
+                it = self._stream_once(messages, stop, run_manager, **kwargs)
+                first = next(it, None)
+        if first is not None:
+            yield first
+            yield from it
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        if self.retry is None:
+            async for chunk in self._astream_once(messages, stop, run_manager, **kwargs):
+                yield chunk
+            return
+        first: ChatGenerationChunk | None = None
+        async for attempt in self._aretrying():
+            with attempt:
+                ait = self._astream_once(messages, stop, run_manager, **kwargs)
+                first = await anext(ait, None)
+        if first is not None:
+            yield first
+            async for chunk in ait:
+                yield chunk
+
+    def _generate_once(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> ChatResult:
         call = _Call(self, messages, kwargs)
@@ -262,11 +344,11 @@ class BudgetedChatModel(BaseChatModel):
         call.finish(_result_usage(result), _result_text(result))
         return result
 
-    async def _agenerate(
+    async def _agenerate_once(
         self,
         messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> ChatResult:
         call = _Call(self, messages, kwargs)
@@ -285,16 +367,15 @@ class BudgetedChatModel(BaseChatModel):
     def _inner_streams(self) -> bool:
         return type(self.model)._stream is not BaseChatModel._stream
 
-    def _stream(
+    def _stream_once(
         self,
         messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         if not self._inner_streams():
-            result = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-            yield _as_chunk(result)
+            yield _as_chunk(self._generate_once(messages, stop, run_manager, **kwargs))
             return
         call = _Call(self, messages, kwargs)
         call.info.streamed = True
@@ -314,16 +395,15 @@ class BudgetedChatModel(BaseChatModel):
         call.info.finish_reasons = acc.finish_reasons
         call.finish(acc.usage, acc.text)
 
-    async def _astream(
+    async def _astream_once(
         self,
         messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         if type(self.model)._astream is BaseChatModel._astream and not self._inner_streams():
-            result = await self._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
-            yield _as_chunk(result)
+            yield _as_chunk(await self._agenerate_once(messages, stop, run_manager, **kwargs))
             return
         call = _Call(self, messages, kwargs)
         call.info.streamed = True
@@ -343,6 +423,17 @@ class BudgetedChatModel(BaseChatModel):
         call.info.finish_reasons = acc.finish_reasons
         call.finish(acc.usage, acc.text)
 
+
+def _on_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else None
+    observe.emit(
+        "budget.retry",
+        attempt=state.attempt_number,
+        wait_s=wait,
+        error=type(exc).__name__ if exc else None,
+        message=str(exc)[:200] if exc else None,
+    )
 
 class _StreamAcc:
     __slots__ = ("finish_reasons", "parts", "usage")
@@ -395,6 +486,7 @@ def budgeted(
     node: str | None = None,
     final: bool = False,
     max_tokens_param: str = "max_tokens",
+    retry: RetryPolicy | None = None,
 ) -> BudgetedChatModel:
     """Wrap a chat model so every call is budgeted.
 
@@ -410,6 +502,8 @@ def budgeted(
         node: Name to attribute spend to; by default the running LangGraph node.
         final: Allow the call to use the budget's ``reserve`` (final answers).
         max_tokens_param: The model's keyword for the output cap.
+        retry: Retry transient failures (429, 5xx, timeouts, dropped connections) with
+            tenacity, honouring ``Retry-After``; each attempt reserves anew.
 
     Returns:
         A chat model to use in place of ``model``.
@@ -424,5 +518,10 @@ def budgeted(
 
     """
     return BudgetedChatModel(
-        model=model, meter=meter, node=node, final=final, max_tokens_param=max_tokens_param
+        model=model,
+        meter=meter,
+        node=node,
+        final=final,
+        max_tokens_param=max_tokens_param,
+        retry=retry,
     )

@@ -104,3 +104,83 @@ def test_bind_tools_keeps_the_budget():
     bound = budgeted(fake, meter=meter).bind_tools([add])
     bound.invoke("hi")
     assert meter.spent == 2
+
+
+class FlakyChat(BillingFakeChat):
+    """Fails the first ``failures`` calls like a provider answering 429 (unbilled)."""
+
+    failures: int = 2
+
+    def _maybe_fail(self):
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("429 Too Many Requests")
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self._maybe_fail()
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        self._maybe_fail()
+        yield from super()._stream(messages, stop, run_manager, **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke", "stream"])
+async def test_retry_releases_failed_attempts_and_commits_once(mode):
+    from budget_graph import RetryPolicy, add_observer, remove_observer
+
+    events = []
+
+    class Obs:
+        def event(self, name, attrs):
+            events.append((name, attrs["attempt"]))
+
+    obs = Obs()
+    add_observer(obs)
+    try:
+        fake = FlakyChat(texts=[TEXT])
+        meter = Meter(Budget(max_tokens=1_000))
+        llm = budgeted(fake, meter=meter, retry=RetryPolicy(initial_wait_s=0, max_wait_s=0))
+        if mode == "invoke":
+            llm.invoke("hi")
+        elif mode == "ainvoke":
+            await llm.ainvoke("hi")
+        else:
+            list(llm.stream("hi"))
+    finally:
+        remove_observer(obs)
+    assert meter.spent == fake.billed[0] and len(fake.billed) == 1  # billed once, counted once
+    assert meter.reserved == 0 and meter.open_reservations == 0
+    assert events == [("budget.retry", 1), ("budget.retry", 2)]
+
+
+def test_retry_gives_up_and_never_retries_budget_refusals():
+    from budget_graph import RetryPolicy
+
+    meter = Meter(Budget(max_tokens=1_000))
+    llm = budgeted(FlakyChat(texts=[TEXT], failures=9), meter=meter,
+                   retry=RetryPolicy(max_attempts=3, initial_wait_s=0, max_wait_s=0))
+    with pytest.raises(ConnectionError):
+        llm.invoke("hi")
+    assert meter.spent == 0 and meter.reserved == 0
+    tiny = budgeted(FlakyChat(texts=[TEXT], failures=0), meter=Meter(Budget(max_tokens=3)),
+                    retry=RetryPolicy(initial_wait_s=0))
+    with pytest.raises(BudgetExceededError):
+        tiny.invoke("hi")
+    with pytest.raises(ValueError, match=r"max_attempts must be >= 1 \(got 0\)"):
+        RetryPolicy(max_attempts=0)
+
+
+def test_retry_after_header_is_honoured():
+    import httpx
+
+    from budget_graph.retry import is_retryable, retry_after_s
+
+    class RateLimited(Exception):
+        def __init__(self):
+            self.response = httpx.Response(429, headers={"retry-after": "2"})
+            self.status_code = 429
+
+    exc = RateLimited()
+    assert is_retryable(exc) and retry_after_s(exc) == 2.0
+    assert not is_retryable(BudgetExceededError(limit=1, spent=1, requested=1))
