@@ -1,0 +1,214 @@
+"""``build_planner``: budget-aware value tree search as a LangGraph graph.
+
+estimate -> plan -(budget edge)-> expand (``Send`` per node) -> value -> plan ... -> terminate
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+from typing import Annotated, Any, NotRequired
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import END, START, StateGraph
+from langgraph.managed import RemainingSteps
+
+from budget_graph.budget import Budget
+from budget_graph.guard import guard, with_budget
+from budget_graph.nodes.allocation import (
+    Action,
+    AllocationPolicy,
+    BestFirst,
+    BreadthLimitedBFS,
+    PolicyView,
+)
+from budget_graph.nodes.edge import PlannerEdge, expected_step_cost, remaining_units
+from budget_graph.nodes.estimator import Estimator, make_estimator_node
+from budget_graph.nodes.expand import make_expand_node
+from budget_graph.nodes.terminator import make_terminator
+from budget_graph.nodes.tree import ROOT_ID, SearchStats, Tree, TreeNode, backup, merge_tree
+from budget_graph.nodes.value import (
+    JudgeValue,
+    ValueCache,
+    ValueFunction,
+    VerifierValue,
+    make_value_node,
+)
+from budget_graph.state import BudgetState
+from budget_graph.tasks.base import Item, SearchTask
+
+__all__ = ["PlannerState", "build_planner"]
+
+
+class PlannerState(BudgetState):
+    """State of the planning graph (the budget keys plus the tree and the result)."""
+
+    item: Item
+    """The problem being solved."""
+    tree: Annotated[Tree, merge_tree]
+    """The search tree; branches return node records, merged by id."""
+    search_stats: Annotated[SearchStats, operator.add]
+    """Additive counters (expansions, units) the budget edge learns costs from."""
+    actions: NotRequired[list[Action]]
+    """What the last plan step sent out."""
+    step: NotRequired[int]
+    quality: NotRequired[list[float]]
+    """Q after each step: the root's backed-up value (best path value so far)."""
+    budget_tokens: NotRequired[int | None]
+    """The estimator's budget for this problem (caps the search below the run budget)."""
+    remaining_steps: RemainingSteps
+    best_id: NotRequired[str | None]
+    solution: NotRequired[str | None]
+    """Text of the best node."""
+    path: NotRequired[list[str]]
+    """The best node's steps from the root."""
+    answer: NotRequired[str | None]
+    solved: NotRequired[bool]
+
+
+def build_planner(
+    model: BaseChatModel,
+    *,
+    task: SearchTask,
+    item: Item | None = None,
+    budget: Budget | None = None,
+    policy: AllocationPolicy | None = None,
+    value: ValueFunction | None = None,
+    estimator: Estimator | None = None,
+    breadth: int | None = None,
+    judge_model: BaseChatModel | None = None,
+    judge_samples: int = 3,
+    value_cache: ValueCache | None = None,
+    lazy_value_at: float | None = None,
+    gamma: float = 1.0,
+    max_depth: int | None = None,
+    stop_on_solved: bool = True,
+    min_gain: float | None = None,
+    patience: int = 2,
+    expand_max_tokens: int | None = 1000,
+    recursion_limit: int = 10_000,
+    checkpointer: Any = None,
+    name: str = "planner",
+) -> Any:
+    """Build the budget-aware tree search graph for a task.
+
+    Args:
+        model: Chat model that proposes next steps (and judges, unless ``judge_model``).
+        task: A :class:`~budget_graph.tasks.base.SearchTask` (prompts, parsers, verifier).
+        item: Default problem when the input has no ``item``.
+        budget: Run budget; given, the result is wrapped with
+            :func:`~budget_graph.with_budget` (a fresh meter per run). Leave it ``None``
+            to embed the graph as a subgraph of a budgeted parent.
+        policy: Allocation policy; default :class:`BestFirst`, or
+            :class:`BreadthLimitedBFS` when ``breadth`` is given.
+        value: Value function; default ``VerifierValue(task) | JudgeValue(...)``.
+        estimator: Sets ``budget_tokens`` per problem (caps the search under ``budget``).
+        breadth: Tree of Thoughts breadth (selects :class:`BreadthLimitedBFS`).
+        judge_model: Model for the default judge (default ``model``).
+        judge_samples: Judge samples per node for the default judge.
+        value_cache: Share judgements across runs (default: a cache per graph).
+        lazy_value_at: Stop valuing a batch of siblings once one scores this much.
+        gamma: Discount in the backup V(n) = R(n) + gamma * max V(child).
+        max_depth: Depth limit (default ``task.max_depth``).
+        stop_on_solved: Stop at the first verified solution (``stop_reason="solved"``).
+        min_gain: Stop when the best value's relative gain stays below this.
+        patience: Low-gain steps tolerated before stopping.
+        expand_max_tokens: Output cap of a propose call.
+        recursion_limit: LangGraph super-step limit (3 per search step).
+        checkpointer: Passed to ``compile``.
+        name: Graph name.
+
+    Returns:
+        A compiled ``StateGraph`` (wrapped by ``with_budget`` when ``budget`` is given).
+        Invoke it with ``{"item": Item}``; the result holds ``answer``, ``solution``,
+        ``path``, ``solved``, ``stop_reason``, ``spend`` and the ``tree``.
+
+    Example:
+        >>> # app = build_planner(llm, task=Game24Task(), budget=Budget(max_tokens=8_000))
+        >>> # out = app.invoke({"item": task.items()[0]}); out["answer"], out["stop_reason"]
+
+    """
+    depth_limit = max_depth if max_depth is not None else int(getattr(task, "max_depth", 4))
+    if policy is None:
+        policy = BreadthLimitedBFS(breadth=breadth) if breadth is not None else BestFirst()
+    if value is None:
+        judge = JudgeValue(
+            judge_model or model,
+            task,
+            samples=judge_samples,
+            cache=value_cache if value_cache is not None else ValueCache(),
+        )
+        value = VerifierValue(task) | judge
+    edge = PlannerEdge(stop_on_solved=stop_on_solved, min_gain=min_gain, patience=patience)
+    estimate_tokens = make_estimator_node(estimator) if estimator is not None else None
+
+    def start(state: Mapping[str, Any]) -> dict[str, Any]:
+        the_item = state.get("item") or item
+        if the_item is None:
+            raise ValueError("build_planner needs an item: pass item=... or {'item': ...}")
+        out: dict[str, Any] = {"item": the_item, "step": 0, "actions": [], "quality": []}
+        if ROOT_ID not in (state.get("tree") or ()):
+            out["tree"] = [TreeNode(id=ROOT_ID, reward=0.0, value=0.0)]
+        if estimate_tokens is not None:
+            out.update(estimate_tokens({**state, "item": the_item}))
+        return out
+
+    def plan(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        tree: Tree = state["tree"]
+        last = tuple(state.get("actions") or ())
+        step = int(state.get("step") or 0)
+        changed = backup(tree, {a.node for a in last}, gamma=gamma) if last else []
+        root = next((n for n in changed if n.id == ROOT_ID), tree.get(ROOT_ID))
+        quality = [*(state.get("quality") or ()), float(root.value or 0.0) if root else 0.0]
+        remaining = remaining_units(state, config)
+        stats = state.get("search_stats")
+        view = PolicyView(
+            tree=tree,
+            last=last,
+            remaining=remaining,
+            expected_cost=expected_step_cost(stats, edge.prior_step_units),
+            max_depth=depth_limit,
+            step=step,
+        )
+        selection = policy(view)
+        reason = edge.check(
+            state,
+            actions=selection.actions,
+            reason=selection.reason,
+            remaining=remaining,
+            quality=quality,
+        )
+        if reason is None and int(state.get("remaining_steps") or 0) < 4:
+            reason = "steps"
+        out: dict[str, Any] = {
+            "tree": changed,
+            "actions": [] if reason else list(selection.actions),
+            "step": step + 1,
+            "quality": quality,
+        }
+        if reason is not None:
+            out["stop_reason"] = reason
+        return out
+
+    builder = StateGraph(PlannerState)
+    builder.add_node("estimate", guard(start, name="estimate"))
+    builder.add_node("plan", plan)
+    builder.add_node(
+        "expand",
+        guard(make_expand_node(model, task, max_tokens=expand_max_tokens), name="expand"),
+        destinations=("value",),
+    )
+    builder.add_node(
+        "value", guard(make_value_node(value, stop_at=lazy_value_at), name="value")
+    )
+    builder.add_node("terminate", make_terminator(task))
+    builder.add_edge(START, "estimate")
+    builder.add_edge("estimate", "plan")
+    builder.add_conditional_edges("plan", edge, ["expand", "value", "terminate"])
+    builder.add_edge("value", "plan")
+    builder.add_edge("terminate", END)
+    graph = builder.compile(checkpointer=checkpointer, name=name).with_config(
+        recursion_limit=recursion_limit
+    )
+    return with_budget(graph, budget) if budget is not None else graph
