@@ -18,10 +18,25 @@ from budget_graph.efficiency.metrics import (
 )
 
 
-def rec(correct: bool, gen: int = 100, prompt: int = 0, item: str = "i", method: str = "m",
-        budget: int | None = None, anytime=()) -> RunRecord:
-    return RunRecord(task="t", item=item, method=method, budget=budget, correct=correct,
-                     prompt_tokens=prompt, generated_tokens=gen, anytime=list(anytime))
+def rec(
+    correct: bool,
+    gen: int = 100,
+    prompt: int = 0,
+    item: str = "i",
+    method: str = "m",
+    budget: int | None = None,
+    anytime=(),
+) -> RunRecord:
+    return RunRecord(
+        task="t",
+        item=item,
+        method=method,
+        budget=budget,
+        correct=correct,
+        prompt_tokens=prompt,
+        generated_tokens=gen,
+        anytime=list(anytime),
+    )
 
 
 # ---------------------------------------------------------------- accuracy, tokens, E
@@ -99,12 +114,26 @@ def test_anytime_index_falling_quality_is_negative_slope():
 
 def test_budget_grid():
     rs = [rec(True, gen=50, anytime=[(10, 0.0), (40, 1.0)]), rec(False, gen=80, budget=100)]
-    assert budget_grid(rs, points=4) == [20.0, 40.0, 60.0, 80.0]
+    assert budget_grid(rs, points=4, spacing="linear") == [20.0, 40.0, 60.0, 80.0]
+    assert budget_grid(rs, points=4) == [10.0, 20.0, 40.0, 80.0]
     assert budget_grid(rs, points=1) == [80.0]
-    assert budget_grid(rs, "total", points=2) == [40.0, 80.0]
+    assert budget_grid(rs, "total", points=2, spacing="linear") == [40.0, 80.0]
     assert budget_grid([rec(False, gen=0)]) == []
     with pytest.raises(ValueError, match=r"points must be >= 1 \(got 0\)"):
         budget_grid(rs, points=0)
+    with pytest.raises(ValueError, match="Invalid spacing: 'cubic'"):
+        budget_grid(rs, spacing="cubic")  # type: ignore[arg-type]
+
+
+def test_anytime_index_linear_grid_telescopes_log_grid_rewards_early_quality():
+    early = [rec(True, anytime=[(100, 1.0)])]  # right after 100 tokens
+    late = [rec(True, anytime=[(800, 1.0)])]  # right only at the end
+    linear = [200.0, 400.0, 600.0, 800.0]
+    assert anytime_index(anytime_curve(early, linear)) == pytest.approx(1 / 800)
+    assert anytime_index(anytime_curve(late, linear)) == pytest.approx(1 / 800)
+    log = [100.0, 200.0, 400.0, 800.0]
+    assert anytime_index(anytime_curve(early, log)) == pytest.approx(1 / 400)  # (1/100)/4
+    assert anytime_index(anytime_curve(late, log)) == pytest.approx(1 / 1600)  # (1/400)/4
 
 
 # ---------------------------------------------------------------- Pareto
@@ -129,12 +158,17 @@ def test_pareto_front_hand_computed():
 
 def test_competition_rank_ties_1224():
     assert competition_rank({"a": 0.9, "b": 0.8, "c": 0.8, "d": 0.5}) == {
-        "a": 1, "b": 2, "c": 2, "d": 4,
+        "a": 1,
+        "b": 2,
+        "c": 2,
+        "d": 4,
     }
     # float noise does not break a tie; None ranks last
     assert competition_rank({"x": 0.1 + 0.2, "y": 0.3, "z": None}) == {"x": 1, "y": 1, "z": 3}
     assert competition_rank({"a": 3, "b": 1, "c": 1}, higher_is_better=False) == {
-        "a": 3, "b": 1, "c": 1,
+        "a": 3,
+        "b": 1,
+        "c": 1,
     }
 
 

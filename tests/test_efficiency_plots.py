@@ -17,9 +17,18 @@ def records():
     for method, budget, gen in [("tot", None, 900), ("planner", 300, 250), ("planner", 600, 500)]:
         for i in range(6):
             ok = i % 2 == 0 or method == "tot"
-            out.append(RunRecord(task="game 24/x", item=str(i), method=method, budget=budget,
-                                 correct=ok, prompt_tokens=3 * gen, generated_tokens=gen + i,
-                                 anytime=[(gen // 2, 0.0), (gen + i, float(ok))]))
+            out.append(
+                RunRecord(
+                    task="game 24/x",
+                    item=str(i),
+                    method=method,
+                    budget=budget,
+                    correct=ok,
+                    prompt_tokens=3 * gen,
+                    generated_tokens=gen + i,
+                    anytime=[(gen // 2, 0.0), (gen + i, float(ok))],
+                )
+            )
     return out
 
 
@@ -44,7 +53,9 @@ def test_plots_handle_no_solved_and_single_point(tmp_path):
 def test_write_plots_names_files_per_task(records, tmp_path):
     paths = write_plots(tmp_path, records, tokens_for={"game 24/x": "total"})
     assert [p.name for p in paths] == [
-        "game_24_x_pareto.png", "game_24_x_anytime.png", "game_24_x_tokens_per_solved.png",
+        "game_24_x_pareto.png",
+        "game_24_x_anytime.png",
+        "game_24_x_tokens_per_solved.png",
     ]
     assert all(is_png(p) for p in paths)
 

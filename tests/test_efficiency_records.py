@@ -7,7 +7,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from budget_graph.budget import Spend, Usage
-from budget_graph.errors import BudgetError
 from budget_graph.efficiency import RecordsError, RunRecord, read_jsonl, write_jsonl
 from budget_graph.efficiency.records import (
     ATTR_BUDGET,
@@ -20,19 +19,39 @@ from budget_graph.efficiency.records import (
     ATTR_RUN_ID,
     ATTR_STOP_REASON,
     ATTR_TASK,
-    from_spans,
     from_state,
 )
+from budget_graph.efficiency.spans import from_spans
+from budget_graph.errors import BudgetError
 
 
 def sample_records() -> list[RunRecord]:
     return [
-        RunRecord(task="game24", item="1", method="tot", budget=5000, correct=True,
-                  prompt_tokens=1200, generated_tokens=340, reasoning_tokens=12, calls=7,
-                  stop_reason="solved", answer="(4+4)*3", anytime=[(100, 0.25), (340, 1.0)],
-                  extra={"depth": 3, "note": "ünïcode"}),
-        RunRecord(task="date", item="q2", method="sc-fixed5", correct=False,
-                  prompt_tokens=800, generated_tokens=120, calls=5, extra={"samples": 5}),
+        RunRecord(
+            task="game24",
+            item="1",
+            method="tot",
+            budget=5000,
+            correct=True,
+            prompt_tokens=1200,
+            generated_tokens=340,
+            reasoning_tokens=12,
+            calls=7,
+            stop_reason="solved",
+            answer="(4+4)*3",
+            anytime=[(100, 0.25), (340, 1.0)],
+            extra={"depth": 3, "note": "ünïcode"},
+        ),
+        RunRecord(
+            task="date",
+            item="q2",
+            method="sc-fixed5",
+            correct=False,
+            prompt_tokens=800,
+            generated_tokens=120,
+            calls=5,
+            extra={"samples": 5},
+        ),
     ]
 
 
@@ -42,8 +61,9 @@ def test_record_validation_names_field():
     with pytest.raises(ValueError, match=r"anytime\[1\] tokens must be >= 0 and non-decreasing"):
         RunRecord(task="t", item="1", method="m", correct=True, anytime=[(10, 0.1), (5, 0.2)])
     with pytest.raises(ValueError, match="extra_forbidden"):
-        RunRecord.model_validate({"task": "t", "item": "1", "method": "m", "correct": True,
-                                  "colour": "red"})
+        RunRecord.model_validate(
+            {"task": "t", "item": "1", "method": "m", "correct": True, "colour": "red"}
+        )
     r = sample_records()[0]
     assert r.total_tokens == 1540 and r.tokens("prompt") == 1200
     with pytest.raises(ValueError, match="Invalid token kind: 'output'"):
@@ -98,7 +118,8 @@ def test_corrupt_jsonl_missing_field_and_bad_json(tmp_path):
     rec = json.loads(sample_records()[1].model_dump_json())
     del rec["correct"]
     path.write_text(json.dumps(rec) + "\n")
-    with pytest.raises(RecordsError, match=r"runs\.jsonl:1: invalid field 'correct': Field required"):
+    msg = r"runs\.jsonl:1: invalid field 'correct': Field required"
+    with pytest.raises(RecordsError, match=msg):
         read_jsonl(path)
     path.write_text(sample_records()[0].model_dump_json() + "\n" + '{"task": "t",' + "\n")
     with pytest.raises(RecordsError, match=r"runs\.jsonl:2: not valid JSON") as info:
@@ -119,12 +140,25 @@ def test_corrupt_nested_field_is_dotted(tmp_path):
 
 
 def test_from_state_uses_spend_answer_stop_reason_and_trace():
-    spend = Spend.of(Usage(input_tokens=500, output_tokens=120, reasoning_tokens=20, calls=3),
-                     node="expand")
-    state = {"spend": spend, "answer": 24, "stop_reason": "solved",
-             "anytime": [(50, 0.0), {"tokens": 120, "quality": 1.0}], "other": "ignored"}
-    r = from_state(state, task="game24", item="7", method="planner", budget=1000,
-                   correct=lambda a: a == "24", extra={"k": 5})
+    spend = Spend.of(
+        Usage(input_tokens=500, output_tokens=120, reasoning_tokens=20, calls=3), node="expand"
+    )
+    state = {
+        "spend": spend,
+        "answer": 24,
+        "stop_reason": "solved",
+        "anytime": [(50, 0.0), {"tokens": 120, "quality": 1.0}],
+        "other": "ignored",
+    }
+    r = from_state(
+        state,
+        task="game24",
+        item="7",
+        method="planner",
+        budget=1000,
+        correct=lambda a: a == "24",
+        extra={"k": 5},
+    )
     assert (r.prompt_tokens, r.generated_tokens, r.reasoning_tokens, r.calls) == (500, 120, 20, 3)
     assert r.correct and r.answer == "24" and r.stop_reason == "solved"
     assert r.anytime == [(50, 0.0), (120, 1.0)] and r.budget == 1000 and r.extra == {"k": 5}
@@ -133,7 +167,8 @@ def test_from_state_uses_spend_answer_stop_reason_and_trace():
 def test_from_state_minimal_and_errors():
     r = from_state({"spend": Spend()}, task="t", item="1", method="m", correct=False)
     assert r.generated_tokens == 0 and r.answer is None and r.anytime == []
-    with pytest.raises(RecordsError, match=r"final state has no 'spend' key \(keys: \['answer'\]\)"):
+    msg = r"final state has no 'spend' key \(keys: \['answer'\]\)"
+    with pytest.raises(RecordsError, match=msg):
         from_state({"answer": "x"}, task="t", item="1", method="m", correct=True)
     with pytest.raises(RecordsError, match=r"invalid field 'budget'"):
         from_state({"spend": Spend()}, task="t", item="1", method="m", correct=True, budget=0)
@@ -158,15 +193,25 @@ def _run(tracer, run_id, item, correct, calls):
     total_in = sum(c[0] for c in calls)
     total_out = sum(c[1] for c in calls)
     with tracer.start_as_current_span("run") as run:
-        run.set_attributes({ATTR_RUN_ID: run_id, ATTR_TASK: "game24", ATTR_METHOD: "planner",
-                            ATTR_ITEM: item, ATTR_BUDGET: 2000, ATTR_CORRECT: correct,
-                            ATTR_INPUT_TOKENS: total_in, ATTR_OUTPUT_TOKENS: total_out})
+        run.set_attributes(
+            {
+                ATTR_RUN_ID: run_id,
+                ATTR_TASK: "game24",
+                ATTR_METHOD: "planner",
+                ATTR_ITEM: item,
+                ATTR_BUDGET: 2000,
+                ATTR_CORRECT: correct,
+                ATTR_INPUT_TOKENS: total_in,
+                ATTR_OUTPUT_TOKENS: total_out,
+            }
+        )
         with tracer.start_as_current_span("node:expand") as node:
             node.set_attributes({ATTR_INPUT_TOKENS: total_in, ATTR_OUTPUT_TOKENS: total_out})
             for i, o in calls:
                 with tracer.start_as_current_span("chat") as llm:
-                    llm.set_attributes({ATTR_INPUT_TOKENS: i, ATTR_OUTPUT_TOKENS: o,
-                                        ATTR_REASONING_TOKENS: 1})
+                    llm.set_attributes(
+                        {ATTR_INPUT_TOKENS: i, ATTR_OUTPUT_TOKENS: o, ATTR_REASONING_TOKENS: 1}
+                    )
         with tracer.start_as_current_span("terminator") as term:
             term.set_attribute(ATTR_STOP_REASON, "budget")
 
@@ -181,7 +226,12 @@ def test_from_spans_counts_leaf_usage_once(tracer_and_exporter):
     r1, r2 = by_item["1"], by_item["2"]
     assert (r1.prompt_tokens, r1.generated_tokens, r1.reasoning_tokens, r1.calls) == (300, 30, 2, 2)
     assert (r1.task, r1.method, r1.budget, r1.correct, r1.stop_reason) == (
-        "game24", "planner", 2000, True, "budget")
+        "game24",
+        "planner",
+        2000,
+        True,
+        "budget",
+    )
     assert (r2.prompt_tokens, r2.generated_tokens, r2.calls, r2.correct) == (50, 5, 1, False)
     # The same spans exported as JSON dicts give the same records.
     dicts = [json.loads(s.to_json()) for s in spans]
@@ -195,27 +245,43 @@ def test_from_spans_groups_by_trace_and_uses_defaults(tracer_and_exporter):
             s.set_attributes({ATTR_INPUT_TOKENS: 7, ATTR_OUTPUT_TOKENS: 3})
     records = from_spans(exporter.get_finished_spans(), task="mine", method="agent")
     assert len(records) == 2
-    assert all((r.task, r.method, r.total_tokens, r.correct) == ("mine", "agent", 10, False)
-               for r in records)
+    assert all(
+        (r.task, r.method, r.total_tokens, r.correct) == ("mine", "agent", 10, False)
+        for r in records
+    )
     with pytest.raises(RecordsError, match=r"has no 'budget_graph.task' attribute"):
         from_spans(exporter.get_finished_spans())
 
 
 def test_from_spans_otlp_and_nested_attributes():
     spans = [
-        {"traceId": "ab", "spanId": "01", "attributes": [
-            {"key": ATTR_RUN_ID, "value": {"stringValue": "x"}},
-            {"key": ATTR_TASK, "value": {"stringValue": "date"}},
-            {"key": ATTR_METHOD, "value": {"stringValue": "sc"}},
-            {"key": ATTR_CORRECT, "value": {"boolValue": True}},
-        ]},
-        {"traceId": "ab", "spanId": "02", "parentSpanId": "01", "attributes": [
-            {"key": ATTR_INPUT_TOKENS, "value": {"intValue": "40"}},
-            {"key": ATTR_OUTPUT_TOKENS, "value": {"intValue": "9"}},
-        ]},
-        {"context": {"trace_id": "0xcd", "span_id": "0x03"}, "parent_id": None,
-         "attributes": {"gen_ai": {"usage": {"input_tokens": 4, "output_tokens": 1}},
-                        "budget_graph": {"task": "date", "method": "sc", "correct": "true"}}},
+        {
+            "traceId": "ab",
+            "spanId": "01",
+            "attributes": [
+                {"key": ATTR_RUN_ID, "value": {"stringValue": "x"}},
+                {"key": ATTR_TASK, "value": {"stringValue": "date"}},
+                {"key": ATTR_METHOD, "value": {"stringValue": "sc"}},
+                {"key": ATTR_CORRECT, "value": {"boolValue": True}},
+            ],
+        },
+        {
+            "traceId": "ab",
+            "spanId": "02",
+            "parentSpanId": "01",
+            "attributes": [
+                {"key": ATTR_INPUT_TOKENS, "value": {"intValue": "40"}},
+                {"key": ATTR_OUTPUT_TOKENS, "value": {"intValue": "9"}},
+            ],
+        },
+        {
+            "context": {"trace_id": "0xcd", "span_id": "0x03"},
+            "parent_id": None,
+            "attributes": {
+                "gen_ai": {"usage": {"input_tokens": 4, "output_tokens": 1}},
+                "budget_graph": {"task": "date", "method": "sc", "correct": "true"},
+            },
+        },
     ]
     a, b = from_spans(spans)
     assert (a.item, a.prompt_tokens, a.generated_tokens, a.correct) == ("x", 40, 9, True)

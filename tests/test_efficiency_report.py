@@ -18,9 +18,18 @@ from budget_graph.efficiency.report import (
 
 def r(task, method, item, correct, prompt, gen, budget=None, calls=1, samples=None, anytime=()):
     extra = {} if samples is None else {"samples": samples}
-    return RunRecord(task=task, item=item, method=method, budget=budget, correct=correct,
-                     prompt_tokens=prompt, generated_tokens=gen, calls=calls, extra=extra,
-                     anytime=list(anytime))
+    return RunRecord(
+        task=task,
+        item=item,
+        method=method,
+        budget=budget,
+        correct=correct,
+        prompt_tokens=prompt,
+        generated_tokens=gen,
+        calls=calls,
+        extra=extra,
+        anytime=list(anytime),
+    )
 
 
 @pytest.fixture
@@ -29,8 +38,17 @@ def records():
         # game24: tot solves 2/2 with 2000 total tokens each; planner@500 solves 1/2 with 500.
         r("game24", "tot", "1", True, 1500, 500, calls=10, anytime=[(1000, 0.0), (2000, 1.0)]),
         r("game24", "tot", "2", True, 1500, 500, calls=10, anytime=[(1200, 0.0), (2000, 1.0)]),
-        r("game24", "planner", "1", True, 400, 100, budget=500, calls=3,
-          anytime=[(250, 0.5), (500, 1.0)]),
+        r(
+            "game24",
+            "planner",
+            "1",
+            True,
+            400,
+            100,
+            budget=500,
+            calls=3,
+            anytime=[(250, 0.5), (500, 1.0)],
+        ),
         r("game24", "planner", "2", False, 400, 100, budget=500, calls=3),
         # date: fixed-40 2/2 with 400 generated each; window 1/2 with 50 generated each.
         r("date", "fixed-40", "q1", True, 2000, 400, samples=40),
@@ -43,7 +61,9 @@ def records():
 def test_aggregate_groups_in_first_appearance_order(records):
     groups = aggregate(records)
     assert [(g.task, g.label) for g in groups] == [
-        ("game24", "tot"), ("game24", "planner @ 500"), ("date", "fixed-40"),
+        ("game24", "tot"),
+        ("game24", "planner @ 500"),
+        ("date", "fixed-40"),
         ("date", "window @ 100"),
     ]
     tot, planner, fixed, window = groups
@@ -85,25 +105,31 @@ def test_divergence_section_names_rows(records):
 
 
 def test_rankings_agree_message_and_ties():
-    recs = [r("x", "a", "1", True, 0, 100), r("x", "b", "1", True, 0, 100),
-            r("x", "c", "1", False, 0, 100)]
+    recs = [
+        r("x", "a", "1", True, 0, 100),
+        r("x", "b", "1", True, 0, 100),
+        r("x", "c", "1", False, 0, 100),
+    ]
     md = render_markdown(recs)
     assert "The accuracy and E rankings agree." in md
     rows = {row["label"]: row for row in render_json(recs)["tasks"][0]["rankings"]}
-    assert (rows["a"]["accuracy_rank"], rows["b"]["accuracy_rank"], rows["c"]["accuracy_rank"]) \
-        == (1, 1, 3)
+    assert (rows["a"]["accuracy_rank"], rows["b"]["accuracy_rank"], rows["c"]["accuracy_rank"]) == (
+        1,
+        1,
+        3,
+    )
 
 
 def test_pareto_and_anytime_sections(records):
     md = render_markdown(records)
-    pareto = md[md.index("### Pareto front: accuracy vs mean total tokens"):]
+    pareto = md[md.index("### Pareto front: accuracy vs mean total tokens") :]
     assert "| planner @ 500 | 500.0 | 50.0% |" in pareto
     assert "| tot | 2000 | 100.0% |" in pareto
     assert "### Anytime: Q(b)" in md
     # game24 grid: 10 points up to the largest spend, 2000 total tokens
-    anytime = md[md.index("### Anytime"):md.index("## date")]
+    anytime = md[md.index("### Anytime") : md.index("## date")]
     assert "Q(2,000)" in anytime
-    assert "### Anytime" not in md[md.index("## date"):]  # no traces for date
+    assert "### Anytime" not in md[md.index("## date") :]  # no traces for date
 
 
 def test_json_report_raw_numbers(records):
@@ -113,7 +139,11 @@ def test_json_report_raw_numbers(records):
     assert game24["task"] == "game24" and game24["tokens"] == "total"
     tot = game24["rows"][0]
     assert (tot["label"], tot["solved"], tot["total_tokens"], tot["e_total_1k"]) == (
-        "tot", 2, 4000, 0.5)
+        "tot",
+        2,
+        4000,
+        0.5,
+    )
     assert tot["accuracy_ci"] == [1.0, 1.0]
     assert [p["label"] for p in game24["pareto"]] == ["planner @ 500", "tot"]
 

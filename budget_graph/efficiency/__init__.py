@@ -21,19 +21,13 @@ from budget_graph.efficiency.metrics import (
 from budget_graph.efficiency.records import (
     RecordsError,
     RunRecord,
-    from_spans,
     from_state,
     read_jsonl,
     write_jsonl,
 )
-from budget_graph.efficiency.report import (
-    TABLE_SPECS,
-    TableSpec,
-    aggregate,
-    render_report,
-    report_main,
-    write_report,
-)
+from budget_graph.efficiency.report import render_report, report_main, write_report
+from budget_graph.efficiency.spans import from_spans
+from budget_graph.efficiency.tables import TABLE_SPECS, TableSpec, aggregate
 
 __all__ = [
     "TABLE_SPECS",

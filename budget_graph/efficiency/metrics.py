@@ -13,7 +13,9 @@ chosen kind, generated tokens by default):
 * **Anytime Index** AI = (1/|B|) Σᵢ (Q(bᵢ) − Q(bᵢ₋₁)) / (bᵢ − bᵢ₋₁) over a strictly
   increasing grid B = (b₁ < … < bₖ), with b₀ = 0 and Q(b₀) = 0 (no tokens, no
   answer). It is the mean slope of Q: how fast quality is bought. With a single
-  budget point it is Q(b₁) / b₁.
+  budget point it is Q(b₁) / b₁. On an evenly spaced grid it telescopes to
+  Q(bₖ) / bₖ, so reports use a log-spaced grid (:func:`budget_grid`), on which
+  quality gained early weighs more.
 """
 
 from __future__ import annotations
@@ -144,8 +146,7 @@ def anytime_index(curve: Sequence[tuple[float, float]]) -> float | None:
     for b, q in curve:
         if b <= prev_b:
             raise ValueError(
-                f"Anytime budgets must be positive and strictly increasing (got {b} after "
-                f"{prev_b})"
+                f"Anytime budgets must be positive and strictly increasing (got {b} after {prev_b})"
             )
         slopes.append((q - prev_q) / (b - prev_b))
         prev_b, prev_q = b, q
@@ -153,22 +154,35 @@ def anytime_index(curve: Sequence[tuple[float, float]]) -> float | None:
 
 
 def budget_grid(
-    records: Sequence[RunRecord], kind: TokenKind = "generated", *, points: int = 10
+    records: Sequence[RunRecord],
+    kind: TokenKind = "generated",
+    *,
+    points: int = 6,
+    spacing: Literal["log", "linear"] = "log",
 ) -> list[float]:
-    """Return a default budget grid for anytime curves.
+    """Return a default budget grid for anytime curves, up to the largest spend.
 
-    ``points`` evenly spaced budgets up to the largest token spend seen in any run's
-    trace (or final spend), so every method's whole curve is covered. Empty if
-    nothing was spent.
+    The grid ends at the largest token spend seen in any run's trace (or final
+    spend), so every method's whole curve is covered. ``"log"`` spacing halves the
+    budget from the top (``top/2**(points-1), ..., top/2, top``); ``"linear"`` spaces
+    ``points`` budgets evenly. Use log spacing for the Anytime Index: on an evenly
+    spaced grid from 0 the sum of slopes telescopes and AI reduces to
+    Q(top) / top, whereas on a log grid early gains weigh more, which is what
+    anytime behaviour means. Empty if nothing was spent.
 
     Raises:
-        ValueError: ``points`` < 1.
+        ValueError: ``points`` < 1 or an unknown ``spacing``.
+
     """
     if points < 1:
         raise ValueError(f"points must be >= 1 (got {points})")
+    if spacing not in ("log", "linear"):
+        raise ValueError(f"Invalid spacing: {spacing!r}. Must be 'log' or 'linear'")
     top = max((t for r in records for t, _ in _trace(r, kind)), default=0)
     if top <= 0:
         return []
+    if spacing == "log":
+        return [top / 2 ** (points - 1 - i) for i in range(points)]
     return [top * (i + 1) / points for i in range(points)]
 
 
@@ -192,9 +206,11 @@ def pareto_front(points: Iterable[ParetoPoint]) -> list[ParetoPoint]:
     """
     pts = list(points)
     front = [
-        p for p in pts
+        p
+        for p in pts
         if not any(
-            q.tokens <= p.tokens and q.accuracy >= p.accuracy
+            q.tokens <= p.tokens
+            and q.accuracy >= p.accuracy
             and (q.tokens < p.tokens or q.accuracy > p.accuracy)
             for q in pts
         )
@@ -215,6 +231,7 @@ def competition_rank(
         {'a': 1, 'b': 2, 'c': 2, 'd': 4}
 
     """
+
     def score(v: float | None) -> float:
         if v is None:
             return float("inf")

@@ -23,9 +23,7 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "Plots need matplotlib: pip install 'budget_graph[plot]'"
-        ) from exc
+        raise ImportError("Plots need matplotlib: pip install 'budget_graph[plot]'") from exc
     matplotlib.use("Agg")  # no display needed; safe in servers and CI
     import matplotlib.pyplot as plt
 
@@ -57,8 +55,11 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def plot_pareto(
-    records: Sequence[RunRecord], path: str | os.PathLike[str], *,
-    kind: m.TokenKind = "generated", title: str | None = None,
+    records: Sequence[RunRecord],
+    path: str | os.PathLike[str],
+    *,
+    kind: m.TokenKind = "generated",
+    title: str | None = None,
 ) -> Path:
     """Plot accuracy vs mean tokens per item, one line per method through its budgets.
 
@@ -74,14 +75,24 @@ def plot_pareto(
         )
         ax.plot([x for x, _ in xy], [100 * y for _, y in xy], marker="o", label=method)
         for budget_key, rs in _by(runs, "budget").items():
-            points.append(m.ParetoPoint(
-                _label(method, budget_key[0]), m.mean_tokens(rs, kind) or 0.0,
-                m.accuracy(rs) or 0.0,
-            ))
+            points.append(
+                m.ParetoPoint(
+                    _label(method, budget_key[0]),
+                    m.mean_tokens(rs, kind) or 0.0,
+                    m.accuracy(rs) or 0.0,
+                )
+            )
     front = m.pareto_front(points)
     if front:
-        ax.step([p.tokens for p in front], [100 * p.accuracy for p in front], where="post",
-                linestyle="--", color="black", alpha=0.6, label="Pareto front")
+        ax.step(
+            [p.tokens for p in front],
+            [100 * p.accuracy for p in front],
+            where="post",
+            linestyle="--",
+            color="black",
+            alpha=0.6,
+            label="Pareto front",
+        )
     ax.set_xlabel(f"mean {kind} tokens per item")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title or "Accuracy vs tokens")
@@ -94,8 +105,11 @@ def plot_pareto(
 
 
 def plot_anytime(
-    records: Sequence[RunRecord], path: str | os.PathLike[str], *,
-    kind: m.TokenKind = "generated", budgets: Sequence[float] | None = None,
+    records: Sequence[RunRecord],
+    path: str | os.PathLike[str],
+    *,
+    kind: m.TokenKind = "generated",
+    budgets: Sequence[float] | None = None,
     title: str | None = None,
 ) -> Path:
     """Anytime curves Q(b) per (method, budget) on a shared budget grid.
@@ -103,14 +117,17 @@ def plot_anytime(
     The grid defaults to 20 evenly spaced budgets up to the largest spend seen.
     """
     plt = _pyplot()
-    grid = list(budgets) if budgets is not None else m.budget_grid(
-        records, kind, points=20
+    grid = (
+        list(budgets)
+        if budgets is not None
+        else m.budget_grid(records, kind, points=20, spacing="linear")
     )
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for (method, budget), rs in _by(records, "method", "budget").items():
         curve = m.anytime_curve(rs, grid, kind)
-        ax.plot([0, *(b for b, _ in curve)], [0, *(q for _, q in curve)],
-                label=_label(method, budget))
+        ax.plot(
+            [0, *(b for b, _ in curve)], [0, *(q for _, q in curve)], label=_label(method, budget)
+        )
     ax.set_xlabel(f"{kind} tokens spent (b)")
     ax.set_ylabel("Q(b): mean best-answer quality")
     ax.set_title(title or "Anytime curves")
@@ -123,8 +140,12 @@ def plot_anytime(
 
 
 def plot_tokens_per_solved(
-    records: Sequence[RunRecord], path: str | os.PathLike[str], *,
-    kind: m.TokenKind = "generated", bins: int = 20, title: str | None = None,
+    records: Sequence[RunRecord],
+    path: str | os.PathLike[str],
+    *,
+    kind: m.TokenKind = "generated",
+    bins: int = 20,
+    title: str | None = None,
 ) -> Path:
     """Histogram of tokens spent on each solved item, one outline per (method, budget)."""
     plt = _pyplot()
@@ -139,8 +160,9 @@ def plot_tokens_per_solved(
         edges = [lo + (hi - lo) * i / bins for i in range(bins + 1)] if hi > lo else bins
         for (method, budget), ts in solved.items():
             if ts:
-                ax.hist(ts, bins=edges, histtype="step", linewidth=1.5,
-                        label=_label(method, budget))
+                ax.hist(
+                    ts, bins=edges, histtype="step", linewidth=1.5, label=_label(method, budget)
+                )
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no solved items", ha="center", va="center", transform=ax.transAxes)
@@ -155,7 +177,9 @@ def plot_tokens_per_solved(
 
 
 def write_plots(
-    out_dir: str | os.PathLike[str], records: Sequence[RunRecord], *,
+    out_dir: str | os.PathLike[str],
+    records: Sequence[RunRecord],
+    *,
     tokens_for: Mapping[str, m.TokenKind] | None = None,
 ) -> list[Path]:
     """Write the three plots of every task in ``records``.
@@ -176,10 +200,25 @@ def write_plots(
     for (task,), rs in _by(records, "task").items():
         kind = (tokens_for or {}).get(task, "generated")
         stem = _slug(task)
-        paths.append(plot_pareto(rs, out / f"{stem}_pareto.png", kind=kind,
-                                 title=f"{task}: accuracy vs {kind} tokens"))
-        paths.append(plot_anytime(rs, out / f"{stem}_anytime.png", kind=kind,
-                                  title=f"{task}: anytime curves Q(b)"))
-        paths.append(plot_tokens_per_solved(rs, out / f"{stem}_tokens_per_solved.png", kind=kind,
-                                            title=f"{task}: {kind} tokens per solved item"))
+        paths.append(
+            plot_pareto(
+                rs,
+                out / f"{stem}_pareto.png",
+                kind=kind,
+                title=f"{task}: accuracy vs {kind} tokens",
+            )
+        )
+        paths.append(
+            plot_anytime(
+                rs, out / f"{stem}_anytime.png", kind=kind, title=f"{task}: anytime curves Q(b)"
+            )
+        )
+        paths.append(
+            plot_tokens_per_solved(
+                rs,
+                out / f"{stem}_tokens_per_solved.png",
+                kind=kind,
+                title=f"{task}: {kind} tokens per solved item",
+            )
+        )
     return paths

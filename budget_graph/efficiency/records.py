@@ -2,8 +2,9 @@
 
 A :class:`RunRecord` is what every efficiency metric, report and plot consumes.
 Records come from a graph's final state (:func:`from_state`), from exported
-OpenTelemetry spans (:func:`from_spans`), or from a JSONL file
-(:func:`read_jsonl`), so users can compute the same report for their own runs.
+OpenTelemetry spans (:func:`budget_graph.efficiency.spans.from_spans`, which reads
+the ``ATTR_*`` attributes defined here), or from a JSONL file (:func:`read_jsonl`),
+so users can compute the same report for their own runs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,12 @@ __all__ = [
     "ATTR_TASK",
     "RecordsError",
     "RunRecord",
-    "from_spans",
     "from_state",
     "read_jsonl",
     "write_jsonl",
 ]
 
-# Span attributes read by from_spans. Usage follows the OTel GenAI semantic conventions;
+# Span attributes read by spans.from_spans. Usage follows the OTel GenAI semantic conventions;
 # the run's identity lives on any span of the run (usually the run's root span).
 ATTR_INPUT_TOKENS = _gen_ai.GEN_AI_USAGE_INPUT_TOKENS
 """``gen_ai.usage.input_tokens``: prompt tokens of one LLM call (or a roll-up)."""
@@ -76,7 +76,11 @@ class RecordsError(BudgetError, ValueError):
     """
 
     def __init__(
-        self, message: str, *, path: str | None = None, line: int | None = None,
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
         field: str | None = None,
     ) -> None:
         self.path = path
@@ -203,7 +207,8 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[RunRecord]:
             except json.JSONDecodeError as exc:
                 raise RecordsError(
                     f"{name}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})",
-                    path=name, line=lineno,
+                    path=name,
+                    line=lineno,
                 ) from exc
             try:
                 records.append(RunRecord.model_validate(data))
@@ -213,7 +218,9 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[RunRecord]:
                 raise RecordsError(
                     f"{name}:{lineno}: invalid field {field!r}: {err['msg']} "
                     f"(got {err.get('input')!r})",
-                    path=name, line=lineno, field=field,
+                    path=name,
+                    line=lineno,
+                    field=field,
                 ) from exc
     return records
 
@@ -295,11 +302,19 @@ def from_state(
     ok = correct(answer) if callable(correct) else correct
     try:
         return RunRecord(
-            task=task, item=item, method=method, budget=budget, correct=bool(ok),
-            prompt_tokens=spend.input_tokens, generated_tokens=spend.output_tokens,
-            reasoning_tokens=spend.reasoning_tokens, calls=spend.calls,
-            stop_reason=final_state.get("stop_reason"), answer=answer,
-            anytime=_trace_of(final_state.get("anytime")), extra=dict(extra or {}),
+            task=task,
+            item=item,
+            method=method,
+            budget=budget,
+            correct=bool(ok),
+            prompt_tokens=spend.input_tokens,
+            generated_tokens=spend.output_tokens,
+            reasoning_tokens=spend.reasoning_tokens,
+            calls=spend.calls,
+            stop_reason=final_state.get("stop_reason"),
+            answer=answer,
+            anytime=_trace_of(final_state.get("anytime")),
+            extra=dict(extra or {}),
         )
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -307,142 +322,3 @@ def from_state(
         raise RecordsError(
             f"invalid field {field!r}: {err['msg']} (got {err.get('input')!r})", field=field
         ) from exc
-
-
-# ---------------------------------------------------------------- from spans
-
-
-def _hex(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return f"{value:x}"
-    text = str(value).lower()
-    return text[2:] if text.startswith("0x") else text
-
-
-def _flatten(attrs: Any, prefix: str = "") -> dict[str, Any]:
-    """Attributes as a flat dict, from a mapping, nested mapping or OTLP key/value list."""
-    out: dict[str, Any] = {}
-    if isinstance(attrs, Sequence) and not isinstance(attrs, str):
-        for kv in attrs:  # OTLP JSON: [{"key": k, "value": {"intValue": "3"}}]
-            value = next(iter(kv["value"].values()), None) if kv.get("value") else None
-            out[prefix + kv["key"]] = value
-        return out
-    for key, value in (attrs or {}).items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
-def _span_view(span: Any) -> tuple[str | None, str | None, str | None, dict[str, Any]]:
-    """(trace id, span id, parent span id, flat attributes) of a ReadableSpan or dict."""
-    if isinstance(span, Mapping):
-        ctx = span.get("context") or {}
-        trace_id = ctx.get("trace_id", span.get("trace_id", span.get("traceId")))
-        span_id = ctx.get("span_id", span.get("span_id", span.get("spanId")))
-        parent = span.get("parent_id", span.get("parentSpanId"))
-        return _hex(trace_id), _hex(span_id), _hex(parent), _flatten(span.get("attributes"))
-    ctx = span.context
-    parent = span.parent.span_id if span.parent is not None else None
-    return (
-        _hex(ctx.trace_id), _hex(ctx.span_id), _hex(parent), _flatten(dict(span.attributes or {}))
-    )
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value)
-
-
-def from_spans(
-    spans: Iterable[Any], *, task: str | None = None, method: str | None = None
-) -> list[RunRecord]:
-    """Build one record per run from exported OTel spans.
-
-    Spans are grouped by :data:`ATTR_RUN_ID` (falling back to the trace id). Usage is
-    summed over the *leaf usage spans* of a run: spans carrying
-    :data:`ATTR_INPUT_TOKENS` or :data:`ATTR_OUTPUT_TOKENS` none of whose descendants
-    do. Node and run spans that carry rolled-up usage of their children are thus not
-    counted twice; ``calls`` is the number of leaf usage spans. Identity
-    (:data:`ATTR_TASK`, :data:`ATTR_METHOD`, :data:`ATTR_ITEM`, :data:`ATTR_BUDGET`,
-    :data:`ATTR_CORRECT`, :data:`ATTR_STOP_REASON`) is read from whichever span of the
-    run carries it; a run without :data:`ATTR_CORRECT` counts as not correct.
-
-    Args:
-        spans: ``ReadableSpan`` objects, or dicts as ``ReadableSpan.to_json()`` gives
-            (attributes may also be nested mappings or OTLP ``key``/``value`` lists).
-        task: Task name for runs whose spans carry none.
-        method: Method label for runs whose spans carry none.
-
-    Returns:
-        Records in the order runs first appear.
-
-    Raises:
-        RecordsError: A run has no task or method and no default was given.
-
-    """
-    views = [_span_view(s) for s in spans]
-    by_id = {sid: v for v in views if (sid := v[1]) is not None}
-    run_of: dict[str | None, str] = {}
-
-    def run_key(view: tuple[str | None, str | None, str | None, dict[str, Any]]) -> str:
-        trace_id, span_id, parent, attrs = view
-        if ATTR_RUN_ID in attrs:
-            return str(attrs[ATTR_RUN_ID])
-        if span_id in run_of:
-            return run_of[span_id]
-        key = run_key(by_id[parent]) if parent in by_id else f"trace:{trace_id}"
-        run_of[span_id] = key
-        return key
-
-    usage_parents: set[str | None] = set()
-    for _, _, parent, attrs in views:
-        if ATTR_INPUT_TOKENS in attrs or ATTR_OUTPUT_TOKENS in attrs:
-            # Mark every ancestor as having a usage-bearing descendant.
-            seen = parent
-            while seen is not None and seen not in usage_parents:
-                usage_parents.add(seen)
-                seen = by_id[seen][2] if seen in by_id else None
-
-    runs: dict[str, dict[str, Any]] = {}
-    for view in views:
-        _, span_id, _, attrs = view
-        run = runs.setdefault(
-            run_key(view), {"prompt": 0, "generated": 0, "reasoning": 0, "calls": 0, "attrs": {}}
-        )
-        for name in (ATTR_TASK, ATTR_METHOD, ATTR_ITEM, ATTR_BUDGET, ATTR_CORRECT,
-                     ATTR_STOP_REASON):
-            if name in attrs:
-                run["attrs"].setdefault(name, attrs[name])
-        has_usage = ATTR_INPUT_TOKENS in attrs or ATTR_OUTPUT_TOKENS in attrs
-        if has_usage and span_id not in usage_parents:
-            run["prompt"] += int(attrs.get(ATTR_INPUT_TOKENS) or 0)
-            run["generated"] += int(attrs.get(ATTR_OUTPUT_TOKENS) or 0)
-            run["reasoning"] += int(attrs.get(ATTR_REASONING_TOKENS) or 0)
-            run["calls"] += 1
-
-    records = []
-    for key, run in runs.items():
-        attrs = run["attrs"]
-        run_task = attrs.get(ATTR_TASK, task)
-        run_method = attrs.get(ATTR_METHOD, method)
-        if run_task is None or run_method is None:
-            missing = ATTR_TASK if run_task is None else ATTR_METHOD
-            raise RecordsError(
-                f"run {key!r} has no {missing!r} attribute and no default was given",
-                field=missing,
-            )
-        budget = attrs.get(ATTR_BUDGET)
-        records.append(RunRecord(
-            task=str(run_task), item=str(attrs.get(ATTR_ITEM, key)), method=str(run_method),
-            budget=None if budget is None else int(budget),
-            correct=_as_bool(attrs.get(ATTR_CORRECT, False)),
-            prompt_tokens=run["prompt"], generated_tokens=run["generated"],
-            reasoning_tokens=run["reasoning"], calls=run["calls"],
-            stop_reason=attrs.get(ATTR_STOP_REASON),
-        ))
-    return records

@@ -9,25 +9,40 @@ Entry points:
   (and print) the same report the benchmark writes.
 
 Which columns a task's table shows, and which tokens its E counts, is a
-:class:`TableSpec`; :data:`TABLE_SPECS` maps task names to specs and can be extended.
+:class:`~budget_graph.efficiency.tables.TableSpec`; ``TABLE_SPECS`` maps task names
+to specs and can be extended (see :mod:`budget_graph.efficiency.tables`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from budget_graph.efficiency import metrics as m
 from budget_graph.efficiency.records import RunRecord, read_jsonl, write_jsonl
+from budget_graph.efficiency.tables import (
+    COLUMNS,
+    DEFAULT_TABLE,
+    PLANNER_TABLE,
+    SELF_CONSISTENCY_TABLE,
+    TABLE_SPECS,
+    Column,
+    Group,
+    TableSpec,
+    _ci,
+    _num,
+    _pct,
+    aggregate,
+    by_task,
+    spec_for,
+)
 
 __all__ = [
+    # Re-exported from tables, so one import gives a caller everything a report needs.
     "COLUMNS",
     "DEFAULT_TABLE",
     "PLANNER_TABLE",
@@ -43,202 +58,6 @@ __all__ = [
     "report_main",
     "write_report",
 ]
-
-
-@dataclass(frozen=True)
-class Group:
-    """The runs of one (task, method, budget) configuration, with their aggregates."""
-
-    task: str
-    method: str
-    budget: int | None
-    records: tuple[RunRecord, ...]
-
-    @property
-    def label(self) -> str:
-        """``method`` or ``method @ budget``."""
-        return self.method if self.budget is None else f"{self.method} @ {self.budget}"
-
-    @property
-    def n(self) -> int:
-        """Number of runs."""
-        return len(self.records)
-
-    @property
-    def solved(self) -> int:
-        """Correct runs."""
-        return sum(r.correct for r in self.records)
-
-    def tokens(self, kind: m.TokenKind) -> int:
-        """Sum tokens of one kind over the runs."""
-        return sum(r.tokens(kind) for r in self.records)
-
-    @property
-    def reasoning_tokens(self) -> int:
-        """Summed reasoning tokens."""
-        return sum(r.reasoning_tokens for r in self.records)
-
-    @property
-    def calls(self) -> int:
-        """Summed LLM calls."""
-        return sum(r.calls for r in self.records)
-
-    @property
-    def mean_samples(self) -> float:
-        """Mean samples per item: ``extra["samples"]`` where recorded, else calls."""
-        return sum(int(r.extra.get("samples", r.calls)) for r in self.records) / self.n
-
-    def efficiency_1k(self, kind: m.TokenKind) -> float | None:
-        """Correct answers per 1000 tokens of ``kind``."""
-        return m.efficiency(self.records, kind, per_1k=True)
-
-    @cached_property
-    def _cis(self) -> dict[str, tuple[float, float] | None]:
-        return {
-            "accuracy": m.bootstrap_ci(self.records, "accuracy"),
-            "generated": m.bootstrap_ci(self.records, "efficiency", kind="generated", per_1k=True),
-            "total": m.bootstrap_ci(self.records, "efficiency", kind="total", per_1k=True),
-        }
-
-    def accuracy_ci(self) -> tuple[float, float] | None:
-        """95% bootstrap CI of accuracy (2000 resamples, seed 0)."""
-        return self._cis["accuracy"]
-
-    def efficiency_ci(self, kind: m.TokenKind) -> tuple[float, float] | None:
-        """95% bootstrap CI of E per 1k tokens of ``kind`` (2000 resamples, seed 0)."""
-        return self._cis[kind] if kind in self._cis else m.bootstrap_ci(
-            self.records, "efficiency", kind=kind, per_1k=True
-        )
-
-
-def aggregate(records: Sequence[RunRecord]) -> list[Group]:
-    """Group records by (task, method, budget), in order of first appearance."""
-    groups: dict[tuple[str, str, int | None], list[RunRecord]] = {}
-    for r in records:
-        groups.setdefault((r.task, r.method, r.budget), []).append(r)
-    return [Group(t, meth, b, tuple(rs)) for (t, meth, b), rs in groups.items()]
-
-
-# ---------------------------------------------------------------- formatting
-
-
-def _num(v: float | None, digits: int = 4) -> str:
-    """``digits`` significant figures, fixed-point."""
-    if v is None:
-        return "n/a"
-    if v == 0:
-        return "0"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))
-    return f"{v:.{decimals}f}"
-
-
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
-def _int(v: int | None) -> str:
-    return "-" if v is None else f"{v:,}"
-
-
-def _ci(ci: tuple[float, float] | None, fmt: Callable[[float | None], str]) -> str:
-    return "n/a" if ci is None else f"[{fmt(ci[0])}, {fmt(ci[1])}]"
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """One table column: its header, its raw value (for JSON) and its text (markdown)."""
-
-    header: str
-    value: Callable[[Group], Any]
-    text: Callable[[Any], str] = str
-
-
-def _e(kind: m.TokenKind) -> Callable[[Group], float | None]:
-    return lambda g: g.efficiency_1k(kind)
-
-
-COLUMNS: dict[str, Column] = {
-    "method": Column("method", lambda g: g.method),
-    "config": Column("method", lambda g: g.label),
-    "budget": Column("budget", lambda g: g.budget, _int),
-    "runs": Column("runs", lambda g: g.n, _int),
-    "solved": Column("solved", lambda g: g.solved, _int),
-    "accuracy": Column("accuracy", lambda g: m.accuracy(g.records), _pct),
-    "accuracy_ci": Column("accuracy 95% CI", lambda g: g.accuracy_ci(), lambda v: _ci(v, _pct)),
-    "samples": Column("mean samples per question", lambda g: g.mean_samples, lambda v: f"{v:.2f}"),
-    "calls": Column("calls", lambda g: g.calls, _int),
-    "prompt_tokens": Column("prompt tokens", lambda g: g.tokens("prompt"), _int),
-    "generated_tokens": Column("generated tokens", lambda g: g.tokens("generated"), _int),
-    "completion_tokens": Column("completion tokens", lambda g: g.tokens("generated"), _int),
-    "total_tokens": Column("total tokens", lambda g: g.tokens("total"), _int),
-    "reasoning_tokens": Column("reasoning tokens", lambda g: g.reasoning_tokens, _int),
-    "mean_generated_tokens": Column(
-        "mean generated tokens", lambda g: m.mean_tokens(g.records, "generated"), _num
-    ),
-    "mean_total_tokens": Column(
-        "mean total tokens", lambda g: m.mean_tokens(g.records, "total"), _num
-    ),
-    "e_generated_1k": Column("correct per 1k generated tokens", _e("generated"), _num),
-    "e_total_1k": Column("correct per 1k total tokens", _e("total"), _num),
-    "e_generated_1k_ci": Column(
-        "E (generated) 95% CI", lambda g: g.efficiency_ci("generated"), lambda v: _ci(v, _num)
-    ),
-    "e_total_1k_ci": Column(
-        "E (total) 95% CI", lambda g: g.efficiency_ci("total"), lambda v: _ci(v, _num)
-    ),
-}
-"""Every column a :class:`TableSpec` may name."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class TableSpec:
-    """Which columns a task's table shows and which tokens its E counts."""
-
-    columns: tuple[str, ...]
-    """Keys of :data:`COLUMNS`, in display order."""
-    tokens: m.TokenKind = "generated"
-    """Tokens T counts for E in rankings, the Pareto front and anytime curves."""
-
-    def __post_init__(self) -> None:
-        unknown = [c for c in self.columns if c not in COLUMNS]
-        if unknown:
-            raise ValueError(f"Unknown columns: {unknown}. Must be among {sorted(COLUMNS)}")
-        if self.tokens not in ("generated", "prompt", "total"):
-            raise ValueError(
-                f"Invalid tokens: {self.tokens!r}. Must be 'generated', 'prompt' or 'total'"
-            )
-
-
-PLANNER_TABLE = TableSpec(
-    columns=("method", "budget", "solved", "prompt_tokens", "completion_tokens",
-             "total_tokens", "e_total_1k"),
-    tokens="total",
-)
-"""The planner benchmark's table (Game of 24)."""
-SELF_CONSISTENCY_TABLE = TableSpec(
-    columns=("config", "accuracy", "samples", "generated_tokens", "prompt_tokens",
-             "e_generated_1k"),
-    tokens="generated",
-)
-"""The self-consistency benchmark's table (date understanding)."""
-DEFAULT_TABLE = TableSpec(
-    columns=("config", "runs", "accuracy", "mean_generated_tokens", "prompt_tokens",
-             "generated_tokens", "e_generated_1k"),
-)
-"""Table for a task without a spec of its own."""
-TABLE_SPECS: dict[str, TableSpec] = {"game24": PLANNER_TABLE, "date": SELF_CONSISTENCY_TABLE}
-"""Task name -> table spec; tasks not listed use :data:`DEFAULT_TABLE`."""
-
-
-def _spec(task: str, specs: Mapping[str, TableSpec] | None) -> TableSpec:
-    return {**TABLE_SPECS, **(specs or {})}.get(task, DEFAULT_TABLE)
-
-
-def _by_task(records: Sequence[RunRecord]) -> dict[str, list[Group]]:
-    tasks: dict[str, list[Group]] = {}
-    for g in aggregate(records):
-        tasks.setdefault(g.task, []).append(g)
-    return tasks
 
 
 # ---------------------------------------------------------------- markdown
@@ -264,46 +83,83 @@ def _task_markdown(task: str, groups: list[Group], spec: TableSpec) -> list[str]
     kind = spec.tokens
     by_label = {g.label: g for g in groups}
     ranks = m.rankings({g.label: g.records for g in groups}, kind)
-    out += ["", f"### Rankings: accuracy vs E (correct per 1k {kind} tokens)", "",
-            "Competition ranking (ties share a rank); 95% bootstrap CIs "
-            "(2000 resamples of the runs, seed 0).", ""]
+    out += [
+        "",
+        f"### Rankings: accuracy vs E (correct per 1k {kind} tokens)",
+        "",
+        "Competition ranking (ties share a rank); 95% bootstrap CIs "
+        "(2000 resamples of the runs, seed 0).",
+        "",
+    ]
     rows = []
     for r in ranks:
         g = by_label[r.label]
-        rows.append([
-            r.label, _pct(r.accuracy), _ci(g.accuracy_ci(), _pct), str(r.accuracy_rank),
-            _num(r.efficiency), _ci(g.efficiency_ci(kind), _num), str(r.efficiency_rank),
-            "yes" if r.diverges else "",
-        ])
-    out += _md_table(["method", "accuracy", "95% CI", "accuracy rank", "E per 1k",
-                      "95% CI", "E rank", "diverges"], rows)
+        rows.append(
+            [
+                r.label,
+                _pct(r.accuracy),
+                _ci(g.accuracy_ci(), _pct),
+                str(r.accuracy_rank),
+                _num(r.efficiency),
+                _ci(g.efficiency_ci(kind), _num),
+                str(r.efficiency_rank),
+                "yes" if r.diverges else "",
+            ]
+        )
+    out += _md_table(
+        [
+            "method",
+            "accuracy",
+            "95% CI",
+            "accuracy rank",
+            "E per 1k",
+            "95% CI",
+            "E rank",
+            "diverges",
+        ],
+        rows,
+    )
     diverging = [r for r in ranks if r.diverges]
     out.append("")
     if diverging:
         out.append("Where the rankings diverge:")
-        out += [f"- {r.label}: {_ordinal(r.accuracy_rank)} by accuracy, "
-                f"{_ordinal(r.efficiency_rank)} by E" for r in diverging]
+        out += [
+            f"- {r.label}: {_ordinal(r.accuracy_rank)} by accuracy, "
+            f"{_ordinal(r.efficiency_rank)} by E"
+            for r in diverging
+        ]
     else:
         out.append("The accuracy and E rankings agree.")
 
     front = m.pareto_front(_pareto_points(groups, kind))
     out += ["", f"### Pareto front: accuracy vs mean {kind} tokens per item", ""]
-    out += _md_table(["method", f"mean {kind} tokens", "accuracy"],
-                     [[p.label, _num(p.tokens), _pct(p.accuracy)] for p in front])
+    out += _md_table(
+        ["method", f"mean {kind} tokens", "accuracy"],
+        [[p.label, _num(p.tokens), _pct(p.accuracy)] for p in front],
+    )
 
     if any(r.anytime for g in groups for r in g.records):
         grid = m.budget_grid([r for g in groups for r in g.records], kind)
-        shown = grid if len(grid) <= 5 else [grid[round(i * (len(grid) - 1) / 4)] for i in range(5)]
-        out += ["", f"### Anytime: Q(b) at budgets b ({kind} tokens) and Anytime Index", "",
-                "AI = (1/|B|) Σ ΔQ(b)/Δb over the grid, from (0, 0); shown per 1k tokens.", ""]
+        out += [
+            "",
+            f"### Anytime: Q(b) at budgets b ({kind} tokens) and Anytime Index",
+            "",
+            "AI = (1/|B|) Σ ΔQ(b)/Δb over this log-spaced grid, from (0, 0); per 1k tokens.",
+            "",
+        ]
         rows = []
         for g in groups:
             curve = m.anytime_curve(g.records, grid, kind)
             q_at = dict(curve)
             ai = m.anytime_index(curve)
-            rows.append([g.label, *(f"{q_at[b]:.3f}" for b in shown),
-                         _num(None if ai is None else ai * 1000)])
-        out += _md_table(["method", *(f"Q({b:,.0f})" for b in shown), "AI per 1k"], rows)
+            rows.append(
+                [
+                    g.label,
+                    *(f"{q_at[b]:.3f}" for b in grid),
+                    _num(None if ai is None else ai * 1000),
+                ]
+            )
+        out += _md_table(["method", *(f"Q({b:,.0f})" for b in grid), "AI per 1k"], rows)
     return out + [""]
 
 
@@ -315,14 +171,16 @@ def _pareto_points(groups: Sequence[Group], kind: m.TokenKind) -> list[m.ParetoP
 
 
 def render_markdown(
-    records: Sequence[RunRecord], *, specs: Mapping[str, TableSpec] | None = None,
+    records: Sequence[RunRecord],
+    *,
+    specs: Mapping[str, TableSpec] | None = None,
     title: str = "Efficiency report",
 ) -> str:
     """Render markdown: per task, the table, rankings, Pareto front and anytime view."""
-    tasks = _by_task(records)
+    tasks = by_task(records)
     lines = [f"# {title}", "", f"{len(records)} runs over {len(tasks)} task(s).", ""]
     for task, groups in tasks.items():
-        lines += _task_markdown(task, groups, _spec(task, specs))
+        lines += _task_markdown(task, groups, spec_for(task, specs))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -331,8 +189,8 @@ def render_json(
 ) -> dict[str, Any]:
     """Return the report as a JSON-ready dict (raw numbers, no formatting)."""
     result: dict[str, Any] = {"runs": len(records), "tasks": []}
-    for task, groups in _by_task(records).items():
-        spec = _spec(task, specs)
+    for task, groups in by_task(records).items():
+        spec = spec_for(task, specs)
         kind = spec.tokens
         rows = []
         for g in groups:
@@ -341,21 +199,35 @@ def render_json(
             rows.append(row)
         ranks = m.rankings({g.label: g.records for g in groups}, kind)
         front = m.pareto_front(_pareto_points(groups, kind))
-        result["tasks"].append({
-            "task": task, "tokens": kind, "columns": list(spec.columns), "rows": rows,
-            "rankings": [
-                {"label": r.label, "accuracy": r.accuracy, "accuracy_rank": r.accuracy_rank,
-                 "efficiency_1k": r.efficiency, "efficiency_rank": r.efficiency_rank,
-                 "diverges": r.diverges} for r in ranks
-            ],
-            "pareto": [{"label": p.label, "tokens": p.tokens, "accuracy": p.accuracy}
-                       for p in front],
-        })
+        result["tasks"].append(
+            {
+                "task": task,
+                "tokens": kind,
+                "columns": list(spec.columns),
+                "rows": rows,
+                "rankings": [
+                    {
+                        "label": r.label,
+                        "accuracy": r.accuracy,
+                        "accuracy_rank": r.accuracy_rank,
+                        "efficiency_1k": r.efficiency,
+                        "efficiency_rank": r.efficiency_rank,
+                        "diverges": r.diverges,
+                    }
+                    for r in ranks
+                ],
+                "pareto": [
+                    {"label": p.label, "tokens": p.tokens, "accuracy": p.accuracy} for p in front
+                ],
+            }
+        )
     return result
 
 
 def render_report(
-    records: Sequence[RunRecord], *, fmt: str = "markdown",
+    records: Sequence[RunRecord],
+    *,
+    fmt: str = "markdown",
     specs: Mapping[str, TableSpec] | None = None,
 ) -> str:
     """Render records as a ``"markdown"`` or ``"json"`` report.
@@ -372,7 +244,7 @@ def render_report(
         >>> from budget_graph.efficiency import RunRecord
         >>> rs = [RunRecord(task="date", item="1", method="sc", correct=True,
         ...                 prompt_tokens=100, generated_tokens=50, calls=5)]
-        >>> print(render_report(rs).splitlines()[6])
+        >>> print(render_report(rs).splitlines()[8])
         | sc | 100.0% | 5.00 | 50 | 100 | 20.00 |
 
     """
@@ -395,8 +267,11 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_report(
-    out_dir: str | os.PathLike[str], records: Sequence[RunRecord], *,
-    specs: Mapping[str, TableSpec] | None = None, plots: bool = True,
+    out_dir: str | os.PathLike[str],
+    records: Sequence[RunRecord],
+    *,
+    specs: Mapping[str, TableSpec] | None = None,
+    plots: bool = True,
     jsonl: str | None = "results.jsonl",
 ) -> dict[str, Path]:
     """Write ``report.md``, ``report.json``, the records as JSONL and PNG plots.
@@ -427,14 +302,16 @@ def write_report(
     if plots:
         from budget_graph.efficiency.plots import write_plots
 
-        tokens_for = {t: _spec(t, specs).tokens for t in {r.task for r in records}}
+        tokens_for = {t: spec_for(t, specs).tokens for t in {r.task for r in records}}
         for path in write_plots(out, records, tokens_for=tokens_for):
             paths[path.name] = path
     return paths
 
 
 def report_main(
-    path: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, *,
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
     echo: bool = True,
 ) -> str:
     """``budget-graph report runs.jsonl``: the same report the benchmark writes.

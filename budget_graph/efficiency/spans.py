@@ -1,0 +1,174 @@
+"""Run records from exported OpenTelemetry spans (``ReadableSpan`` or their JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from budget_graph.efficiency.records import (
+    ATTR_BUDGET,
+    ATTR_CORRECT,
+    ATTR_INPUT_TOKENS,
+    ATTR_ITEM,
+    ATTR_METHOD,
+    ATTR_OUTPUT_TOKENS,
+    ATTR_REASONING_TOKENS,
+    ATTR_RUN_ID,
+    ATTR_STOP_REASON,
+    ATTR_TASK,
+    RecordsError,
+    RunRecord,
+)
+
+__all__ = ["from_spans"]
+
+
+def _hex(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return f"{value:x}"
+    text = str(value).lower()
+    return text[2:] if text.startswith("0x") else text
+
+
+def _flatten(attrs: Any, prefix: str = "") -> dict[str, Any]:
+    """Attributes as a flat dict, from a mapping, nested mapping or OTLP key/value list."""
+    out: dict[str, Any] = {}
+    if isinstance(attrs, Sequence) and not isinstance(attrs, str):
+        for kv in attrs:  # OTLP JSON: [{"key": k, "value": {"intValue": "3"}}]
+            value = next(iter(kv["value"].values()), None) if kv.get("value") else None
+            out[prefix + kv["key"]] = value
+        return out
+    for key, value in (attrs or {}).items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _span_view(span: Any) -> tuple[str | None, str | None, str | None, dict[str, Any]]:
+    """(trace id, span id, parent span id, flat attributes) of a ReadableSpan or dict."""
+    if isinstance(span, Mapping):
+        ctx = span.get("context") or {}
+        trace_id = ctx.get("trace_id", span.get("trace_id", span.get("traceId")))
+        span_id = ctx.get("span_id", span.get("span_id", span.get("spanId")))
+        parent = span.get("parent_id", span.get("parentSpanId"))
+        return _hex(trace_id), _hex(span_id), _hex(parent), _flatten(span.get("attributes"))
+    ctx = span.context
+    parent = span.parent.span_id if span.parent is not None else None
+    return (
+        _hex(ctx.trace_id),
+        _hex(ctx.span_id),
+        _hex(parent),
+        _flatten(dict(span.attributes or {})),
+    )
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def from_spans(
+    spans: Iterable[Any], *, task: str | None = None, method: str | None = None
+) -> list[RunRecord]:
+    """Build one record per run from exported OTel spans.
+
+    Spans are grouped by :data:`ATTR_RUN_ID` (falling back to the trace id). Usage is
+    summed over the *leaf usage spans* of a run: spans carrying
+    :data:`ATTR_INPUT_TOKENS` or :data:`ATTR_OUTPUT_TOKENS` none of whose descendants
+    do. Node and run spans that carry rolled-up usage of their children are thus not
+    counted twice; ``calls`` is the number of leaf usage spans. Identity
+    (:data:`ATTR_TASK`, :data:`ATTR_METHOD`, :data:`ATTR_ITEM`, :data:`ATTR_BUDGET`,
+    :data:`ATTR_CORRECT`, :data:`ATTR_STOP_REASON`) is read from whichever span of the
+    run carries it; a run without :data:`ATTR_CORRECT` counts as not correct.
+
+    Args:
+        spans: ``ReadableSpan`` objects, or dicts as ``ReadableSpan.to_json()`` gives
+            (attributes may also be nested mappings or OTLP ``key``/``value`` lists).
+        task: Task name for runs whose spans carry none.
+        method: Method label for runs whose spans carry none.
+
+    Returns:
+        Records in the order runs first appear.
+
+    Raises:
+        RecordsError: A run has no task or method and no default was given.
+
+    """
+    views = [_span_view(s) for s in spans]
+    by_id = {sid: v for v in views if (sid := v[1]) is not None}
+    run_of: dict[str | None, str] = {}
+
+    def run_key(view: tuple[str | None, str | None, str | None, dict[str, Any]]) -> str:
+        trace_id, span_id, parent, attrs = view
+        if ATTR_RUN_ID in attrs:
+            return str(attrs[ATTR_RUN_ID])
+        if span_id in run_of:
+            return run_of[span_id]
+        key = run_key(by_id[parent]) if parent in by_id else f"trace:{trace_id}"
+        run_of[span_id] = key
+        return key
+
+    usage_parents: set[str | None] = set()
+    for _, _, parent, attrs in views:
+        if ATTR_INPUT_TOKENS in attrs or ATTR_OUTPUT_TOKENS in attrs:
+            # Mark every ancestor as having a usage-bearing descendant.
+            seen = parent
+            while seen is not None and seen not in usage_parents:
+                usage_parents.add(seen)
+                seen = by_id[seen][2] if seen in by_id else None
+
+    runs: dict[str, dict[str, Any]] = {}
+    for view in views:
+        _, span_id, _, attrs = view
+        run = runs.setdefault(
+            run_key(view), {"prompt": 0, "generated": 0, "reasoning": 0, "calls": 0, "attrs": {}}
+        )
+        for name in (
+            ATTR_TASK,
+            ATTR_METHOD,
+            ATTR_ITEM,
+            ATTR_BUDGET,
+            ATTR_CORRECT,
+            ATTR_STOP_REASON,
+        ):
+            if name in attrs:
+                run["attrs"].setdefault(name, attrs[name])
+        has_usage = ATTR_INPUT_TOKENS in attrs or ATTR_OUTPUT_TOKENS in attrs
+        if has_usage and span_id not in usage_parents:
+            run["prompt"] += int(attrs.get(ATTR_INPUT_TOKENS) or 0)
+            run["generated"] += int(attrs.get(ATTR_OUTPUT_TOKENS) or 0)
+            run["reasoning"] += int(attrs.get(ATTR_REASONING_TOKENS) or 0)
+            run["calls"] += 1
+
+    records = []
+    for key, run in runs.items():
+        attrs = run["attrs"]
+        run_task = attrs.get(ATTR_TASK, task)
+        run_method = attrs.get(ATTR_METHOD, method)
+        if run_task is None or run_method is None:
+            missing = ATTR_TASK if run_task is None else ATTR_METHOD
+            raise RecordsError(
+                f"run {key!r} has no {missing!r} attribute and no default was given",
+                field=missing,
+            )
+        budget = attrs.get(ATTR_BUDGET)
+        records.append(
+            RunRecord(
+                task=str(run_task),
+                item=str(attrs.get(ATTR_ITEM, key)),
+                method=str(run_method),
+                budget=None if budget is None else int(budget),
+                correct=_as_bool(attrs.get(ATTR_CORRECT, False)),
+                prompt_tokens=run["prompt"],
+                generated_tokens=run["generated"],
+                reasoning_tokens=run["reasoning"],
+                calls=run["calls"],
+                stop_reason=attrs.get(ATTR_STOP_REASON),
+            )
+        )
+    return records

@@ -1,0 +1,250 @@
+"""Report tables: runs grouped by (task, method, budget), columns and per-task specs.
+
+Which columns a task's table shows, and which tokens its E counts, is a
+:class:`TableSpec`; :data:`TABLE_SPECS` maps task names to specs and can be extended.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from budget_graph.efficiency import metrics as m
+from budget_graph.efficiency.records import RunRecord
+
+__all__ = [
+    "COLUMNS",
+    "DEFAULT_TABLE",
+    "PLANNER_TABLE",
+    "SELF_CONSISTENCY_TABLE",
+    "TABLE_SPECS",
+    "Column",
+    "Group",
+    "TableSpec",
+    "aggregate",
+    "by_task",
+    "spec_for",
+]
+
+
+@dataclass(frozen=True)
+class Group:
+    """The runs of one (task, method, budget) configuration, with their aggregates."""
+
+    task: str
+    method: str
+    budget: int | None
+    records: tuple[RunRecord, ...]
+
+    @property
+    def label(self) -> str:
+        """``method`` or ``method @ budget``."""
+        return self.method if self.budget is None else f"{self.method} @ {self.budget}"
+
+    @property
+    def n(self) -> int:
+        """Number of runs."""
+        return len(self.records)
+
+    @property
+    def solved(self) -> int:
+        """Correct runs."""
+        return sum(r.correct for r in self.records)
+
+    def tokens(self, kind: m.TokenKind) -> int:
+        """Sum tokens of one kind over the runs."""
+        return sum(r.tokens(kind) for r in self.records)
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """Summed reasoning tokens."""
+        return sum(r.reasoning_tokens for r in self.records)
+
+    @property
+    def calls(self) -> int:
+        """Summed LLM calls."""
+        return sum(r.calls for r in self.records)
+
+    @property
+    def mean_samples(self) -> float:
+        """Mean samples per item: ``extra["samples"]`` where recorded, else calls."""
+        return sum(int(r.extra.get("samples", r.calls)) for r in self.records) / self.n
+
+    def efficiency_1k(self, kind: m.TokenKind) -> float | None:
+        """Correct answers per 1000 tokens of ``kind``."""
+        return m.efficiency(self.records, kind, per_1k=True)
+
+    @cached_property
+    def _cis(self) -> dict[str, tuple[float, float] | None]:
+        return {
+            "accuracy": m.bootstrap_ci(self.records, "accuracy"),
+            "generated": m.bootstrap_ci(self.records, "efficiency", kind="generated", per_1k=True),
+            "total": m.bootstrap_ci(self.records, "efficiency", kind="total", per_1k=True),
+        }
+
+    def accuracy_ci(self) -> tuple[float, float] | None:
+        """95% bootstrap CI of accuracy (2000 resamples, seed 0)."""
+        return self._cis["accuracy"]
+
+    def efficiency_ci(self, kind: m.TokenKind) -> tuple[float, float] | None:
+        """95% bootstrap CI of E per 1k tokens of ``kind`` (2000 resamples, seed 0)."""
+        return (
+            self._cis[kind]
+            if kind in self._cis
+            else m.bootstrap_ci(self.records, "efficiency", kind=kind, per_1k=True)
+        )
+
+
+def aggregate(records: Sequence[RunRecord]) -> list[Group]:
+    """Group records by (task, method, budget), in order of first appearance."""
+    groups: dict[tuple[str, str, int | None], list[RunRecord]] = {}
+    for r in records:
+        groups.setdefault((r.task, r.method, r.budget), []).append(r)
+    return [Group(t, meth, b, tuple(rs)) for (t, meth, b), rs in groups.items()]
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    """``digits`` significant figures, fixed-point."""
+    if v is None:
+        return "n/a"
+    if v == 0:
+        return "0"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))
+    return f"{v:.{decimals}f}"
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _int(v: int | None) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
+def _ci(ci: tuple[float, float] | None, fmt: Callable[[float | None], str]) -> str:
+    return "n/a" if ci is None else f"[{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One table column: its header, its raw value (for JSON) and its text (markdown)."""
+
+    header: str
+    value: Callable[[Group], Any]
+    text: Callable[[Any], str] = str
+
+
+def _e(kind: m.TokenKind) -> Callable[[Group], float | None]:
+    return lambda g: g.efficiency_1k(kind)
+
+
+COLUMNS: dict[str, Column] = {
+    "method": Column("method", lambda g: g.method),
+    "config": Column("method", lambda g: g.label),
+    "budget": Column("budget", lambda g: g.budget, _int),
+    "runs": Column("runs", lambda g: g.n, _int),
+    "solved": Column("solved", lambda g: g.solved, _int),
+    "accuracy": Column("accuracy", lambda g: m.accuracy(g.records), _pct),
+    "accuracy_ci": Column("accuracy 95% CI", lambda g: g.accuracy_ci(), lambda v: _ci(v, _pct)),
+    "samples": Column("mean samples per question", lambda g: g.mean_samples, lambda v: f"{v:.2f}"),
+    "calls": Column("calls", lambda g: g.calls, _int),
+    "prompt_tokens": Column("prompt tokens", lambda g: g.tokens("prompt"), _int),
+    "generated_tokens": Column("generated tokens", lambda g: g.tokens("generated"), _int),
+    "completion_tokens": Column("completion tokens", lambda g: g.tokens("generated"), _int),
+    "total_tokens": Column("total tokens", lambda g: g.tokens("total"), _int),
+    "reasoning_tokens": Column("reasoning tokens", lambda g: g.reasoning_tokens, _int),
+    "mean_generated_tokens": Column(
+        "mean generated tokens", lambda g: m.mean_tokens(g.records, "generated"), _num
+    ),
+    "mean_total_tokens": Column(
+        "mean total tokens", lambda g: m.mean_tokens(g.records, "total"), _num
+    ),
+    "e_generated_1k": Column("correct per 1k generated tokens", _e("generated"), _num),
+    "e_total_1k": Column("correct per 1k total tokens", _e("total"), _num),
+    "e_generated_1k_ci": Column(
+        "E (generated) 95% CI", lambda g: g.efficiency_ci("generated"), lambda v: _ci(v, _num)
+    ),
+    "e_total_1k_ci": Column(
+        "E (total) 95% CI", lambda g: g.efficiency_ci("total"), lambda v: _ci(v, _num)
+    ),
+}
+"""Every column a :class:`TableSpec` may name."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableSpec:
+    """Which columns a task's table shows and which tokens its E counts."""
+
+    columns: tuple[str, ...]
+    """Keys of :data:`COLUMNS`, in display order."""
+    tokens: m.TokenKind = "generated"
+    """Tokens T counts for E in rankings, the Pareto front and anytime curves."""
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.columns if c not in COLUMNS]
+        if unknown:
+            raise ValueError(f"Unknown columns: {unknown}. Must be among {sorted(COLUMNS)}")
+        if self.tokens not in ("generated", "prompt", "total"):
+            raise ValueError(
+                f"Invalid tokens: {self.tokens!r}. Must be 'generated', 'prompt' or 'total'"
+            )
+
+
+PLANNER_TABLE = TableSpec(
+    columns=(
+        "method",
+        "budget",
+        "solved",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "e_total_1k",
+    ),
+    tokens="total",
+)
+"""The planner benchmark's table (Game of 24)."""
+SELF_CONSISTENCY_TABLE = TableSpec(
+    columns=(
+        "config",
+        "accuracy",
+        "samples",
+        "generated_tokens",
+        "prompt_tokens",
+        "e_generated_1k",
+    ),
+    tokens="generated",
+)
+"""The self-consistency benchmark's table (date understanding)."""
+DEFAULT_TABLE = TableSpec(
+    columns=(
+        "config",
+        "runs",
+        "accuracy",
+        "mean_generated_tokens",
+        "prompt_tokens",
+        "generated_tokens",
+        "e_generated_1k",
+    ),
+)
+"""Table for a task without a spec of its own."""
+TABLE_SPECS: dict[str, TableSpec] = {"game24": PLANNER_TABLE, "date": SELF_CONSISTENCY_TABLE}
+"""Task name -> table spec; tasks not listed use :data:`DEFAULT_TABLE`."""
+
+
+def spec_for(task: str, specs: Mapping[str, TableSpec] | None) -> TableSpec:
+    """The spec of ``task``: from ``specs``, else :data:`TABLE_SPECS`, else the default."""
+    return {**TABLE_SPECS, **(specs or {})}.get(task, DEFAULT_TABLE)
+
+
+def by_task(records: Sequence[RunRecord]) -> dict[str, list[Group]]:
+    """Groups of :func:`aggregate`, by task, in order of first appearance."""
+    tasks: dict[str, list[Group]] = {}
+    for g in aggregate(records):
+        tasks.setdefault(g.task, []).append(g)
+    return tasks
