@@ -32,10 +32,12 @@ __all__ = [
     "ATTR_OUTPUT_TOKENS",
     "ATTR_REASONING_TOKENS",
     "ATTR_RUN_ID",
+    "ATTR_SPAN_KIND",
     "ATTR_STOP_REASON",
     "ATTR_TASK",
     "RecordsError",
     "RunRecord",
+    "SPAN_KIND_LLM",
     "from_state",
     "read_jsonl",
     "write_jsonl",
@@ -49,6 +51,10 @@ ATTR_OUTPUT_TOKENS = _gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
 """``gen_ai.usage.output_tokens``: generated tokens of one LLM call (or a roll-up)."""
 ATTR_REASONING_TOKENS = _gen_ai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS
 """``gen_ai.usage.reasoning.output_tokens``: the reasoning part of the output tokens."""
+ATTR_SPAN_KIND = "budget_graph.span.kind"
+"""Which of budget_graph's spans this is (``"llm"``, ``"node"``, ``"run"``)."""
+SPAN_KIND_LLM = "llm"
+""":data:`ATTR_SPAN_KIND` of an LLM-call span."""
 ATTR_STOP_REASON = "budget.stop_reason"
 """Why the run ended (set on the terminator span)."""
 ATTR_BUDGET = "budget.limit"

@@ -14,13 +14,17 @@ from budget_graph.efficiency.records import (
     ATTR_OUTPUT_TOKENS,
     ATTR_REASONING_TOKENS,
     ATTR_RUN_ID,
+    ATTR_SPAN_KIND,
     ATTR_STOP_REASON,
     ATTR_TASK,
+    SPAN_KIND_LLM,
     RecordsError,
     RunRecord,
 )
 
 __all__ = ["from_spans"]
+
+_IDENTITY = (ATTR_TASK, ATTR_METHOD, ATTR_ITEM, ATTR_BUDGET, ATTR_CORRECT, ATTR_STOP_REASON)
 
 
 def _hex(value: Any) -> str | None:
@@ -77,11 +81,13 @@ def from_spans(
 ) -> list[RunRecord]:
     """Build one record per run from exported OTel spans.
 
-    Spans are grouped by :data:`ATTR_RUN_ID` (falling back to the trace id). Usage is
-    summed over the *leaf usage spans* of a run: spans carrying
-    :data:`ATTR_INPUT_TOKENS` or :data:`ATTR_OUTPUT_TOKENS` none of whose descendants
-    do. Node and run spans that carry rolled-up usage of their children are thus not
-    counted twice; ``calls`` is the number of leaf usage spans. Identity
+    Spans are grouped by :data:`ATTR_RUN_ID` (falling back to the trace id). Usage
+    (:data:`ATTR_INPUT_TOKENS`, :data:`ATTR_OUTPUT_TOKENS`,
+    :data:`ATTR_REASONING_TOKENS`) is summed over budget_graph's own LLM-call spans
+    (:data:`ATTR_SPAN_KIND` ``= "llm"``) when the run has any; otherwise over its
+    *leaf usage spans*, those carrying usage none of whose descendants do, so spans
+    carrying rolled-up usage of their children are not counted twice. ``calls`` is
+    the number of spans summed. Identity
     (:data:`ATTR_TASK`, :data:`ATTR_METHOD`, :data:`ATTR_ITEM`, :data:`ATTR_BUDGET`,
     :data:`ATTR_CORRECT`, :data:`ATTR_STOP_REASON`) is read from whichever span of the
     run carries it; a run without :data:`ATTR_CORRECT` counts as not correct.
@@ -125,28 +131,21 @@ def from_spans(
     runs: dict[str, dict[str, Any]] = {}
     for view in views:
         _, span_id, _, attrs = view
-        run = runs.setdefault(
-            run_key(view), {"prompt": 0, "generated": 0, "reasoning": 0, "calls": 0, "attrs": {}}
-        )
-        for name in (
-            ATTR_TASK,
-            ATTR_METHOD,
-            ATTR_ITEM,
-            ATTR_BUDGET,
-            ATTR_CORRECT,
-            ATTR_STOP_REASON,
-        ):
+        run = runs.setdefault(run_key(view), {"leaf": [], "ours": [], "attrs": {}})
+        for name in _IDENTITY:
             if name in attrs:
                 run["attrs"].setdefault(name, attrs[name])
-        has_usage = ATTR_INPUT_TOKENS in attrs or ATTR_OUTPUT_TOKENS in attrs
-        if has_usage and span_id not in usage_parents:
-            run["prompt"] += int(attrs.get(ATTR_INPUT_TOKENS) or 0)
-            run["generated"] += int(attrs.get(ATTR_OUTPUT_TOKENS) or 0)
-            run["reasoning"] += int(attrs.get(ATTR_REASONING_TOKENS) or 0)
-            run["calls"] += 1
+        if ATTR_INPUT_TOKENS in attrs or ATTR_OUTPUT_TOKENS in attrs:
+            if attrs.get(ATTR_SPAN_KIND) == SPAN_KIND_LLM:
+                run["ours"].append(attrs)
+            if span_id not in usage_parents:
+                run["leaf"].append(attrs)
 
     records = []
     for key, run in runs.items():
+        # Our own LLM spans are authoritative; an outer instrumentor's sibling spans
+        # for the same call would otherwise be counted twice.
+        calls = run["ours"] or run["leaf"]
         attrs = run["attrs"]
         run_task = attrs.get(ATTR_TASK, task)
         run_method = attrs.get(ATTR_METHOD, method)
@@ -164,10 +163,10 @@ def from_spans(
                 method=str(run_method),
                 budget=None if budget is None else int(budget),
                 correct=_as_bool(attrs.get(ATTR_CORRECT, False)),
-                prompt_tokens=run["prompt"],
-                generated_tokens=run["generated"],
-                reasoning_tokens=run["reasoning"],
-                calls=run["calls"],
+                prompt_tokens=sum(int(a.get(ATTR_INPUT_TOKENS) or 0) for a in calls),
+                generated_tokens=sum(int(a.get(ATTR_OUTPUT_TOKENS) or 0) for a in calls),
+                reasoning_tokens=sum(int(a.get(ATTR_REASONING_TOKENS) or 0) for a in calls),
+                calls=len(calls),
                 stop_reason=attrs.get(ATTR_STOP_REASON),
             )
         )
