@@ -63,7 +63,7 @@ class _Call:
             n=n,
             requested_max_tokens=requested if isinstance(requested, int) else None,
         )
-        if owner.capture_input:
+        if owner.capture_input or observe.content_wanted():
             self.info.input_messages = messages
 
     def begin(self) -> None:
@@ -164,7 +164,7 @@ class _Call:
         if ledger is not None:
             ledger.add(Spend.of(usage, node=info.node))
         info.usage, info.units = usage, units
-        if self.owner.capture_output:
+        if self.owner.capture_output or observe.content_wanted():
             info.output_text = text
         observe.notify("call_finished", info)
         return usage
