@@ -45,7 +45,7 @@ class FanState(BudgetState):
     outs: Annotated[list[str], operator.add]
 
 
-def fan_graph(llm, branches=BRANCHES):
+def fan_graph(llm, branches=BRANCHES, name="solve"):
     @guard
     def plan(state):
         llm.invoke("plan")
@@ -71,12 +71,16 @@ def fan_graph(llm, branches=BRANCHES):
     )
     b.add_edge("branch", "final")
     b.add_edge("final", END)
-    return b.compile()
+    return b.compile(name=name)
 
 
 def run_app(limit=10_000, **model):
     llm = budgeted(fake_model(**model))
     return traced(with_budget(fan_graph(llm), Budget(max_tokens=limit)), "solve")
+
+
+def run_app_of(llm):
+    return traced(with_budget(fan_graph(llm), Budget(max_tokens=10_000)), "solve")
 
 
 def attr(span, key):
@@ -175,23 +179,23 @@ def test_node_rollups_equal_the_sum_of_their_calls(budget_tracer, span_exporter)
 def test_exhaustion_records_events_and_stop_reason(budget_tracer, span_exporter, metric_reader):
     # A fake that honours max_tokens, like a provider: refusals happen, overshoot never.
     llm = budgeted(BillingFakeChat(texts=["alpha beta gamma delta epsilon zeta eta theta"]))
-    app = traced(with_budget(fan_graph(llm), Budget(max_tokens=110)), "solve")
+    app = traced(with_budget(fan_graph(llm), Budget(max_tokens=60)), "solve")
     out = app.invoke({"outs": []})
     assert out["stop_reason"] == "budget"
     spans = span_exporter.get_finished_spans()
     nodes = spans_of_kind(spans, "node")
     events = {e.name: e for n in nodes for e in n.events}
     refused = events["budget.reservation_refused"]
-    assert refused.attributes[A.BUDGET_LIMIT] == 110
+    assert refused.attributes[A.BUDGET_LIMIT] == 60
     assert refused.attributes[A.BUDGET_NODE] in ("branch", "final")
     exhausted = events["budget.exhausted"]
-    assert exhausted.attributes[A.BUDGET_LIMIT] == 110
+    assert exhausted.attributes[A.BUDGET_LIMIT] == 60
     assert exhausted.attributes["budget.requested"] > 0
     stopped = [n for n in nodes if attr(n, A.BUDGET_STOP_REASON) == "budget"]
     assert stopped and all(not children_of(spans, n) for n in stopped)  # refused: no call span
     (run,) = spans_of_kind(spans, "run")
     assert attr(run, A.BUDGET_STOP_REASON) == "budget"
-    assert attr(run, A.BUDGET_SPENT) == out["spend"].units <= 110
+    assert attr(run, A.BUDGET_SPENT) == out["spend"].units <= 60
     (overshoot,) = metric_points(metric_reader, "budget.overshoot.count")
     assert overshoot.value == 0
     counted = {p.attributes["budget.event"]: p.value for p in metric_points(
@@ -236,8 +240,7 @@ def test_custom_events_land_on_the_node_span(budget_tracer, span_exporter):
     b.add_node("estimate", estimate)
     b.add_edge(START, "estimate")
     b.add_edge("estimate", END)
-    with trace_run("r"):
-        with_budget(b.compile(), Budget(max_tokens=100)).invoke({})
+    traced(with_budget(b.compile(), Budget(max_tokens=100))).invoke({})
     (node,) = spans_of_kind(span_exporter.get_finished_spans(), "node")
     assert attr(node, A.BUDGET_ESTIMATE) == 420
     events = {e.name: dict(e.attributes) for e in node.events}
@@ -294,8 +297,7 @@ def test_nests_under_an_instrumentor_without_double_counting(
         genai_usage=genai_usage, metrics=False))
     try:
         with outer.start_as_current_span("LangGraph") as root:
-            out = traced(with_budget(fan_graph(llm), Budget(max_tokens=10_000)), "solve").invoke(
-                {"outs": []})
+            out = run_app_of(llm).invoke({"outs": []})
     finally:
         handle.uninstrument()
     spend = out["spend"]
@@ -347,3 +349,40 @@ def test_failed_call_span_has_error_status(budget_tracer, span_exporter):
     for span in (call, node_span):
         assert span.status.status_code == trace.StatusCode.ERROR
         assert attr(span, A.ERROR_TYPE) == "RuntimeError"
+
+
+def test_trace_run_and_traced_for_graphs_without_with_budget(budget_tracer, span_exporter):
+    from budget_graph import Meter
+
+    meter = Meter(Budget(max_tokens=1_000))
+    llm = budgeted(fake_model(output_tokens=3), meter=meter)
+    plain = fan_graph(llm, branches=2, name="plain")
+    out = traced(plain, "plain-run").invoke({"outs": []})
+    with trace_run("manual", meter=meter) as run:
+        run.state = {"stop_reason": "solved"}
+        llm.invoke("outside any node")
+    spans = span_exporter.get_finished_spans()
+    first, manual = spans_of_kind(spans, "run")
+    assert first.name == "plain-run" and manual.name == "manual"
+    assert attr(first, A.USAGE_OUTPUT_TOKENS) == out["spend"].output_tokens == 3 * 4
+    assert attr(manual, A.BUDGET_STOP_REASON) == "solved"
+    assert attr(manual, A.BUDGET_SPENT) == meter.spent
+    (call,) = children_of(spans, manual)
+    assert attr(manual, A.USAGE_OUTPUT_TOKENS) == attr(call, A.GEN_AI_USAGE_OUTPUT_TOKENS) == 3
+
+def test_a_run_reported_inside_traced_is_absorbed(budget_tracer, span_exporter):
+    # with_budget graphs may report their own runs; traced() around one keeps one run span.
+    from budget_graph import Meter
+    from budget_graph._internal.observe import RunInfo
+
+    meter = Meter(Budget(max_tokens=1_000))
+    llm = budgeted(fake_model(output_tokens=3), meter=meter)
+    with trace_run("outer", absorb_nested=True):
+        inner = RunInfo(name="inner", meter=meter)
+        observe.notify("run_started", inner)
+        llm.invoke("hi")
+        inner.state = {"stop_reason": "solved"}
+        observe.notify("run_finished", inner)
+    (run,) = spans_of_kind(span_exporter.get_finished_spans(), "run")
+    assert run.name == "outer" and attr(run, A.USAGE_OUTPUT_TOKENS) == 3
+    assert attr(run, A.BUDGET_SPENT) == meter.spent

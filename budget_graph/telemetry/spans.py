@@ -31,13 +31,15 @@ class Rollup:
     links a nested node to the node or run around it so every ancestor gets the call.
     """
 
-    __slots__ = ("_lock", "meter", "parent", "span", "usage")
+    __slots__ = ("_lock", "absorb", "meter", "parent", "span", "usage")
 
     def __init__(self, span: Any, parent: Rollup | None) -> None:
         self.span = span
         self.parent = parent
         self.usage = Usage()
         self.meter: Any = None
+        self.absorb = False
+        """A wrapper run span waiting to absorb the run reported inside it."""
         self._lock = threading.Lock()
 
     def add(self, usage: Usage, meter: Any) -> None:

@@ -28,9 +28,12 @@ from budget_graph.telemetry.spans import (
     usage_attributes,
 )
 
-__all__ = ["INSTRUMENTATION_NAME", "BudgetTracer", "instrument"]
+__all__ = ["ABSORB_NESTED_RUN", "INSTRUMENTATION_NAME", "BudgetTracer", "instrument"]
 
 INSTRUMENTATION_NAME = "budget_graph"
+ABSORB_NESTED_RUN = "budget_graph.telemetry.absorb_nested_run"
+"""``RunInfo.slot`` flag: the first run reported inside this one is the same run."""
+_ABSORBED = "absorbed"
 
 # Events whose value also becomes an attribute of the span they land on.
 _ATTRIBUTE_EVENTS = {
@@ -183,10 +186,22 @@ class BudgetTracer:
 
     def run_started(self, run: RunInfo) -> None:
         """Open the run's span and make it current for the graph run."""
-        self._open(run.name, A.SPAN_KIND_RUN, run.slot, run.meter)
+        outer = self._scope.get()
+        if outer is not None and outer.absorb:  # traced(with_budget(...)): one run, one span
+            outer.absorb = False
+            outer.meter = outer.meter or run.meter
+            run.slot[self._key] = (_ABSORBED, outer)
+            return
+        rollup = self._open(run.name, A.SPAN_KIND_RUN, run.slot, run.meter)
+        rollup.absorb = bool(run.slot.get(ABSORB_NESTED_RUN))
 
     def run_finished(self, run: RunInfo) -> None:
         """Set the run's rolled-up usage, final budget and stop reason; record run metrics."""
+        entry = run.slot.get(self._key)
+        if entry is not None and entry[0] == _ABSORBED:
+            del run.slot[self._key]
+            entry[1].meter = entry[1].meter or run.meter
+            return
         rollup = self._close(run.slot)
         if rollup is None:
             return
@@ -225,6 +240,8 @@ class BudgetTracer:
             special = _ATTRIBUTE_EVENTS.get(name)
             if special is not None and attributes.get(special[0]) is not None:
                 span.set_attribute(special[1], attrs[A.BUDGET_PREFIX + special[0]])
+            if isinstance(attributes.get("stop_reason"), str):  # e.g. the terminator's event
+                span.set_attribute(A.BUDGET_STOP_REASON, attributes["stop_reason"])
         if self._instruments is not None:
             self._instruments.events.add(1, {"budget.event": name})
 

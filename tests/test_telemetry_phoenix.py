@@ -1,0 +1,98 @@
+"""A budgeted graph on the replay server, traced into a real Arize Phoenix over OTLP/HTTP."""
+
+import operator
+import uuid
+from typing import Annotated
+
+import pytest
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+
+from budget_graph import Budget, BudgetState, budgeted, guard, with_budget
+from budget_graph.tasks.game24 import Game24Task
+from budget_graph.telemetry import TelemetryConfig, instrument, traced
+from budget_graph.telemetry import attributes as A
+from budget_graph.telemetry.export import otlp_tracer_provider
+
+pytestmark = [pytest.mark.integration, pytest.mark.phoenix]
+
+PUZZLES = 6
+
+
+class SampleState(BudgetState):
+    answers: Annotated[list[str], operator.add]
+
+
+def cot_graph(llm, task):
+    """Fan out one CoT sample per puzzle (parallel Send branches), then tally."""
+    items = task.items()[:PUZZLES]
+
+    @guard
+    def sample(state):
+        item = items[state["i"]]
+        msg = llm.invoke(task.cot_prompt(item), max_tokens=120)
+        return {"answers": [task.extract_answer(item, msg.text) or ""]}
+
+    @guard
+    def tally(state):
+        return {}
+
+    b = StateGraph(SampleState)
+    b.add_node("sample", sample)
+    b.add_node("tally", tally)
+    b.add_conditional_edges(
+        START, lambda s: [Send("sample", {"i": i}) for i in range(PUZZLES)], ["sample"]
+    )
+    b.add_edge("sample", "tally")
+    b.add_edge("tally", END)
+    return b.compile()
+
+
+def attr(span, key):
+    return span["attributes"].get(key)
+
+
+def test_budgeted_run_spend_is_visible_in_phoenix(phoenix_server, replay_chat_openai):
+    project = f"budget-graph-{uuid.uuid4().hex[:8]}"
+    provider = otlp_tracer_provider(phoenix_server.traces_endpoint, project=project, batch=True)
+    handle = instrument(tracer_provider=provider, config=TelemetryConfig(metrics=False))
+    try:
+        llm = budgeted(replay_chat_openai())
+        # Room for some samples but not all: refusals are part of what Phoenix must show.
+        budget = Budget(max_tokens=500, count="output")
+        app = traced(with_budget(cot_graph(llm, Game24Task()), budget), "game24-cot")
+        out = app.invoke({"answers": []})
+    finally:
+        handle.uninstrument()
+        provider.force_flush()
+        provider.shutdown()
+    spend = out["spend"]
+    assert 0 < spend.calls <= PUZZLES
+
+    expected = 1 + (PUZZLES + 1) + spend.calls  # run + nodes + LLM calls
+    spans = phoenix_server.wait_for_spans(project, expected)
+    assert len(spans) == expected
+    llm_spans = [s for s in spans if attr(s, A.SPAN_KIND) == A.SPAN_KIND_LLM]
+    (run,) = [s for s in spans if attr(s, A.SPAN_KIND) == A.SPAN_KIND_RUN]
+    assert len(llm_spans) == spend.calls
+
+    # The acceptance check: Phoenix's LLM spans add up to the run's final state spend.
+    output_tokens = sum(attr(s, A.GEN_AI_USAGE_OUTPUT_TOKENS) for s in llm_spans)
+    assert output_tokens == spend.output_tokens == spend.units
+    assert sum(attr(s, A.GEN_AI_USAGE_INPUT_TOKENS) for s in llm_spans) == spend.input_tokens
+
+    # budget.* attributes survived the trip, and the run span carries the totals.
+    for span in llm_spans:
+        assert attr(span, A.BUDGET_LIMIT) == 500
+        assert attr(span, A.BUDGET_RESERVED) > 0
+        assert attr(span, A.GEN_AI_REQUEST_MODEL) == "gpt-4"
+        assert 1 <= attr(span, A.GEN_AI_REQUEST_MAX_TOKENS) <= 120
+        assert run["context"]["trace_id"] == span["context"]["trace_id"]
+    assert attr(run, A.BUDGET_SPENT) == spend.units
+    assert attr(run, A.BUDGET_LIMIT) == 500
+    assert attr(run, A.USAGE_OUTPUT_TOKENS) == spend.output_tokens
+    assert run["parent_id"] is None
+    if out.get("stop_reason") == "budget":
+        assert attr(run, A.BUDGET_STOP_REASON) == "budget"
+        names = {e["name"] for s in spans for e in s["events"]}
+        assert {"budget.reservation_refused", "budget.exhausted"} <= names
