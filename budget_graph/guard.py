@@ -208,17 +208,42 @@ class BudgetedGraph:
         self.last_meter = meter
         return input, budget_config(meter, config)
 
+    def _run_info(self, config: RunnableConfig) -> observe.RunInfo:
+        info = observe.RunInfo(
+            name=str(getattr(self.graph, "name", None) or "graph"), meter=current_meter(config)
+        )
+        observe.notify("run_started", info)
+        return info
+
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Run the graph under a fresh meter (rebuilt from state on resume)."""
         input, config = self._prepare(input, config)
-        with use_meter(current_meter(config)):
-            return self.graph.invoke(input, config, **kwargs)
+        info = self._run_info(config)
+        with use_meter(info.meter):
+            try:
+                info.state = self.graph.invoke(input, config, **kwargs)
+            except BaseException as exc:
+                info.error = exc
+                raise
+            finally:
+                observe.notify("run_finished", info)
+        return info.state
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+    async def ainvoke(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Any:
         """Async :meth:`invoke`."""
         input, config = self._prepare(input, config)
-        with use_meter(current_meter(config)):
-            return await self.graph.ainvoke(input, config, **kwargs)
+        info = self._run_info(config)
+        with use_meter(info.meter):
+            try:
+                info.state = await self.graph.ainvoke(input, config, **kwargs)
+            except BaseException as exc:
+                info.error = exc
+                raise
+            finally:
+                observe.notify("run_finished", info)
+        return info.state
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
