@@ -58,7 +58,7 @@ class PolicyView:
     remaining: int | None = None
     """Units the search may still spend (``None``: unlimited)."""
     expected_cost: float | None = None
-    """Expected units of one expansion plus valuing its children (``None``: unknown yet)."""
+    """Expected units of one expansion, learned so far (``None``: unknown yet)."""
     max_depth: int = 4
     step: int = 0
 

@@ -40,9 +40,13 @@ def remaining_units(state: Mapping[str, Any], config: RunnableConfig | None = No
     return avail
 
 
-def expected_step_cost(stats: SearchStats | None, prior: float | None = None) -> float | None:
-    """Mean units of one expansion with its valuation, learned from the calls so far."""
-    learned = stats.units_per_expansion if stats is not None else None
+def expected_step_cost(
+    stats: SearchStats | None, prior: float | None = None, *, kind: str = "expand"
+) -> float | None:
+    """Expected units of the next expansion (or judge call), learned from the calls so far."""
+    if stats is None:
+        return prior
+    learned = stats.units_per_expansion if kind == "expand" else stats.units_per_value_call
     return learned if learned is not None else prior
 
 
@@ -70,7 +74,7 @@ class PlannerEdge:
     patience: int = 2
     """Consecutive low-gain steps tolerated."""
     prior_step_units: float | None = None
-    """Expected units of one expansion before any was observed (``None``: don't check)."""
+    """Expected units of the next step before any was observed (``None``: don't check)."""
 
     def check(
         self,
@@ -89,11 +93,10 @@ class PlannerEdge:
             return "solved"
         if not actions:
             return reason or "exhausted"
-        cost = expected_step_cost(stats, self.prior_step_units)
+        kind = "expand" if any(a.kind == "expand" for a in actions) else "value"
+        cost = expected_step_cost(stats, self.prior_step_units, kind=kind)
         if remaining is not None and (remaining <= 0 or (cost is not None and remaining < cost)):
-            # A pure valuation step is cheaper than an expansion: allow it while anything is left.
-            if remaining <= 0 or any(a.kind == "expand" for a in actions):
-                return "budget"
+            return "budget"
         if self.min_gain is not None and len(quality) > self.patience:
             recent = quality[-(self.patience + 1) :]
             gains = [

@@ -354,7 +354,14 @@ class SearchStats:
 
     @property
     def units_per_expansion(self) -> float | None:
-        """Mean units of one expansion including the valuation of its children."""
+        """Mean units of one expansion (the propose call), ``None`` before the first."""
         if self.expansions == 0:
             return None
-        return (self.expand_units + self.value_units) / self.expansions
+        return self.expand_units / self.expansions
+
+    @property
+    def units_per_value_call(self) -> float | None:
+        """Mean units of one judge call, ``None`` before the first."""
+        if self.value_calls == 0:
+            return None
+        return self.value_units / self.value_calls

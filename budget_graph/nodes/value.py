@@ -147,7 +147,9 @@ class ValueCache:
             event.wait()
         try:
             score = compute()
-            if score.calls:  # a completed judgement (even unparsable) is what the model said
+            # A completed judgement (even unparsable) is what the model said; one cut short by
+            # the budget clamp is not, so it is not reused.
+            if score.calls and score.note != "truncated":
                 with self._lock:
                     self._values[key] = score.value
             return score
@@ -202,12 +204,16 @@ class JudgeValue(_Chainable):
             kwargs["max_tokens"] = self.max_tokens
         texts: list[str] = []
         units = calls = 0
+        truncated = False
         batches = [self.samples] if self.batched else [1] * self.samples
         for n in batches:
             extra = {"n": n} if n > 1 else {}
             result = self.llm.generate([[HumanMessage(prompt)]], **kwargs, **extra)
             gens = result.generations[0]
             texts.extend(g.text for g in gens)
+            truncated = truncated or any(
+                (g.generation_info or {}).get("finish_reason") == "length" for g in gens
+            )
             calls += 1
             usage = getattr(gens[0].message, "usage_metadata", None) if gens else None
             if usage:
@@ -223,7 +229,8 @@ class JudgeValue(_Chainable):
             observe.emit(
                 "budget.judge_unparsable", node=node.id, samples=len(texts), unparsable=bad
             )
-        return Score(total, units=units, calls=calls, note="judge" if not bad else "unparsable")
+        note = "truncated" if truncated else ("unparsable" if bad else "judge")
+        return Score(total, units=units, calls=calls, note=note)
 
     def __call__(self, item: Item, node: TreeNode) -> Score | None:
         """Judge the node (from the cache if the same prompt was judged before)."""
