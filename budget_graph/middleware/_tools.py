@@ -1,0 +1,133 @@
+"""Charging tool calls (their budgeted LLM calls and declared costs) to the agent's budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import AIMessage, ToolMessage
+from langgraph.types import Command
+
+from budget_graph.budget import Spend
+from budget_graph.context import current_ledger, open_ledger, use_meter
+from budget_graph.errors import BudgetExceededError
+from budget_graph.meter import Reservation
+
+if TYPE_CHECKING:
+    from langchain.agents.middleware.types import ToolCallRequest
+
+    from budget_graph.middleware._meters import AgentMeter
+    from budget_graph.middleware.token_budget import TokenBudgetMiddleware
+
+__all__ = ["ToolCharge"]
+
+
+def _issuing_message(state: Any, call_id: str) -> AIMessage | None:
+    messages = state.get("messages", []) if isinstance(state, dict) else []
+    for msg in reversed(messages):
+        if isinstance(msg, AIMessage) and any(tc.get("id") == call_id for tc in msg.tool_calls):
+            return msg
+    return None
+
+
+class ToolCharge:
+    """One tool call's charge: its step's shared meter, declared cost and LLM spend."""
+
+    def __init__(self, mw: TokenBudgetMiddleware, request: ToolCallRequest) -> None:
+        self.mw = mw
+        self.call = request.tool_call
+        self.name = str(self.call.get("name"))
+        self.call_id = str(self.call.get("id"))
+        state = request.state if isinstance(request.state, dict) else {}
+        self.state = state
+        issuer = _issuing_message(state, self.call_id)
+        self.key: Any = None
+        if issuer is not None:
+            self.key = (id(mw), issuer.id or tuple(tc.get("id") for tc in issuer.tool_calls))
+            ids = {str(tc.get("id")) for tc in issuer.tool_calls}
+            self.meter: AgentMeter = mw._steps.acquire(self.key, ids, lambda: mw.meter(state))
+        else:
+            self.meter = mw.meter(state)
+        self.declared = mw.tool_costs.get(self.name, 0)
+        self.reservation: Reservation | None = None
+        self.spend = Spend()
+        self.charged = 0
+
+    def _refusal(self, exc: BudgetExceededError, action: str) -> ToolMessage:
+        from budget_graph.middleware.token_budget import build_budget_message
+
+        bind = self.meter.binding
+        text = build_budget_message(
+            scope=bind.scope,
+            limit=bind.limit,
+            spent=bind.spent,
+            requested=exc.requested,
+            reserved=bind.reserved,
+            unit=self.mw.unit,
+            action=action,
+        )
+        return ToolMessage(
+            content=f"Tool '{self.name}' stopped: {text}",
+            tool_call_id=self.call_id,
+            name=self.name,
+            status="error",
+        )
+
+    def begin(self) -> ToolMessage | None:
+        """Reserve the declared cost; a refusal is the tool's (error) result."""
+        if not self.declared:
+            return None
+        try:
+            self.reservation = self.meter.reserve(self.declared, node=self.name)
+        except BudgetExceededError as exc:
+            return self._refusal(exc, f"running tool '{self.name}'")
+        return None
+
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        """Make the step's meter current (for budgeted models in the tool) and collect spend."""
+        outer = current_ledger()
+        with use_meter(self.meter), open_ledger() as ledger:
+            try:
+                yield
+            finally:
+                self.spend = ledger.spend
+                if outer is not None and ledger.spend:
+                    outer.add(ledger.spend)
+
+    def refused(self, exc: BudgetExceededError) -> ToolMessage:
+        """The tool's result when an LLM call inside it was refused."""
+        return self._refusal(exc, f"an LLM call inside tool '{self.name}'")
+
+    def result(self, result: ToolMessage | Command[Any]) -> ToolMessage | Command[Any]:
+        """Commit the declared cost and add the tool's spend to the state update."""
+        if self.reservation is not None:
+            self.meter.commit(self.reservation, self.declared)
+            self.reservation = None
+            self.charged += self.declared
+        units = self.charged + self.spend.units
+        if not units:
+            return result
+        delta = {"run_token_spend": units, "thread_token_spend": units}
+        if isinstance(result, ToolMessage):
+            return Command(update={"messages": [result], **delta})
+        if isinstance(result, Command) and isinstance(result.update, dict):
+            update = dict(result.update)
+            for key, value in delta.items():
+                update[key] = int(update.get(key) or 0) + value
+            return Command(graph=result.graph, update=update, resume=result.resume, goto=result.goto)
+        if isinstance(result, Command) and result.update is None:
+            return Command(graph=result.graph, update=delta, resume=result.resume, goto=result.goto)
+        return result
+
+    def abort(self) -> None:
+        """The tool raised: release the declared cost (the tool did not complete)."""
+        if self.reservation is not None:
+            self.meter.release(self.reservation)
+            self.reservation = None
+
+    def done(self) -> None:
+        """Tell the step this tool call is over."""
+        if self.key is not None:
+            self.mw._steps.done(self.key, self.call_id)

@@ -1,0 +1,717 @@
+"""``TokenBudgetMiddleware``: a hard token (or cost) cap for ``create_agent`` agents."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired
+
+from langchain.agents.middleware.types import (
+    AgentMiddleware,
+    AgentState,
+    ContextT,
+    ExtendedModelResponse,
+    ModelRequest,
+    ModelResponse,
+    PrivateStateAttr,
+    ResponseT,
+    hook_config,
+)
+from langchain_core.messages import AIMessage, SystemMessage
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.types import Command, interrupt
+
+from budget_graph.accounting import count_messages
+from budget_graph.budget import Budget, ModelPrice
+from budget_graph.budgeted import budgeted
+from budget_graph.errors import BudgetExceededError
+from budget_graph.meter import Meter
+from budget_graph.middleware._meters import AgentMeter, StepMeters
+from budget_graph.middleware._tools import ToolCharge
+
+if TYPE_CHECKING:
+    from langchain.agents.middleware.types import ToolCallRequest
+    from langchain_core.messages import ToolMessage
+    from langgraph.runtime import Runtime
+
+__all__ = [
+    "TokenBudgetExceededError",
+    "TokenBudgetMiddleware",
+    "TokenBudgetState",
+    "build_budget_message",
+]
+
+CountArg = Literal["output", "total", "input+output", "cost"]
+ExitBehavior = Literal["end", "error", "finalize", "interrupt"]
+_EXIT_BEHAVIORS = ("end", "error", "finalize", "interrupt")
+_COUNTS = {"output": "output", "total": "input+output", "input+output": "input+output", "cost": "cost"}
+
+FINAL_NOTE = (
+    "The token budget for this task is nearly spent. Do not call any tools. "
+    "Give your best final answer now, briefly, from what you already know."
+)
+"""System note added to the last call of ``exit_behavior="finalize"``."""
+
+
+def add_units(current: int | None, delta: int | None) -> int:
+    """Reducer for spend counters: nodes write deltas (a negative delta resets a run)."""
+    return (current or 0) + (delta or 0)
+
+
+class TokenBudgetState(AgentState[ResponseT]):
+    """State schema of :class:`TokenBudgetMiddleware`.
+
+    Spend counters take deltas (parallel tool calls add up). ``thread_token_spend``
+    lives as long as the thread's checkpoints; ``run_token_spend`` is reset when a
+    new run starts, but survives an interrupt or a retry of the same run, so a
+    resumed run cannot spend its budget twice.
+    """
+
+    thread_token_spend: NotRequired[Annotated[int, PrivateStateAttr, add_units]]
+    run_token_spend: NotRequired[Annotated[int, PrivateStateAttr, add_units]]
+    token_budget_run_limit: NotRequired[Annotated[int | None, PrivateStateAttr]]
+    token_budget_thread_limit: NotRequired[Annotated[int | None, PrivateStateAttr]]
+
+
+def build_budget_message(
+    *,
+    scope: str,
+    limit: int,
+    spent: int,
+    requested: int | None,
+    reserved: int = 0,
+    unit: str = "tokens",
+    action: str = "the next model call",
+) -> str:
+    """The one message used for the raised error, the final AIMessage and refused tools.
+
+    Example:
+        >>> build_budget_message(scope="run", limit=1000, spent=950, requested=120)
+        'Token budget: the next model call would exceed the run limit of 1000 tokens (run_spent=950, reserved=0, requested=120, remaining=50)'
+
+    """  # noqa: E501
+    remaining = max(limit - spent - reserved, 0)
+    if requested is None:
+        return (
+            f"Token budget exhausted: the {scope} limit of {limit} {unit} is spent "
+            f"({scope}_spent={spent}, remaining={remaining})"
+        )
+    return (
+        f"Token budget: {action} would exceed the {scope} limit of {limit} {unit} "
+        f"({scope}_spent={spent}, reserved={reserved}, requested={requested}, "
+        f"remaining={remaining})"
+    )
+
+
+class TokenBudgetExceededError(BudgetExceededError):
+    """Raised with ``exit_behavior="error"`` when a model call would exceed a token limit.
+
+    Attributes (besides :class:`BudgetExceededError`'s ``limit``, ``spent``,
+    ``requested``, ``scope``, ``reserved``, ``unit``):
+        run_spent: Units the run had spent.
+        thread_spent: Units the thread had spent.
+    """
+
+    def __init__(
+        self,
+        *,
+        scope: str,
+        limit: int,
+        spent: int,
+        requested: int | None,
+        reserved: int = 0,
+        unit: str = "tokens",
+        run_spent: int = 0,
+        thread_spent: int = 0,
+    ) -> None:
+        """Build the error and its message from the numbers."""
+        self.run_spent = run_spent
+        self.thread_spent = thread_spent
+        super().__init__(
+            limit=limit,
+            spent=spent,
+            requested=requested or 0,
+            scope=scope,
+            reserved=reserved,
+            unit=unit,
+            message=build_budget_message(
+                scope=scope,
+                limit=limit,
+                spent=spent,
+                requested=requested,
+                reserved=reserved,
+                unit=unit,
+            ),
+        )
+        self._requested_or_none = requested
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        kwargs = {
+            "scope": self.scope,
+            "limit": self.limit,
+            "spent": self.spent,
+            "requested": self._requested_or_none,
+            "reserved": self.reserved,
+            "unit": self.unit,
+            "run_spent": self.run_spent,
+            "thread_spent": self.thread_spent,
+        }
+        return (_rebuild_error, (kwargs,))
+
+
+def _rebuild_error(kwargs: dict[str, Any]) -> TokenBudgetExceededError:
+    return TokenBudgetExceededError(**kwargs)
+
+
+def _with_note(system: SystemMessage | None, note: str) -> SystemMessage:
+    if system is None:
+        return SystemMessage(content=note)
+    if isinstance(system.content, str):
+        return SystemMessage(content=f"{system.content}\n\n{note}" if system.content else note)
+    return SystemMessage(content=[*system.content, {"type": "text", "text": note}])
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int (got {value!r})")
+    return value
+
+
+def _usd_units(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of USD (got {value!r})")
+    return int(round(value * 1_000_000))
+
+
+class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], ContextT, ResponseT]):
+    """Caps the tokens (or money) an agent spends per run and per thread, before each call.
+
+    Before each model call the middleware reserves the prompt plus the call's
+    ``max_tokens``, clamped to what is left, on a meter holding the run's and the
+    thread's spend; a call that cannot fit is refused before anything is sent. After
+    the call it commits the provider's real usage. Tool calls are charged to the same
+    budget: budgeted models called inside tools reserve on it (the meter is current
+    inside tools, see :func:`~budget_graph.current_meter`) and ``tool_costs`` declares
+    a fixed cost per tool. Parallel tool calls of one step share one meter.
+
+    Put it last in ``middleware=[...]`` so it wraps the model that is really called
+    (after routers or fallbacks that swap the model).
+
+    Example:
+        ```python
+        from langchain.agents import create_agent
+        from langgraph.checkpoint.memory import InMemorySaver
+        from budget_graph.middleware import TokenBudgetMiddleware
+
+        agent = create_agent(
+            model,
+            tools=[search],
+            middleware=[TokenBudgetMiddleware(run_limit=20_000, thread_limit=100_000,
+                                              count="total", exit_behavior="finalize")],
+            checkpointer=InMemorySaver(),
+        )
+        ```
+
+    """
+
+    state_schema = TokenBudgetState  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        *,
+        run_limit: int | None = None,
+        thread_limit: int | None = None,
+        count: CountArg = "output",
+        run_limit_usd: float | None = None,
+        thread_limit_usd: float | None = None,
+        prices: Mapping[str, ModelPrice | Mapping[str, float]] | None = None,
+        exit_behavior: ExitBehavior = "end",
+        warn_at: float | None = None,
+        tool_costs: Mapping[str, int] | None = None,
+        reserve: int | None = None,
+        min_output_tokens: int = 16,
+        max_tokens_param: str = "max_tokens",
+        prompt_margin: float = 0.05,
+    ) -> None:
+        """Configure the limits.
+
+        Args:
+            run_limit: Tokens one run (one ``invoke`` with new input) may spend; ``None``
+                means no limit.
+            thread_limit: Tokens the whole thread may spend across runs (persisted with
+                the checkpointer); ``None`` means no limit.
+            count: What counts: ``"output"`` tokens, ``"total"`` (``"input+output"``)
+                tokens, or ``"cost"`` (priced per model from ``prices``).
+            run_limit_usd: Run limit in USD (``count="cost"``).
+            thread_limit_usd: Thread limit in USD (``count="cost"``).
+            prices: Model name -> :class:`~budget_graph.ModelPrice` (``count="cost"``).
+            exit_behavior: When a model call would exceed a limit: ``"end"`` ends with an
+                AIMessage naming the limit and the numbers; ``"error"`` raises
+                :class:`TokenBudgetExceededError`; ``"finalize"`` makes one last call
+                with tools unbound, clamped to ``reserve`` plus what is left;
+                ``"interrupt"`` asks a human (LangGraph ``interrupt``) for a new limit:
+                resume with ``Command(resume={"run_limit": n})`` (or ``thread_limit``,
+                ``*_limit_usd``), or ``Command(resume=False)`` to end.
+            warn_at: Fraction of a limit (e.g. ``0.8``) from which each model call gets a
+                system note saying how much remains, so the model can wrap up.
+            tool_costs: Tool name -> units charged whenever that tool runs (tokens, or
+                micro-USD with ``count="cost"``), reserved before it runs.
+            reserve: Units held back for the final answer of ``"finalize"`` (ordinary
+                calls cannot use them). Defaults to a tenth of the smallest limit with
+                ``"finalize"``, else 0.
+            min_output_tokens: An ordinary call whose output the budget would clamp below
+                this many tokens is refused (and ``exit_behavior`` applies) instead of
+                being sent for a truncated, useless answer. ``1`` clamps to the last token.
+            max_tokens_param: The model's keyword for its output cap.
+            prompt_margin: Fraction added to the locally counted prompt when reserving.
+
+        Raises:
+            ValueError: Naming the argument and value, for a missing or invalid limit,
+                exit behaviour, count, fraction, cost or reserve.
+
+        """
+        super().__init__()
+        if exit_behavior not in _EXIT_BEHAVIORS:
+            raise ValueError(
+                f"Invalid exit_behavior: {exit_behavior}. "
+                "Must be 'end', 'error', 'finalize' or 'interrupt'"
+            )
+        if count not in _COUNTS:
+            raise ValueError(f"Invalid count: {count}. Must be one of {sorted(_COUNTS)}")
+        self.count = count
+        self._mode = _COUNTS[count]
+        self.prices = {
+            k: v if isinstance(v, ModelPrice) else ModelPrice(**v)
+            for k, v in (prices or {}).items()
+        }
+        if self._mode == "cost":
+            if run_limit is not None or thread_limit is not None:
+                raise ValueError(
+                    "count='cost' takes run_limit_usd/thread_limit_usd "
+                    f"(got run_limit={run_limit!r}, thread_limit={thread_limit!r})"
+                )
+            if run_limit_usd is None and thread_limit_usd is None:
+                raise ValueError(
+                    "At least one limit must be specified (run_limit_usd or thread_limit_usd)"
+                )
+            if not self.prices:
+                raise ValueError("count='cost' needs prices for at least one model (got {})")
+            self.run_limit = None if run_limit_usd is None else _usd_units("run_limit_usd", run_limit_usd)
+            self.thread_limit = (
+                None if thread_limit_usd is None else _usd_units("thread_limit_usd", thread_limit_usd)
+            )
+        else:
+            if run_limit_usd is not None or thread_limit_usd is not None:
+                raise ValueError(
+                    f"run_limit_usd/thread_limit_usd need count='cost' (got count={count!r})"
+                )
+            if run_limit is None and thread_limit is None:
+                raise ValueError("At least one limit must be specified (run_limit or thread_limit)")
+            self.run_limit = None if run_limit is None else _positive_int("run_limit", run_limit)
+            self.thread_limit = (
+                None if thread_limit is None else _positive_int("thread_limit", thread_limit)
+            )
+        """Limits in meter units (tokens, or micro-USD with ``count="cost"``)."""
+        if warn_at is not None and not 0 < warn_at < 1:
+            raise ValueError(f"warn_at must be a fraction in (0, 1) (got {warn_at!r})")
+        self.warn_at = warn_at
+        self.tool_costs = {
+            name: _nonneg(f"tool_costs[{name!r}]", cost) for name, cost in (tool_costs or {}).items()
+        }
+        smallest = min(x for x in (self.run_limit, self.thread_limit) if x is not None)
+        if reserve is None:
+            reserve = max(smallest // 10, 1) if exit_behavior == "finalize" else 0
+        reserve = _nonneg("reserve", reserve)
+        if reserve >= smallest:
+            raise ValueError(f"reserve must be smaller than every limit ({smallest}) (got {reserve})")
+        self.reserve = reserve
+        self.exit_behavior = exit_behavior
+        self.min_output_tokens = _positive_int("min_output_tokens", min_output_tokens)
+        self.max_tokens_param = max_tokens_param
+        self.prompt_margin = prompt_margin
+        self.unit = "micro-USD" if self._mode == "cost" else "tokens"
+        self._steps = StepMeters()
+        self._budgets: dict[int, Budget] = {}
+
+    # --- meters -------------------------------------------------------------------
+
+    def _budget(self, limit: int) -> Budget:
+        budget = self._budgets.get(limit)
+        if budget is None:
+            common: dict[str, Any] = {
+                "reserve": min(self.reserve, limit - 1),
+                "prompt_margin": self.prompt_margin,
+            }
+            if self._mode == "cost":
+                budget = Budget(
+                    count="cost", max_cost_usd=limit / 1_000_000, prices=self.prices, **common
+                )
+            else:
+                budget = Budget(max_tokens=limit, count=self._mode, **common)  # type: ignore[arg-type]
+            if len(self._budgets) < 256:
+                self._budgets[limit] = budget
+        return budget
+
+    def limits(self, state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        """Run and thread limits in force: the configured ones, or those a human approved."""
+        run = state.get("token_budget_run_limit") or self.run_limit
+        thread = state.get("token_budget_thread_limit") or self.thread_limit
+        return run, thread
+
+    def meter(self, state: Mapping[str, Any], extra_spent: int = 0) -> AgentMeter:
+        """A meter holding the run's and the thread's spend recorded in ``state``."""
+        run_limit, thread_limit = self.limits(state)
+        meters = []
+        if run_limit is not None:
+            spent = max(int(state.get("run_token_spend") or 0) + extra_spent, 0)
+            meters.append(Meter(self._budget(run_limit), spent_units=spent, scope="run"))
+        if thread_limit is not None:
+            spent = max(int(state.get("thread_token_spend") or 0) + extra_spent, 0)
+            meters.append(Meter(self._budget(thread_limit), spent_units=spent, scope="thread"))
+        return AgentMeter(meters)
+
+    def _spent(self, state: Mapping[str, Any]) -> tuple[int, int]:
+        return int(state.get("run_token_spend") or 0), int(state.get("thread_token_spend") or 0)
+
+    def error(self, meter: AgentMeter, state: Mapping[str, Any], requested: int | None) -> TokenBudgetExceededError:
+        """The error for the binding limit of ``meter``."""
+        bind = meter.binding
+        run_spent, thread_spent = self._spent(state)
+        return TokenBudgetExceededError(
+            scope=bind.scope,
+            limit=bind.limit,
+            spent=bind.spent,
+            requested=requested,
+            reserved=bind.reserved,
+            unit=self.unit,
+            run_spent=run_spent,
+            thread_spent=thread_spent,
+        )
+
+    def warning(self, meter: AgentMeter) -> str | None:
+        """The system note for a call made past ``warn_at`` of a limit, else ``None``."""
+        if self.warn_at is None:
+            return None
+        worst = max(meter.meters, key=lambda m: m.spent / m.limit)
+        if worst.spent < self.warn_at * worst.limit:
+            return None
+        left = worst.available()
+        return (
+            f"Token budget: {left} of {worst.limit} {self.unit} remain for this {worst.scope} "
+            f"({worst.spent} spent). Wrap up: avoid unnecessary tool calls and give your "
+            "final answer soon."
+        )
+
+    # --- hooks --------------------------------------------------------------------
+
+    def before_agent(
+        self, state: TokenBudgetState[ResponseT], runtime: Runtime[ContextT]
+    ) -> dict[str, Any] | None:
+        """Start a new run: reset the run's spend and any run limit a human approved."""
+        updates: dict[str, Any] = {}
+        run_spent = int(state.get("run_token_spend") or 0)
+        if run_spent:
+            updates["run_token_spend"] = -run_spent
+        if state.get("token_budget_run_limit") is not None:
+            updates["token_budget_run_limit"] = None
+        return updates or None
+
+    async def abefore_agent(
+        self, state: TokenBudgetState[ResponseT], runtime: Runtime[ContextT]
+    ) -> dict[str, Any] | None:
+        """Async :meth:`before_agent`."""
+        return self.before_agent(state, runtime)
+
+    @hook_config(can_jump_to=["end"])
+    def before_model(
+        self, state: TokenBudgetState[ResponseT], runtime: Runtime[ContextT]
+    ) -> dict[str, Any] | None:
+        """End (or raise) at once when a limit is already spent (``"end"``/``"error"``).
+
+        The exact check, with the prompt counted, happens in :meth:`wrap_model_call`.
+        """
+        if self.exit_behavior not in ("end", "error"):
+            return None
+        meter = self.meter(state)
+        if meter.available() > 0:
+            return None
+        exc = self.error(meter, state, None)
+        if self.exit_behavior == "error":
+            raise exc
+        return {"jump_to": "end", "messages": [_budget_message(exc)]}
+
+    @hook_config(can_jump_to=["end"])
+    async def abefore_model(
+        self, state: TokenBudgetState[ResponseT], runtime: Runtime[ContextT]
+    ) -> dict[str, Any] | None:
+        """Async :meth:`before_model`."""
+        return self.before_model(state, runtime)
+
+    def wrap_model_call(
+        self,
+        request: ModelRequest[ContextT],
+        handler: Callable[[ModelRequest[ContextT]], ModelResponse[ResponseT]],
+    ) -> ModelResponse[ResponseT] | AIMessage | ExtendedModelResponse[ResponseT]:
+        """Reserve, call, commit; on refusal apply ``exit_behavior``."""
+        call = _ModelCall(self, request)
+        step: Any = call.request()
+        while isinstance(step, ModelRequest):
+            try:
+                call.precheck(step)
+                return call.done(handler(step))
+            except BudgetExceededError as exc:
+                step = call.refused(exc)
+        return step
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[ContextT],
+        handler: Callable[[ModelRequest[ContextT]], Awaitable[ModelResponse[ResponseT]]],
+    ) -> ModelResponse[ResponseT] | AIMessage | ExtendedModelResponse[ResponseT]:
+        """Async :meth:`wrap_model_call`."""
+        call = _ModelCall(self, request)
+        step: Any = call.request()
+        while isinstance(step, ModelRequest):
+            try:
+                call.precheck(step)
+                return call.done(await handler(step))
+            except BudgetExceededError as exc:
+                step = call.refused(exc)
+        return step
+
+    def wrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
+    ) -> ToolMessage | Command[Any]:
+        """Run a tool on the step's meter; charge its LLM calls and declared cost."""
+        charge = ToolCharge(self, request)
+        try:
+            refused = charge.begin()
+            if refused is not None:
+                return charge.result(refused)
+            with charge.scope():
+                try:
+                    result = handler(request)
+                except BudgetExceededError as exc:
+                    result = charge.refused(exc)
+            return charge.result(result)
+        except BaseException:
+            charge.abort()
+            raise
+        finally:
+            charge.done()
+
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
+    ) -> ToolMessage | Command[Any]:
+        """Async :meth:`wrap_tool_call`."""
+        charge = ToolCharge(self, request)
+        try:
+            refused = charge.begin()
+            if refused is not None:
+                return charge.result(refused)
+            with charge.scope():
+                try:
+                    result = await handler(request)
+                except BudgetExceededError as exc:
+                    result = charge.refused(exc)
+            return charge.result(result)
+        except BaseException:
+            charge.abort()
+            raise
+        finally:
+            charge.done()
+
+    # --- interrupt ----------------------------------------------------------------
+
+    def parse_resume(self, value: Any) -> dict[str, int] | None:
+        """State updates for a human's answer to the budget interrupt; ``None`` to end."""
+        if value is None or value is False:
+            return None
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                "Resume the token budget interrupt with a dict such as {'run_limit': 5000} "
+                f"or False (got {value!r})"
+            )
+        if value.get("approve", True) is False:
+            return None
+        out: dict[str, int] = {}
+        for scope in ("run", "thread"):
+            key = f"{scope}_limit"
+            if self._mode == "cost":
+                if value.get(f"{key}_usd") is not None:
+                    out[f"token_budget_{key}"] = _usd_units(f"{key}_usd", value[f"{key}_usd"])
+            elif value.get(key) is not None:
+                out[f"token_budget_{key}"] = _positive_int(key, value[key])
+        if not out:
+            suffix = "_usd" if self._mode == "cost" else ""
+            raise ValueError(
+                f"Resume value must set run_limit{suffix} or thread_limit{suffix} (got {value!r})"
+            )
+        return out
+
+
+def _nonneg(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0 (got {value!r})")
+    return value
+
+
+def _budget_message(exc: TokenBudgetExceededError) -> AIMessage:
+    return AIMessage(
+        content=str(exc),
+        response_metadata={"stop_reason": "budget", "budget_scope": exc.scope},
+    )
+
+
+class _ModelCall:
+    """One model node run: its meter, the exit behaviour on refusal, the state delta."""
+
+    def __init__(self, mw: TokenBudgetMiddleware, request: ModelRequest[Any]) -> None:
+        self.mw = mw
+        self.base = request
+        self.state: dict[str, Any] = dict(request.state or {})
+        self.updates: dict[str, Any] = {}
+        self.committed = 0
+        self.meter = mw.meter(self.state)
+        self.final = False
+
+    def _wrap(self, request: ModelRequest[Any], *, final: bool) -> ModelRequest[Any]:
+        model = budgeted(
+            request.model,
+            meter=self.meter,
+            final=final,
+            max_tokens_param=self.mw.max_tokens_param,
+        )
+        return request.override(model=model)
+
+    def request(self) -> ModelRequest[Any]:
+        req = self.base
+        note = self.mw.warning(self.meter)
+        if note is not None:
+            req = req.override(system_message=_with_note(req.system_message, note))
+        return self._wrap(req, final=False)
+
+    def precheck(self, request: ModelRequest[Any]) -> None:
+        """Refuse an ordinary call the budget would clamp below ``min_output_tokens``.
+
+        The hard cap itself is enforced by the budgeted model; this only avoids sending
+        a call whose answer would be cut off after a few tokens.
+        """
+        need = self.mw.min_output_tokens
+        if self.final or need <= 1:
+            return
+        asked = request.model_settings.get(self.mw.max_tokens_param)
+        inner = getattr(request.model, "model", request.model)
+        if asked is None:
+            asked = getattr(inner, self.mw.max_tokens_param, None)
+        if isinstance(asked, int):
+            need = min(need, asked)
+        name = _model_name(inner)
+        messages = [request.system_message] if request.system_message else []
+        tools = [t if isinstance(t, dict) else convert_to_openai_tool(t) for t in request.tools]
+        budget = self.meter.budget
+        prompt = budget.prompt_reservation(
+            count_messages([*messages, *request.messages], model=name, tools=tools or None)
+        )
+        prompt_units = budget.units(input_tokens=prompt, model=name)
+        cap = budget.max_output_for(self.meter.available() - prompt_units, model=name)
+        if cap < need:
+            bind = self.meter.binding
+            raise BudgetExceededError(
+                limit=bind.limit,
+                spent=bind.spent,
+                requested=prompt_units + budget.units(output_tokens=need, model=name),
+                scope=bind.scope,
+                reserved=bind.reserved,
+                unit=self.mw.unit,
+            )
+
+    def _final_request(self) -> ModelRequest[Any]:
+        self.final = True
+        req = self.base.override(
+            tools=[],
+            tool_choice=None,
+            response_format=None,
+            system_message=_with_note(self.base.system_message, FINAL_NOTE),
+        )
+        return self._wrap(req, final=True)
+
+    def _renew_meter(self) -> None:
+        self.committed += self.meter.committed
+        self.meter = self.mw.meter(self.state, extra_spent=self.committed)
+
+    def refused(self, exc: BudgetExceededError) -> Any:
+        """The next request to try, or the result to return, after a refused call."""
+        mw = self.mw
+        err = mw.error(self.meter, self.state, exc.requested)
+        if mw.exit_behavior == "error":
+            raise err from exc
+        if mw.exit_behavior == "finalize" and not self.final:
+            return self._final_request()
+        if mw.exit_behavior == "interrupt":
+            run_limit, thread_limit = mw.limits(self.state)
+            run_spent, thread_spent = mw._spent(self.state)
+            answer = interrupt(
+                {
+                    "type": "token_budget",
+                    "message": str(err),
+                    "scope": err.scope,
+                    "limit": err.limit,
+                    "spent": err.spent,
+                    "requested": err.requested,
+                    "unit": err.unit,
+                    "run_limit": run_limit,
+                    "thread_limit": thread_limit,
+                    "run_spent": run_spent,
+                    "thread_spent": thread_spent,
+                }
+            )
+            approved = mw.parse_resume(answer)
+            if approved is not None:
+                self.updates.update(approved)
+                self.state.update(approved)
+                self._renew_meter()
+                return self.request()
+        return self._result(ModelResponse(result=[_budget_message(err)]))
+
+    def done(self, response: ModelResponse[Any]) -> Any:
+        """Record the spend; a final answer never carries tool calls."""
+        if self.final:
+            response = ModelResponse(
+                result=[_strip_tool_calls(m) for m in response.result],
+                structured_response=response.structured_response,
+            )
+        return self._result(response)
+
+    def _result(self, response: ModelResponse[Any]) -> Any:
+        units = self.committed + self.meter.committed
+        update = dict(self.updates)
+        if units:
+            update["run_token_spend"] = units
+            update["thread_token_spend"] = units
+        if not update:
+            return response
+        return ExtendedModelResponse(model_response=response, command=Command(update=update))
+
+
+def _model_name(model: Any) -> str | None:
+    for attr in ("model_name", "model", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _strip_tool_calls(message: Any) -> Any:
+    if not isinstance(message, AIMessage) or not (message.tool_calls or message.invalid_tool_calls):
+        return message
+    return AIMessage(
+        content=message.content or "I ran out of token budget before I could finish.",
+        id=message.id,
+        name=message.name,
+        usage_metadata=message.usage_metadata,
+        response_metadata={**message.response_metadata, "stop_reason": "budget"},
+    )
