@@ -1,0 +1,394 @@
+"""Stop rules for self-consistency: decide when the vote over sampled answers has converged.
+
+Each rule is a small callable object, like tenacity's stop strategies: call it with the
+:class:`Votes` so far and it returns a :class:`StopDecision` (truthy when the rule
+fires) carrying the statistic it decided on, for events and traces. Combine rules with
+``|`` (stop when any fires) and ``&`` (stop when all fire)::
+
+    stop = AdaptiveConsistency(0.95) | FixedSamples(40)
+
+Unparsable samples (answer ``None``) never vote: they count as drawn samples (they
+cost tokens) but not towards any answer. Ties between answers go to the answer seen
+first.
+
+Every rule also says how many more samples it needs at least before it could fire
+(:meth:`StopRule.needed`), assuming they all agree with the current leader. The
+self-consistency graph sizes its next batch with it, so a batch never draws samples
+the rule could not use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = [
+    "AdaptiveConsistency",
+    "AllOf",
+    "AnyOf",
+    "BetaPosterior",
+    "DirichletPosterior",
+    "FixedSamples",
+    "MarginalGain",
+    "Posterior",
+    "StopDecision",
+    "StopRule",
+    "Votes",
+    "WindowAgreement",
+    "leader_probability",
+]
+
+_NEVER = 1_000_000
+"""``needed`` of a rule that cannot fire however many samples agree."""
+
+
+@dataclass(frozen=True, slots=True)
+class Votes:
+    """The answers sampled so far, in sampling order, and where each batch ended.
+
+    Example:
+        >>> v = Votes().add(["a", None, "b"]).add(["b"])
+        >>> v.leader, v.counts, v.n, v.valid, v.batches
+        ('b', (2, 1), 4, 3, (3, 4))
+
+    """
+
+    answers: tuple[str | None, ...] = ()
+    """Every sample's extracted answer; ``None`` for an unparsable sample."""
+    batches: tuple[int, ...] = ()
+    """Cumulative sample counts at the end of each batch."""
+
+    def add(self, batch: Sequence[str | None]) -> Votes:
+        """These votes plus one batch of answers."""
+        answers = (*self.answers, *batch)
+        return Votes(answers, (*self.batches, len(answers)))
+
+    def upto(self, n: int) -> Votes:
+        """The votes as they were after the first ``n`` samples."""
+        return Votes(self.answers[:n], tuple(b for b in self.batches if b <= n))
+
+    @property
+    def n(self) -> int:
+        """Samples drawn (parsable or not)."""
+        return len(self.answers)
+
+    @property
+    def valid(self) -> int:
+        """Parsable samples."""
+        return sum(a is not None for a in self.answers)
+
+    @property
+    def unparsable(self) -> int:
+        """Samples whose answer could not be extracted."""
+        return self.n - self.valid
+
+    @property
+    def ranking(self) -> tuple[tuple[str, int], ...]:
+        """``(answer, count)`` by count, ties in order of first appearance."""
+        counts: dict[str, int] = {}
+        for a in self.answers:
+            if a is not None:
+                counts[a] = counts.get(a, 0) + 1
+        # dicts keep insertion order and sorted() is stable: ties stay first-seen first.
+        return tuple(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """Vote counts of the distinct answers, largest first."""
+        return tuple(c for _, c in self.ranking)
+
+    @property
+    def leader(self) -> str | None:
+        """The answer with most votes (first seen wins a tie); ``None`` without votes."""
+        ranking = self.ranking
+        return ranking[0][0] if ranking else None
+
+    @property
+    def share(self) -> float:
+        """The leader's share of the parsable votes (0.0 without votes)."""
+        counts = self.counts
+        return counts[0] / self.valid if counts else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StopDecision:
+    """What a stop rule decided, and on what statistic.
+
+    Truthy when the rule fires. Combined rules keep their parts' decisions in ``parts``.
+    """
+
+    stop: bool
+    """Whether to stop sampling."""
+    rule: str
+    """The rule that decided (for a combination: the one that fired, else the combination)."""
+    statistic: float | None = None
+    """The number the rule compared (posterior, agreeing window, relative gain...)."""
+    reason: str = "converged"
+    """The ``stop_reason`` a run ends with when this decision stops it."""
+    parts: tuple[StopDecision, ...] = field(default=())
+
+    def __bool__(self) -> bool:
+        return self.stop
+
+
+class StopRule:
+    """Base of the stop rules: ``rule(votes) -> StopDecision``, composable with ``|``/``&``."""
+
+    def __call__(self, votes: Votes) -> StopDecision:
+        """Decide on the votes so far."""
+        raise NotImplementedError
+
+    def needed(self, votes: Votes) -> int:
+        """Fewest further samples after which the rule could fire (0 if it fires now)."""
+        return 0 if self(votes) else 1
+
+    def __or__(self, other: StopRule) -> AnyOf:
+        return AnyOf((*_flat(self, AnyOf), *_flat(other, AnyOf)))
+
+    def __and__(self, other: StopRule) -> AllOf:
+        return AllOf((*_flat(self, AllOf), *_flat(other, AllOf)))
+
+
+def _flat(rule: StopRule, kind: type) -> tuple[StopRule, ...]:
+    return rule.rules if isinstance(rule, kind) else (rule,)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf(StopRule):
+    """Stop when any of the rules fires (``a | b``)."""
+
+    rules: tuple[StopRule, ...]
+
+    def __call__(self, votes: Votes) -> StopDecision:
+        """The first firing part's decision, else a non-stop holding every part."""
+        parts = tuple(rule(votes) for rule in self.rules)
+        fired = next((p for p in parts if p.stop), None)
+        if fired is not None:
+            return StopDecision(True, fired.rule, fired.statistic, fired.reason, parts)
+        return StopDecision(False, str(self), None, "converged", parts)
+
+    def needed(self, votes: Votes) -> int:
+        """The soonest any part could fire."""
+        return min(rule.needed(votes) for rule in self.rules)
+
+    def __str__(self) -> str:
+        return " | ".join(map(str, self.rules))
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf(StopRule):
+    """Stop when all of the rules fire (``a & b``)."""
+
+    rules: tuple[StopRule, ...]
+
+    def __call__(self, votes: Votes) -> StopDecision:
+        """Stops when every part does; reports the last part's statistic."""
+        parts = tuple(rule(votes) for rule in self.rules)
+        stop = all(parts)
+        last = parts[-1]
+        return StopDecision(stop, str(self), last.statistic, last.reason, parts)
+
+    def needed(self, votes: Votes) -> int:
+        """The latest part's need (a lower bound on when all could fire)."""
+        return max(rule.needed(votes) for rule in self.rules)
+
+    def __str__(self) -> str:
+        return " & ".join(f"({r})" if isinstance(r, AnyOf) else str(r) for r in self.rules)
+
+
+@dataclass(frozen=True, slots=True)
+class FixedSamples(StopRule):
+    """Stop after ``n`` samples (parsable or not): plain fixed-N majority voting."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"FixedSamples: n must be >= 1 (got {self.n})")
+
+    def __call__(self, votes: Votes) -> StopDecision:
+        """Fires once ``n`` samples were drawn; statistic: samples drawn."""
+        return StopDecision(votes.n >= self.n, str(self), float(votes.n), "samples")
+
+    def needed(self, votes: Votes) -> int:
+        """Samples still to draw."""
+        return max(self.n - votes.n, 0)
+
+    def __str__(self) -> str:
+        return f"fixed_samples({self.n})"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowAgreement(StopRule):
+    """Early-stopping self-consistency (Li et al., 2024): stop when a window agrees.
+
+    The rule fires when the last ``window`` samples all give the same parsable answer.
+    Sampled in batches of ``window`` this is ESC's non-overlapping window; with smaller
+    batches the window slides. An unparsable sample breaks the agreement.
+    """
+
+    window: int
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError(f"WindowAgreement: window must be >= 1 (got {self.window})")
+
+    def _run(self, votes: Votes) -> int:
+        """Length of the trailing run of one parsable answer."""
+        answers = votes.answers
+        if not answers or answers[-1] is None:
+            return 0
+        run = 0
+        for a in reversed(answers):
+            if a != answers[-1]:
+                break
+            run += 1
+        return run
+
+    def __call__(self, votes: Votes) -> StopDecision:
+        """Fires on ``window`` trailing agreeing samples; statistic: that run's length."""
+        run = self._run(votes)
+        return StopDecision(run >= self.window, str(self), float(run))
+
+    def needed(self, votes: Votes) -> int:
+        """Agreeing samples the window still lacks."""
+        return max(self.window - self._run(votes), 0)
+
+    def __str__(self) -> str:
+        return f"window_agreement({self.window})"
+
+
+class Posterior(Protocol):
+    """Probability that the leading answer is the most likely one, from vote counts."""
+
+    def __call__(self, counts: Sequence[int]) -> float:
+        """``counts`` are the distinct answers' votes, largest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class BetaPosterior:
+    """Adaptive-Consistency's Beta criterion (Aggarwal et al., 2023).
+
+    With the top two answers' votes v1 >= v2 and a uniform prior, the leader's share of
+    the two, p1 / (p1 + p2), is Beta(v1 + 1, v2 + 1); the criterion is
+    P(p1 > p2) = 1 - I_0.5(v1 + 1, v2 + 1) = P(Binomial(v1 + v2 + 1, 1/2) <= v1),
+    computed exactly. No votes give 0.0; a tie gives 0.5.
+    """
+
+    def __call__(self, counts: Sequence[int]) -> float:
+        """P(leader beats runner-up)."""
+        if not counts or counts[0] == 0:
+            return 0.0
+        v1 = counts[0]
+        v2 = counts[1] if len(counts) > 1 else 0
+        m = v1 + v2 + 1
+        return sum(math.comb(m, i) for i in range(v1 + 1)) / 2**m
+
+
+@dataclass(frozen=True, slots=True)
+class DirichletPosterior:
+    """Adaptive-Consistency's Dirichlet criterion (Aggarwal et al., 2023).
+
+    The answer probabilities are Dirichlet(counts + 1) over the answers seen so far; the
+    criterion is P(the leader's probability is the largest), estimated from ``draws``
+    Monte Carlo draws of a generator seeded with ``seed`` (deterministic).
+    """
+
+    draws: int = 4000
+    seed: int = 0
+
+    def __call__(self, counts: Sequence[int]) -> float:
+        """Fraction of posterior draws in which the leader is the mode."""
+        if not counts or counts[0] == 0:
+            return 0.0
+        if len(counts) == 1:
+            return 1.0
+        import numpy as np
+
+        rng = np.random.default_rng(self.seed)
+        sample = rng.dirichlet(np.asarray(counts, dtype=float) + 1.0, size=self.draws)
+        return float(np.mean(np.argmax(sample, axis=1) == 0))
+
+
+def leader_probability(votes: Votes, posterior: Posterior | None = None) -> float:
+    """The posterior probability that ``votes.leader`` is the most likely answer."""
+    return (posterior or BetaPosterior())(votes.counts)
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveConsistency(StopRule):
+    """Adaptive-Consistency (Aggarwal et al., 2023): stop when the leader will likely stay.
+
+    From "Let's Sample Step by Step: Adaptive-Consistency for Efficient Reasoning and
+    Coding with LLMs" (EMNLP 2023): the rule fires when the posterior probability that
+    the current leader stays the leader exceeds ``threshold``. The default
+    :class:`BetaPosterior` needs 4 unanimous samples for 0.95, 3 for 0.9 and 2 for 0.8;
+    :class:`DirichletPosterior` is the paper's multi-answer variant.
+    """
+
+    threshold: float = 0.95
+    posterior: Posterior = field(default_factory=BetaPosterior)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(
+                f"AdaptiveConsistency: threshold must be in (0, 1) (got {self.threshold})"
+            )
+
+    def __call__(self, votes: Votes) -> StopDecision:
+        """Fires when P(leader stays leader) > threshold; statistic: that probability."""
+        p = self.posterior(votes.counts)
+        return StopDecision(p > self.threshold, str(self), p)
+
+    def needed(self, votes: Votes) -> int:
+        """Leader votes still needed for the posterior to exceed the threshold."""
+        counts = list(votes.counts) or [0]
+        for k in range(0, 1000):
+            if self.posterior([counts[0] + k, *counts[1:]]) > self.threshold:
+                return k
+        return _NEVER
+
+    def __str__(self) -> str:
+        return f"adaptive_consistency({self.threshold:g})"
+
+
+@dataclass(frozen=True, slots=True)
+class MarginalGain(StopRule):
+    """The anytime rule: stop when the last batch no longer moves the answer's quality.
+
+    Fires when |Q(b + Δb) − Q(b)| / Q(b) < ε, with b the samples before the last batch.
+    Q is measured at batch boundaries (default: the leader's :class:`BetaPosterior`
+    probability). The magnitude is used because in a vote Q *falls* when a batch
+    disagrees with the leader: that is a reason to keep sampling, not diminishing
+    returns. Needs two batches with a parsable vote before it can fire.
+    """
+
+    epsilon: float = 0.05
+    quality: Callable[[Votes], float] = leader_probability
+
+    def __post_init__(self) -> None:
+        if not self.epsilon > 0.0:
+            raise ValueError(f"MarginalGain: epsilon must be > 0 (got {self.epsilon})")
+
+    def gain(self, votes: Votes) -> float | None:
+        """Relative change of Q over the last batch; ``None`` before it is defined."""
+        if len(votes.batches) < 2:
+            return None
+        before = self.quality(votes.upto(votes.batches[-2]))
+        if before <= 0.0:
+            return None
+        return (self.quality(votes) - before) / before
+
+    def __call__(self, votes: Votes) -> StopDecision:
+        """Fires when |gain| < epsilon; statistic: the gain."""
+        g = self.gain(votes)
+        return StopDecision(g is not None and abs(g) < self.epsilon, str(self), g)
+
+    def needed(self, votes: Votes) -> int:
+        """One more batch (at least one sample) unless it fires now."""
+        return 0 if self(votes) else 1
+
+    def __str__(self) -> str:
+        return f"marginal_gain({self.epsilon:g})"
