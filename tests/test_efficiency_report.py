@@ -11,13 +11,28 @@ from budget_graph.efficiency.report import (
     render_json,
     render_markdown,
     render_report,
+    render_table,
     report_main,
     write_report,
 )
+from budget_graph.efficiency.tables import extra_sum
 
 
-def r(task, method, item, correct, prompt, gen, budget=None, calls=1, samples=None, anytime=()):
-    extra = {} if samples is None else {"samples": samples}
+def r(
+    task,
+    method,
+    item,
+    correct,
+    prompt,
+    gen,
+    budget=None,
+    calls=1,
+    samples=None,
+    anytime=(),
+    **extra,
+):
+    if samples is not None:
+        extra["samples"] = samples
     return RunRecord(
         task=task,
         item=item,
@@ -36,8 +51,8 @@ def r(task, method, item, correct, prompt, gen, budget=None, calls=1, samples=No
 def records():
     return [
         # game24: tot solves 2/2 with 2000 total tokens each; planner@500 solves 1/2 with 500.
-        r("game24", "tot", "1", True, 1500, 500, calls=10, anytime=[(1000, 0.0), (2000, 1.0)]),
-        r("game24", "tot", "2", True, 1500, 500, calls=10, anytime=[(1200, 0.0), (2000, 1.0)]),
+        r("game24", "tot-bfs", "1", True, 1500, 500, calls=10, anytime=[(1000, 0.0), (2000, 1.0)]),
+        r("game24", "tot-bfs", "2", True, 1500, 500, calls=10, anytime=[(1200, 0.0), (2000, 1.0)]),
         r(
             "game24",
             "planner",
@@ -49,7 +64,18 @@ def records():
             calls=3,
             anytime=[(250, 0.5), (500, 1.0)],
         ),
-        r("game24", "planner", "2", False, 400, 100, budget=500, calls=3),
+        r(
+            "game24",
+            "planner",
+            "2",
+            False,
+            400,
+            100,
+            budget=500,
+            calls=3,
+            overshoot=0,
+            unrecorded=2,
+        ),
         # date: fixed-40 2/2 with 400 generated each; window 1/2 with 50 generated each.
         r("date", "fixed-40", "q1", True, 2000, 400, samples=40),
         r("date", "fixed-40", "q2", True, 2000, 400, samples=40),
@@ -61,7 +87,7 @@ def records():
 def test_aggregate_groups_in_first_appearance_order(records):
     groups = aggregate(records)
     assert [(g.task, g.label) for g in groups] == [
-        ("game24", "tot"),
+        ("game24", "tot-bfs"),
         ("game24", "planner @ 500"),
         ("date", "fixed-40"),
         ("date", "window @ 100"),
@@ -79,10 +105,15 @@ def test_planner_table_markdown(records):
     head = lines.index("## game24")
     assert lines[head + 2] == (
         "| method | budget | solved | prompt tokens | completion tokens | total tokens "
-        "| correct per 1k total tokens |"
+        "| correct per 1k total tokens | % of ToT tokens | max overshoot | unrecorded |"
     )
-    assert lines[head + 4] == "| tot | - | 2 | 3,000 | 1,000 | 4,000 | 0.5000 |"
-    assert lines[head + 5] == "| planner | 500 | 1 | 800 | 200 | 1,000 | 1.000 |"
+    assert (
+        lines[head + 4] == "| tot-bfs | - | 2/2 | 3,000 | 1,000 | 4,000 | 0.5000 | 100.0% | 0 | 0 |"
+    )
+    assert lines[head + 5] == "| planner | 500 | 1/2 | 800 | 200 | 1,000 | 1.000 | 25.0% | 0 | 2 |"
+    assert render_table([x for x in records if x.task == "game24"]) == "\n".join(
+        lines[head + 2 : head + 6]
+    )
 
 
 def test_self_consistency_table_markdown(records):
@@ -99,7 +130,7 @@ def test_self_consistency_table_markdown(records):
 def test_divergence_section_names_rows(records):
     md = render_markdown(records)
     assert "### Rankings: accuracy vs E (correct per 1k total tokens)" in md
-    assert "- tot: 1st by accuracy, 2nd by E" in md
+    assert "- tot-bfs: 1st by accuracy, 2nd by E" in md
     assert "- planner @ 500: 2nd by accuracy, 1st by E" in md
     assert "- window @ 100: 2nd by accuracy, 1st by E" in md
 
@@ -124,7 +155,7 @@ def test_pareto_and_anytime_sections(records):
     md = render_markdown(records)
     pareto = md[md.index("### Pareto front: accuracy vs mean total tokens") :]
     assert "| planner @ 500 | 500.0 | 50.0% |" in pareto
-    assert "| tot | 2000 | 100.0% |" in pareto
+    assert "| tot-bfs | 2000 | 100.0% |" in pareto
     assert "### Anytime: Q(b)" in md
     # game24 grid: 10 points up to the largest spend, 2000 total tokens
     anytime = md[md.index("### Anytime") : md.index("## date")]
@@ -139,21 +170,26 @@ def test_json_report_raw_numbers(records):
     assert game24["task"] == "game24" and game24["tokens"] == "total"
     tot = game24["rows"][0]
     assert (tot["label"], tot["solved"], tot["total_tokens"], tot["e_total_1k"]) == (
-        "tot",
+        "tot-bfs",
         2,
         4000,
         0.5,
     )
+    assert tot["total_share_of_tot-bfs"] == 1.0 and game24["rows"][1]["unrecorded_sum"] == 2
     assert tot["accuracy_ci"] == [1.0, 1.0]
-    assert [p["label"] for p in game24["pareto"]] == ["planner @ 500", "tot"]
+    assert [p["label"] for p in game24["pareto"]] == ["planner @ 500", "tot-bfs"]
 
 
 def test_custom_spec_and_errors(records):
-    spec = TableSpec(columns=("config", "runs", "calls", "accuracy_ci"), tokens="total")
+    spec = TableSpec(
+        columns=("config", "runs", "calls", "accuracy_ci", extra_sum("samples", "samples")),
+        tokens="total",
+    )
     lines = render_markdown(records, specs={"date": spec}).splitlines()
     head = lines.index("## date")
-    assert lines[head + 2] == "| method | runs | calls | accuracy 95% CI |"
-    assert lines[head + 4] == "| fixed-40 | 2 | 2 | [100.0%, 100.0%] |"
+    assert lines[head + 2] == "| method | runs | calls | accuracy 95% CI | samples |"
+    assert lines[head + 4] == "| fixed-40 | 2 | 2 | [100.0%, 100.0%] | 80 |"
+    assert lines[head + 5] == "| window @ 100 | 2 | 2 | [0.0%, 100.0%] | 12 |"
     other = render_markdown([r("unknown", "m", "1", True, 1, 1)])
     assert "| " + " | ".join(COLUMNS[c].header for c in DEFAULT_TABLE.columns) + " |" in other
     with pytest.raises(ValueError, match=r"Unknown columns: \['nope'\]"):

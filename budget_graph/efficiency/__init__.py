@@ -25,7 +25,12 @@ from budget_graph.efficiency.records import (
     read_jsonl,
     write_jsonl,
 )
-from budget_graph.efficiency.report import render_report, report_main, write_report
+from budget_graph.efficiency.report import (
+    render_report,
+    render_table,
+    report_main,
+    write_report,
+)
 from budget_graph.efficiency.spans import from_spans
 from budget_graph.efficiency.tables import TABLE_SPECS, TableSpec, aggregate
 
@@ -52,6 +57,7 @@ __all__ = [
     "rankings",
     "read_jsonl",
     "render_report",
+    "render_table",
     "report_main",
     "write_jsonl",
     "write_report",

@@ -55,6 +55,7 @@ __all__ = [
     "render_json",
     "render_markdown",
     "render_report",
+    "render_table",
     "report_main",
     "write_report",
 ]
@@ -70,15 +71,42 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
     return lines
 
 
+def _table_lines(groups: Sequence[Group], spec: TableSpec) -> list[str]:
+    cols = spec.resolved()
+    return _md_table(
+        [c.header for c in cols], [[c.text(c.value(g, groups)) for c in cols] for g in groups]
+    )
+
+
+def render_table(records: Sequence[RunRecord], spec: TableSpec | None = None) -> str:
+    """Render the results table alone (markdown), one row per (task, method, budget).
+
+    This is the table at the top of each task's section of :func:`render_markdown`, so
+    a benchmark that prints it shows exactly the numbers the report has.
+
+    Args:
+        records: Runs of one task (several tasks get one table each, separated by a
+            blank line).
+        spec: The table's spec; by default the task's entry of ``TABLE_SPECS``.
+
+    Returns:
+        The markdown table, without a trailing newline.
+
+    """
+    tables = [
+        "\n".join(_table_lines(groups, spec or spec_for(task, None)))
+        for task, groups in by_task(records).items()
+    ]
+    return "\n\n".join(tables)
+
+
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
 
 
 def _task_markdown(task: str, groups: list[Group], spec: TableSpec) -> list[str]:
-    cols = [COLUMNS[c] for c in spec.columns]
-    out = [f"## {task}", ""]
-    out += _md_table([c.header for c in cols], [[c.text(c.value(g)) for c in cols] for g in groups])
+    out = [f"## {task}", "", *_table_lines(groups, spec)]
 
     kind = spec.tokens
     by_label = {g.label: g for g in groups}
@@ -194,7 +222,8 @@ def render_json(
         kind = spec.tokens
         rows = []
         for g in groups:
-            row = {key: COLUMNS[key].value(g) for key in COLUMNS if key != "config"}
+            cols = {c.name: c for c in (*COLUMNS.values(), *spec.resolved())}
+            row = {name: c.value(g, groups) for name, c in cols.items() if name != "config"}
             row["label"] = g.label
             rows.append(row)
         ranks = m.rankings({g.label: g.records for g in groups}, kind)
@@ -203,7 +232,7 @@ def render_json(
             {
                 "task": task,
                 "tokens": kind,
-                "columns": list(spec.columns),
+                "columns": [c.name for c in spec.resolved()],
                 "rows": rows,
                 "rankings": [
                     {

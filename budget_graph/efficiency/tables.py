@@ -26,7 +26,10 @@ __all__ = [
     "TableSpec",
     "aggregate",
     "by_task",
+    "extra_max",
+    "extra_sum",
     "spec_for",
+    "token_share",
 ]
 
 
@@ -133,61 +136,130 @@ def _ci(ci: tuple[float, float] | None, fmt: Callable[[float | None], str]) -> s
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One table column: its header, its raw value (for JSON) and its text (markdown)."""
+    """One table column: its name (JSON key), header, raw value and markdown text.
 
+    ``value`` gets the row's group and every group of the table (for columns relative
+    to another row, such as :func:`token_share`).
+    """
+
+    name: str
     header: str
-    value: Callable[[Group], Any]
+    value: Callable[[Group, Sequence[Group]], Any]
     text: Callable[[Any], str] = str
 
 
-def _e(kind: m.TokenKind) -> Callable[[Group], float | None]:
-    return lambda g: g.efficiency_1k(kind)
+def _col(
+    name: str, header: str, value: Callable[[Group], Any], text: Callable[[Any], str] = str
+) -> Column:
+    return Column(name, header, lambda g, _groups: value(g), text)
+
+
+def extra_sum(key: str, header: str | None = None) -> Column:
+    """Sum of ``extra[key]`` over a row's runs (missing counts as 0)."""
+    return _col(
+        f"{key}_sum",
+        header or key,
+        lambda g: sum(int(r.extra.get(key, 0)) for r in g.records),
+        _int,
+    )
+
+
+def extra_max(key: str, header: str | None = None) -> Column:
+    """Largest ``extra[key]`` over a row's runs (missing counts as 0)."""
+    return _col(
+        f"{key}_max",
+        header or f"max {key}",
+        lambda g: max((int(r.extra.get(key, 0)) for r in g.records), default=0),
+        _int,
+    )
+
+
+def token_share(reference: str, kind: m.TokenKind = "total", header: str | None = None) -> Column:
+    """Column of a row's tokens as a fraction of the ``reference`` method's.
+
+    The reference row is that method's unbudgeted row, else its first row; the value is
+    ``None`` without one.
+    """
+
+    def value(g: Group, groups: Sequence[Group]) -> float | None:
+        refs = [x for x in groups if x.method == reference and x.task == g.task]
+        ref = next((x for x in refs if x.budget is None), refs[0] if refs else None)
+        if ref is None or ref.tokens(kind) == 0:
+            return None
+        return g.tokens(kind) / ref.tokens(kind)
+
+    return Column(f"{kind}_share_of_{reference}", header or f"% of {reference} tokens", value, _pct)
 
 
 COLUMNS: dict[str, Column] = {
-    "method": Column("method", lambda g: g.method),
-    "config": Column("method", lambda g: g.label),
-    "budget": Column("budget", lambda g: g.budget, _int),
-    "runs": Column("runs", lambda g: g.n, _int),
-    "solved": Column("solved", lambda g: g.solved, _int),
-    "accuracy": Column("accuracy", lambda g: m.accuracy(g.records), _pct),
-    "accuracy_ci": Column("accuracy 95% CI", lambda g: g.accuracy_ci(), lambda v: _ci(v, _pct)),
-    "samples": Column("mean samples per question", lambda g: g.mean_samples, lambda v: f"{v:.2f}"),
-    "calls": Column("calls", lambda g: g.calls, _int),
-    "prompt_tokens": Column("prompt tokens", lambda g: g.tokens("prompt"), _int),
-    "generated_tokens": Column("generated tokens", lambda g: g.tokens("generated"), _int),
-    "completion_tokens": Column("completion tokens", lambda g: g.tokens("generated"), _int),
-    "total_tokens": Column("total tokens", lambda g: g.tokens("total"), _int),
-    "reasoning_tokens": Column("reasoning tokens", lambda g: g.reasoning_tokens, _int),
-    "mean_generated_tokens": Column(
-        "mean generated tokens", lambda g: m.mean_tokens(g.records, "generated"), _num
-    ),
-    "mean_total_tokens": Column(
-        "mean total tokens", lambda g: m.mean_tokens(g.records, "total"), _num
-    ),
-    "e_generated_1k": Column("correct per 1k generated tokens", _e("generated"), _num),
-    "e_total_1k": Column("correct per 1k total tokens", _e("total"), _num),
-    "e_generated_1k_ci": Column(
-        "E (generated) 95% CI", lambda g: g.efficiency_ci("generated"), lambda v: _ci(v, _num)
-    ),
-    "e_total_1k_ci": Column(
-        "E (total) 95% CI", lambda g: g.efficiency_ci("total"), lambda v: _ci(v, _num)
-    ),
+    c.name: c
+    for c in (
+        _col("method", "method", lambda g: g.method),
+        _col("config", "method", lambda g: g.label),
+        _col("budget", "budget", lambda g: g.budget, _int),
+        _col("runs", "runs", lambda g: g.n, _int),
+        _col("solved", "solved", lambda g: g.solved, _int),
+        _col("solved_of", "solved", lambda g: (g.solved, g.n), lambda v: f"{v[0]}/{v[1]}"),
+        _col("accuracy", "accuracy", lambda g: m.accuracy(g.records), _pct),
+        _col("accuracy_ci", "accuracy 95% CI", lambda g: g.accuracy_ci(), lambda v: _ci(v, _pct)),
+        _col(
+            "samples", "mean samples per question", lambda g: g.mean_samples, lambda v: f"{v:.2f}"
+        ),
+        _col("calls", "calls", lambda g: g.calls, _int),
+        _col("prompt_tokens", "prompt tokens", lambda g: g.tokens("prompt"), _int),
+        _col("generated_tokens", "generated tokens", lambda g: g.tokens("generated"), _int),
+        _col("completion_tokens", "completion tokens", lambda g: g.tokens("generated"), _int),
+        _col("total_tokens", "total tokens", lambda g: g.tokens("total"), _int),
+        _col("reasoning_tokens", "reasoning tokens", lambda g: g.reasoning_tokens, _int),
+        _col(
+            "mean_generated_tokens",
+            "mean generated tokens",
+            lambda g: m.mean_tokens(g.records, "generated"),
+            _num,
+        ),
+        _col(
+            "mean_total_tokens",
+            "mean total tokens",
+            lambda g: m.mean_tokens(g.records, "total"),
+            _num,
+        ),
+        _col(
+            "e_generated_1k",
+            "correct per 1k generated tokens",
+            lambda g: g.efficiency_1k("generated"),
+            _num,
+        ),
+        _col("e_total_1k", "correct per 1k total tokens", lambda g: g.efficiency_1k("total"), _num),
+        _col(
+            "e_generated_1k_ci",
+            "E (generated) 95% CI",
+            lambda g: g.efficiency_ci("generated"),
+            lambda v: _ci(v, _num),
+        ),
+        _col(
+            "e_total_1k_ci",
+            "E (total) 95% CI",
+            lambda g: g.efficiency_ci("total"),
+            lambda v: _ci(v, _num),
+        ),
+        extra_max("overshoot", "max overshoot"),
+        extra_sum("unrecorded", "unrecorded"),
+    )
 }
-"""Every column a :class:`TableSpec` may name."""
+r"""Every named column a :class:`TableSpec` may list (it may also list :class:`Column`\ s)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class TableSpec:
     """Which columns a task's table shows and which tokens its E counts."""
 
-    columns: tuple[str, ...]
-    """Keys of :data:`COLUMNS`, in display order."""
+    columns: tuple[str | Column, ...]
+    """Keys of :data:`COLUMNS` or :class:`Column` objects, in display order."""
     tokens: m.TokenKind = "generated"
     """Tokens T counts for E in rankings, the Pareto front and anytime curves."""
 
     def __post_init__(self) -> None:
-        unknown = [c for c in self.columns if c not in COLUMNS]
+        unknown = [c for c in self.columns if isinstance(c, str) and c not in COLUMNS]
         if unknown:
             raise ValueError(f"Unknown columns: {unknown}. Must be among {sorted(COLUMNS)}")
         if self.tokens not in ("generated", "prompt", "total"):
@@ -195,20 +267,28 @@ class TableSpec:
                 f"Invalid tokens: {self.tokens!r}. Must be 'generated', 'prompt' or 'total'"
             )
 
+    def resolved(self) -> list[Column]:
+        """The columns as :class:`Column` objects."""
+        return [COLUMNS[c] if isinstance(c, str) else c for c in self.columns]
+
 
 PLANNER_TABLE = TableSpec(
     columns=(
         "method",
         "budget",
-        "solved",
+        "solved_of",
         "prompt_tokens",
         "completion_tokens",
         "total_tokens",
         "e_total_1k",
+        token_share("tot-bfs", "total", "% of ToT tokens"),
+        "overshoot_max",
+        "unrecorded_sum",
     ),
     tokens="total",
 )
-"""The planner benchmark's table (Game of 24)."""
+"""The planner benchmark's table (Game of 24): the issue's seven columns, then tokens as a
+share of the ToT BFS run, the largest per-run overshoot and replay misses."""
 SELF_CONSISTENCY_TABLE = TableSpec(
     columns=(
         "config",
