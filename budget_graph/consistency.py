@@ -375,7 +375,7 @@ def build_self_consistency(
             return _failed(payload, exc)
         return _samples(payload, result)
 
-    def finish(state: dict[str, Any]) -> dict[str, Any]:
+    def finish(state: SelfConsistencyState) -> dict[str, Any]:
         votes = votes_of(list(state.get("samples") or ()))
         return {
             "answer": votes.leader,
