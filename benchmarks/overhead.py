@@ -11,13 +11,13 @@ import sys
 import time
 from typing import Annotated, Any
 
+from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 from typing_extensions import TypedDict
 
 from budget_graph import Budget, BudgetState, budgeted, guard, with_budget
-from langchain_core.language_models import GenericFakeChatModel
 
 PROMPT = (
     "You are a careful planner. Break the user's request into steps, then check each step "

@@ -30,7 +30,9 @@ def build(rng: random.Random, fake: BillingFakeChat, branches: int, depth: int):
     @guard
     def work(state):
         for _ in range(depth):
-            llm.invoke(" ".join(rng.choices(WORDS, k=rng.randint(1, 30))), max_tokens=caps[state["i"]])
+            llm.invoke(
+                " ".join(rng.choices(WORDS, k=rng.randint(1, 30))), max_tokens=caps[state["i"]]
+            )
         return {"outs": [state["i"]]}
 
     b = StateGraph(S)
@@ -48,8 +50,10 @@ def one_run(seed: int) -> int:
     fake = BillingFakeChat(texts=texts)
     count = rng.choice(["output", "input+output"])
     limit = rng.randint(1, 3_000)
-    app = with_budget(build(rng, fake, rng.randint(1, 16), rng.randint(1, 4)),
-                      Budget(max_tokens=limit, count=count))
+    app = with_budget(
+        build(rng, fake, rng.randint(1, 16), rng.randint(1, 4)),
+        Budget(max_tokens=limit, count=count),
+    )
     if rng.random() < 0.5:
         out = app.invoke({"outs": []})
     else:

@@ -1,4 +1,4 @@
-"""``budget-graph``: ``bench`` on the shipped replay data, ``report`` on JSONL runs, ``serve-replay``."""
+"""``budget-graph``: ``bench`` on the shipped replay data, ``report`` on runs, ``serve-replay``."""
 
 from __future__ import annotations
 

@@ -15,7 +15,15 @@ from typing import Annotated
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from budget_graph import Budget, BudgetState, RemainingTokens, budget_edge, budgeted, guard, with_budget
+from budget_graph import (
+    Budget,
+    BudgetState,
+    RemainingTokens,
+    budget_edge,
+    budgeted,
+    guard,
+    with_budget,
+)
 from budget_graph.testing import BillingFakeChat
 
 
@@ -29,13 +37,15 @@ class DeskState(BudgetState):  # budget: mix in the budget keys (spend, stop_rea
 
 
 llm = budgeted(  # budget: wrap the model once; every call reserves, clamps and commits
-    BillingFakeChat(answers={
-        "List the topics": "billing, refunds, shipping",
-        "Summarise our policy": "Refunds reach the original payment method within 5 days.",
-        "Write a reply": "Dear customer, your refund for order 1234 was approved and is on "
-                         "its way; expect it within 5 business days.",
-        "Review this reply": "Good; could be warmer.",
-    })
+    BillingFakeChat(
+        answers={
+            "List the topics": "billing, refunds, shipping",
+            "Summarise our policy": "Refunds reach the original payment method within 5 days.",
+            "Write a reply": "Dear customer, your refund for order 1234 was approved and is on "
+            "its way; expect it within 5 business days.",
+            "Review this reply": "Good; could be warmer.",
+        }
+    )
 )
 
 
@@ -54,8 +64,7 @@ def research(state: dict) -> dict:
 @guard
 def draft(state: DeskState) -> dict:
     prompt = f"Ticket: {state['ticket']}\nNotes: {' '.join(state['notes'])}\nWrite a reply."
-    return {"draft": llm.invoke(prompt, max_tokens=120).text,
-            "revisions": state["revisions"] + 1}
+    return {"draft": llm.invoke(prompt, max_tokens=120).text, "revisions": state["revisions"] + 1}
 
 
 @guard
@@ -69,8 +78,13 @@ def send_reply(state: DeskState) -> dict:
 
 
 builder = StateGraph(DeskState)
-for name, fn in [("classify", classify), ("research", research), ("draft", draft),
-                 ("review", review), ("send_reply", send_reply)]:
+for name, fn in [
+    ("classify", classify),
+    ("research", research),
+    ("draft", draft),
+    ("review", review),
+    ("send_reply", send_reply),
+]:
     builder.add_node(name, fn)
 builder.add_edge(START, "classify")
 builder.add_conditional_edges(
@@ -93,8 +107,10 @@ if __name__ == "__main__":
     spend = out["spend"]
     print(f"draft: {out['draft']}")
     print(f"revisions: {out['revisions']}, stop_reason: {out.get('stop_reason')}")
-    print(f"spent {spend.units} of 2000 tokens in {spend.calls} calls "
-          f"(input {spend.input_tokens}, output {spend.output_tokens})")
+    print(
+        f"spent {spend.units} of 2000 tokens in {spend.calls} calls "
+        f"(input {spend.input_tokens}, output {spend.output_tokens})"
+    )
     for node, usage in sorted(spend.by_node.items()):
         print(f"  {node:<10} {usage.total_tokens:>5} tokens in {usage.calls} calls")
     assert spend.units <= 2_000
