@@ -28,7 +28,7 @@ _TASK = Game24Task()
 PROMPTS: list[str] = [_TASK.cot_prompt(item) for item in _TASK.items()[:20]]
 """Recorded Game of 24 chain-of-thought prompts (the server answers each of them)."""
 
-FAST_RETRY = RetryPolicy(max_attempts=6, initial_wait_s=0.01, max_wait_s=0.2)
+FAST_RETRY = RetryPolicy(max_attempts=6, initial_wait_s=0.005, max_wait_s=0.03)
 """Our retries, with short waits so the suite stays fast (Retry-After still honoured)."""
 
 
