@@ -188,7 +188,9 @@ def _run_search(
             model, task=task, budget=Budget(max_tokens=limit or _INF_BUDGET), value=judge,
             breadth=5, stop_on_solved=False,
         )
-    out = graph.invoke({"item": item})
+    # One branch at a time: two states with the same numbers ask the same propose prompt,
+    # and the replay serves its recorded completions in order, so the order must be fixed.
+    out = graph.invoke({"item": item}, {"max_concurrency": 1})
     return _record(item, method, limit, out, graph.last_meter, task)
 
 
