@@ -1,4 +1,4 @@
-"""A budgeted graph on the replay server, traced into a real Arize Phoenix over OTLP/HTTP."""
+"""Budgeted runs on the replay, traced into a real Arize Phoenix over OTLP/HTTP."""
 
 import operator
 import uuid
@@ -7,8 +7,12 @@ from typing import Annotated
 import pytest
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from budget_graph import Budget, BudgetState, budgeted, guard, with_budget
+from budget_graph.planner import build_planner
+from budget_graph.replay import ReplayChatModel
 from budget_graph.tasks.game24 import Game24Task
 from budget_graph.telemetry import TelemetryConfig, instrument, traced
 from budget_graph.telemetry import attributes as A
@@ -96,3 +100,45 @@ def test_budgeted_run_spend_is_visible_in_phoenix(phoenix_server, replay_chat_op
         assert attr(run, A.BUDGET_STOP_REASON) == "budget"
         names = {e["name"] for s in spans for e in s["events"]}
         assert {"budget.reservation_refused", "budget.exhausted"} <= names
+
+
+def test_planner_run_spend_is_visible_in_phoenix(phoenix_server, replay_store):
+    project = f"budget-graph-planner-{uuid.uuid4().hex[:8]}"
+    provider = otlp_tracer_provider(phoenix_server.traces_endpoint, project=project, batch=True)
+    sent = InMemorySpanExporter()  # what we exported, to know when Phoenix has it all
+    provider.add_span_processor(SimpleSpanProcessor(sent))
+    replay_store.reset()
+    task = Game24Task()
+    app = build_planner(
+        ReplayChatModel(store=replay_store, model_name="gpt-4"),
+        task=task,
+        budget=Budget(max_tokens=6_000),
+        breadth=5,
+    )
+    handle = instrument(tracer_provider=provider, config=TelemetryConfig(metrics=False))
+    try:
+        out = app.invoke({"item": task.items()[0]})
+    finally:
+        handle.uninstrument()
+        provider.force_flush()
+        provider.shutdown()
+    spend = out["spend"]
+    assert spend.calls > 5
+
+    spans = phoenix_server.wait_for_spans(project, len(sent.get_finished_spans()))
+    llm_spans = [s for s in spans if attr(s, A.SPAN_KIND) == A.SPAN_KIND_LLM]
+    node_spans = [s for s in spans if attr(s, A.SPAN_KIND) == A.SPAN_KIND_NODE]
+    (run,) = [s for s in spans if attr(s, A.SPAN_KIND) == A.SPAN_KIND_RUN]
+    billed = [s for s in llm_spans if attr(s, A.GEN_AI_USAGE_OUTPUT_TOKENS) is not None]
+    assert len(billed) == spend.calls
+    assert sum(attr(s, A.GEN_AI_USAGE_OUTPUT_TOKENS) for s in billed) == spend.output_tokens
+    assert sum(attr(s, A.GEN_AI_USAGE_INPUT_TOKENS) for s in billed) == spend.input_tokens
+    assert {s["name"] for s in node_spans} >= {"estimate", "expand", "value"}
+    for span in billed:
+        assert attr(span, A.BUDGET_LIMIT) == 6_000
+        assert attr(span, A.BUDGET_RESERVED) > 0
+        assert attr(span, A.BUDGET_REMAINING) is not None
+    assert attr(run, A.BUDGET_SPENT) == spend.units
+    assert attr(run, A.USAGE_OUTPUT_TOKENS) == spend.output_tokens
+    assert attr(run, A.BUDGET_STOP_REASON) == out["stop_reason"]
+    assert sum(attr(s, A.USAGE_OUTPUT_TOKENS) for s in node_spans) == spend.output_tokens

@@ -5,12 +5,12 @@ backend can tell our spans apart from an outer instrumentor's. Usage is reported
 on purpose, under distinct names:
 
 * ``gen_ai.usage.*`` only on LLM-call spans (one call, counted once);
-* ``budget.usage.*`` on every span: the call's own usage on an LLM span, the rolled-up
-  sum of its calls on a node or run span.
+* ``budget.usage.*`` on node and run spans: the rolled-up sum of the calls beneath.
 
-Sum ``gen_ai.usage.*`` over spans (or ``budget.usage.*`` over spans with
-``budget_graph.span.kind = "llm"``); read a node's or run's total off its own
-``budget.usage.*``. Never sum ``budget.usage.*`` across kinds.
+Sum ``gen_ai.usage.*`` over spans; read a node's or run's total off its own
+``budget.usage.*``. Under another instrumentor that already reports usage on its own
+LLM span, turn ``genai_usage`` off: our LLM spans then carry ``budget.usage.*``
+instead, and ``gen_ai.usage.*`` stays counted once, on theirs.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ SPAN_KIND_RUN = "run"
 
 BUDGET_PREFIX = "budget."
 BUDGET_LIMIT = "budget.limit"
-"""The run's limit in meter units."""
+"""The run's limit in meter units (LLM and run spans)."""
 BUDGET_SPENT = "budget.spent"
 """Units spent on the run: before the call (LLM span), at the end (node and run spans)."""
 BUDGET_REMAINING = "budget.remaining"
@@ -89,7 +89,7 @@ BUDGET_REMAINING = "budget.remaining"
 BUDGET_RESERVED = "budget.reserved"
 """Units reserved for the call (prompt + clamped ``max_tokens``)."""
 BUDGET_UNITS = "budget.units"
-"""Units the call was charged (LLM span)."""
+"""Units the call was charged (LLM span), when not input + output tokens."""
 BUDGET_UNIT = "budget.unit"
 """``"tokens"`` or ``"micro-USD"``."""
 BUDGET_ALLOCATED = "budget.allocated"

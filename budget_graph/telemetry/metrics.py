@@ -1,9 +1,9 @@
 """Metric instruments, one small factory per instrument (OTel API only).
 
-``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` follow the GenAI
-semantic conventions; the ``budget.*`` instruments are ours. The overshoot counter
-gets a data point (``0``) at the end of every run, so "overshoot stays 0" is visible
-on a dashboard rather than inferred from a missing series.
+``gen_ai.client.token.usage`` follows the GenAI semantic conventions; the ``budget.*``
+instruments are ours. The overshoot counter gets a data point (``0``) at the end of
+every run, so "overshoot stays 0" is visible on a dashboard rather than inferred from a
+missing series.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ __all__ = [
     "BUDGET_OVERSHOOT_COUNT",
     "BUDGET_RUN_SPEND",
     "BUDGET_RUN_UTILIZATION",
-    "GEN_AI_CLIENT_OPERATION_DURATION",
     "GEN_AI_CLIENT_TOKEN_USAGE",
     "BudgetInstruments",
     "create_budget_events_counter",
     "create_budget_instruments",
-    "create_operation_duration_histogram",
     "create_overshoot_counter",
     "create_run_spend_histogram",
     "create_token_usage_histogram",
@@ -30,7 +28,6 @@ __all__ = [
 ]
 
 GEN_AI_CLIENT_TOKEN_USAGE = "gen_ai.client.token.usage"
-GEN_AI_CLIENT_OPERATION_DURATION = "gen_ai.client.operation.duration"
 BUDGET_RUN_SPEND = "budget.run.spend"
 BUDGET_RUN_UTILIZATION = "budget.run.utilization"
 BUDGET_OVERSHOOT_COUNT = "budget.overshoot.count"
@@ -38,8 +35,6 @@ BUDGET_EVENTS = "budget.events"
 
 # Bucket boundaries the GenAI semantic conventions recommend.
 _TOKEN_BUCKETS = [4**i for i in range(14)]
-_DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24,
-                     20.48, 40.96, 81.92]
 _UTILIZATION_BUCKETS = [0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0, 1.01]
 
 
@@ -50,16 +45,6 @@ def create_token_usage_histogram(meter: Meter) -> Histogram:
         unit="{token}",
         description="Number of input and output tokens used",
         explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
-    )
-
-
-def create_operation_duration_histogram(meter: Meter) -> Histogram:
-    """``gen_ai.client.operation.duration``: seconds per budgeted call."""
-    return meter.create_histogram(
-        name=GEN_AI_CLIENT_OPERATION_DURATION,
-        unit="s",
-        description="GenAI operation duration",
-        explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
     )
 
 
@@ -106,7 +91,6 @@ class BudgetInstruments:
     """Every instrument the budget tracer records to."""
 
     token_usage: Histogram
-    operation_duration: Histogram
     run_spend: Histogram
     utilization: Histogram
     overshoot: Counter
@@ -117,7 +101,6 @@ def create_budget_instruments(meter: Meter) -> BudgetInstruments:
     """Create all of the above on ``meter``."""
     return BudgetInstruments(
         token_usage=create_token_usage_histogram(meter),
-        operation_duration=create_operation_duration_histogram(meter),
         run_spend=create_run_spend_histogram(meter),
         utilization=create_utilization_histogram(meter),
         overshoot=create_overshoot_counter(meter),

@@ -54,32 +54,43 @@ class Rollup:
 
 
 def usage_attributes(usage: Usage | Spend) -> dict[str, AttributeValue]:
-    """``budget.usage.*`` for a usage (a call's own, or a rolled-up total)."""
-    return {
+    """``budget.usage.*`` for a usage (a call's own, or a rolled-up total).
+
+    Reasoning and cached tokens are left out when zero (most models report none).
+    """
+    attrs: dict[str, AttributeValue] = {
         A.USAGE_INPUT_TOKENS: usage.input_tokens,
         A.USAGE_OUTPUT_TOKENS: usage.output_tokens,
-        A.USAGE_REASONING_TOKENS: usage.reasoning_tokens,
-        A.USAGE_CACHED_TOKENS: usage.cached_tokens,
         A.USAGE_CALLS: usage.calls,
         A.USAGE_UNITS: usage.units,
     }
+    if usage.reasoning_tokens:
+        attrs[A.USAGE_REASONING_TOKENS] = usage.reasoning_tokens
+    if usage.cached_tokens:
+        attrs[A.USAGE_CACHED_TOKENS] = usage.cached_tokens
+    return attrs
 
 
-def budget_attributes(meter: Any) -> dict[str, AttributeValue]:
-    """``budget.limit/spent/remaining/unit`` read off a meter now (empty if unknown)."""
+def budget_attributes(meter: Any, *, run: bool = False) -> dict[str, AttributeValue]:
+    """``budget.spent/remaining`` read off a meter now, plus ``limit`` and ``unit`` for a run.
+
+    Empty when the meter is unknown or unreachable. Span attributes are the main cost of
+    tracing, so node spans skip the run-constant ones.
+    """
     if meter is None:
         return {}
     try:
         out: dict[str, AttributeValue] = {
-            A.BUDGET_LIMIT: int(meter.limit),
             A.BUDGET_SPENT: int(meter.spent),
             A.BUDGET_REMAINING: int(meter.remaining),
         }
+        if run:
+            out[A.BUDGET_LIMIT] = int(meter.limit)
     except Exception:  # noqa: BLE001 - a remote meter may be unreachable; never break a run
         return {}
-    unit = getattr(getattr(meter, "budget", None), "unit", None)
-    if isinstance(unit, str):
-        out[A.BUDGET_UNIT] = unit
+    name = getattr(getattr(meter, "budget", None), "unit", None) if run else None
+    if isinstance(name, str):
+        out[A.BUDGET_UNIT] = name
     return out
 
 
@@ -95,8 +106,6 @@ def call_start_attributes(call: CallInfo) -> dict[str, AttributeValue]:
         attrs[A.GEN_AI_REQUEST_MAX_TOKENS] = call.max_tokens
     if call.n != 1:
         attrs[A.GEN_AI_REQUEST_CHOICE_COUNT] = call.n
-    if call.node is not None:
-        attrs[A.BUDGET_NODE] = call.node
     for key, value in (
         (A.BUDGET_LIMIT, call.limit),
         (A.BUDGET_SPENT, call.spent_before),
@@ -125,8 +134,11 @@ def call_end_attributes(call: CallInfo, *, genai_usage: bool) -> dict[str, Attri
             attrs[A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
         if usage.cached_tokens:
             attrs[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cached_tokens
-    attrs.update(usage_attributes(usage))
-    attrs[A.BUDGET_UNITS] = call.units if call.units is not None else usage.units
+    else:  # an outer instrumentor reports gen_ai.usage.*; ours stay under budget.usage.*
+        attrs.update(usage_attributes(usage))
+    units = call.units if call.units is not None else usage.units
+    if units != usage.input_tokens + usage.output_tokens:  # "output" or cost budgets
+        attrs[A.BUDGET_UNITS] = units
     if call.estimated:
         attrs[A.BUDGET_ESTIMATED] = True
     return attrs
