@@ -268,3 +268,72 @@ async def test_planner_under_faults(fault, mode, replay_server_clean) -> None:
     assert out["spend"].total_tokens == billed_tokens(replay_server_clean)
     assert out["spend"].calls == billed_requests(replay_server_clean) >= 2
     assert_accounted(app.last_meter, replay_server_clean, limit=limit)
+
+
+# -- self-consistency -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+@pytest.mark.parametrize("fault", ["429", "500", "drop"])
+async def test_self_consistency_under_faults(fault, mode, replay_server_clean) -> None:
+    from budget_graph.consistency import build_self_consistency
+
+    task = Game24Task()
+    limit = 4_000
+    replay_server_clean.faults.inject(PLANNER_FAULTS[fault], 2)
+    llm = openai_chat(replay_server_clean, max_retries=3, async_client=mode == "ainvoke")
+    app = build_self_consistency(llm, task=task, budget=Budget(max_tokens=limit),
+                                 batch_size=3, parallel=mode == "ainvoke")
+    if mode == "invoke":
+        out = app.invoke({"item": task.items()[0]})
+    else:
+        out = await app.ainvoke({"item": task.items()[0]})
+    assert out["stop_reason"] == "budget" and out["answer"]
+    assert out["spend"].total_tokens == billed_tokens(replay_server_clean)
+    assert out["spend"].calls == billed_requests(replay_server_clean)
+    assert_accounted(app.last_meter, replay_server_clean, limit=limit)
+
+
+# -- the agent middleware -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+@pytest.mark.parametrize("fault", ["429", "500", "latency", "drop"])
+async def test_agent_middleware_under_faults(fault, mode, replay_server_clean) -> None:
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from budget_graph.middleware import TokenBudgetMiddleware
+
+    replay_server_clean.faults.inject(PLANNER_FAULTS[fault], 2)
+    llm = openai_chat(replay_server_clean, max_retries=3, async_client=mode == "ainvoke")
+    mw = TokenBudgetMiddleware(run_limit=1_000, thread_limit=1_500, count="total")
+    agent = create_agent(llm, tools=[], middleware=[mw], checkpointer=InMemorySaver())
+    spent = []
+    for i in range(3):  # fresh threads: the replay only knows single-turn prompts
+        cfg = {"configurable": {"thread_id": f"{fault}-{i}"}}
+        payload = {"messages": [HumanMessage(PROMPTS[i])]}
+        out = agent.invoke(payload, cfg) if mode == "invoke" else await agent.ainvoke(
+            payload, cfg)
+        assert str(out["messages"][-1].content).startswith("Steps:")
+        values = agent.get_state(cfg).values
+        assert values["run_token_spend"] == values["thread_token_spend"] <= 1_000
+        spent.append(values["thread_token_spend"])
+    assert sum(spent) == billed_tokens(replay_server_clean)
+    assert billed_requests(replay_server_clean) == 3
+
+
+async def test_agent_middleware_refuses_before_sending(replay_server_clean) -> None:
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from budget_graph.middleware import TokenBudgetMiddleware
+
+    mw = TokenBudgetMiddleware(run_limit=300, count="total")  # less than the prompt
+    agent = create_agent(openai_chat(replay_server_clean), tools=[], middleware=[mw],
+                         checkpointer=InMemorySaver())
+    cfg = {"configurable": {"thread_id": "tiny"}}
+    out = agent.invoke({"messages": [HumanMessage(PROMPT)]}, cfg)
+    assert "300" in str(out["messages"][-1].content)
+    assert replay_server_clean.usage()["requests"] == 0  # nothing was sent
+    assert agent.get_state(cfg).values.get("run_token_spend", 0) == 0
