@@ -191,9 +191,9 @@ def build_planner(
             out["stop_reason"] = reason
         return out
 
-    builder = StateGraph(PlannerState)
+    builder: StateGraph[Any] = StateGraph(PlannerState)
     builder.add_node("estimate", guard(start, name="estimate"))
-    builder.add_node("plan", plan)
+    builder.add_node("plan", plan)  # type: ignore[type-var]
     builder.add_node(
         "expand",
         guard(make_expand_node(model, task, max_tokens=expand_max_tokens), name="expand"),
@@ -202,7 +202,7 @@ def build_planner(
     builder.add_node(
         "value", guard(make_value_node(value, stop_at=lazy_value_at), name="value")
     )
-    builder.add_node("terminate", make_terminator(task))
+    builder.add_node("terminate", make_terminator(task))  # type: ignore[arg-type]
     builder.add_edge(START, "estimate")
     builder.add_edge("estimate", "plan")
     builder.add_conditional_edges("plan", edge, ["expand", "value", "terminate"])

@@ -166,11 +166,14 @@ def _graph(model: ReplayChatModel, task: DateTask, method: str, budget: int | No
     )
 
 
-def _run_chunk(method: str, budget: int | None, ids: Sequence[str]) -> list[RunRecord]:
+def _run_chunk(
+    method: str, budget: int | None, ids: Sequence[str], seed: int | None = None
+) -> list[RunRecord]:
     """One method at one budget on some questions (also the unit of work of a worker process)."""
     task = DateTask()
     items = {i.id: i for i in task.items()}
-    model = ReplayChatModel(datasets=["date_ltm"])  # fresh cursors: each question from sample 1
+    # A fresh store: each question starts at its first sample (in recorded or seeded order).
+    model = ReplayChatModel(datasets=["date_ltm"], seed=seed)
     graph = _graph(model, task, method, budget)
     return [_run_one(graph, items[i], method, budget, task) for i in ids]
 
@@ -182,6 +185,7 @@ def run(
     progress: Callable[..., None] | None = None,
     *,
     workers: int | None = None,
+    seed: int | None = None,
 ) -> list[RunRecord]:
     """Run the date benchmark; one :class:`RunRecord` per (method, budget, question).
 
@@ -195,6 +199,8 @@ def run(
             finish.
         workers: Worker processes; default one per CPU (at most 4) for a full run, none
             (in-process) for under 200 runs. Results do not depend on it.
+        seed: Serve each question's 40 samples in a shuffled order (deterministic per
+            seed) instead of the recorded order; every method sees the same order.
 
     Returns:
         The run records (``budget`` is ``None`` for unbudgeted methods), in the order
@@ -217,7 +223,9 @@ def run(
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if total >= 200 else 1
     step = 60
-    chunks = [(m, b, ids[i : i + step]) for m, b in jobs for i in range(0, len(ids), step)]
+    chunks = [
+        (m, b, ids[i : i + step], seed) for m, b in jobs for i in range(0, len(ids), step)
+    ]
 
     def advance(method: str, budget: int | None, done: int) -> None:
         if progress is not None:
@@ -225,8 +233,8 @@ def run(
 
     if workers <= 1:
         records: list[RunRecord] = []
-        for method, budget, part in chunks:
-            records.extend(_run_chunk(method, budget, part))
+        for method, budget, part, _ in chunks:
+            records.extend(_run_chunk(method, budget, part, seed))
             advance(method, budget, len(part))
         return records
     ctx = multiprocessing.get_context("spawn")  # no fork under LangGraph's threads

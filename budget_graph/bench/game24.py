@@ -51,6 +51,7 @@ __all__ = [
     "METHODS",
     "TOT_MEAN_TOKENS",
     "game24_reward",
+    "replay_model",
     "run",
     "table",
 ]
@@ -139,7 +140,8 @@ def _puzzle_records(item_id: str, puzzle: str) -> tuple[ReplayRecord, ...]:
     return (*mine, *wanted.values())
 
 
-def _tot_model(item: Item) -> ReplayChatModel:
+def replay_model(item: Item) -> ReplayChatModel:
+    """A replay model serving ``item``'s recorded ToT proposals and the run's judgements."""
     return ReplayChatModel(store=ReplayStore([], records=_puzzle_records(item.id, item.input)))
 
 
@@ -175,7 +177,7 @@ def _record(
 def _run_search(
     item: Item, method: str, limit: int | None, cache: ValueCache, task: Game24Task
 ) -> RunRecord:
-    model = _tot_model(item)
+    model = replay_model(item)
     judge = JudgeValue(model, task, samples=3, cache=cache)
     if method == "budget-search":
         value = VerifierValue(task) | RewardValue(game24_reward) | judge

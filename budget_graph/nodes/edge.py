@@ -119,9 +119,8 @@ class PlannerEdge:
         sends = []
         for a in actions:
             if a.kind == "expand":
-                sends.append(
-                    Send(self.expand, {"item": item, "node": tree[a.node], "allocated": a.allocated})
-                )
+                payload = {"item": item, "node": tree[a.node], "allocated": a.allocated}
+                sends.append(Send(self.expand, payload))
             else:
                 nodes = [tree[i] for i in a.ids]
                 sends.append(Send(self.value, {"item": item, "nodes": nodes}))

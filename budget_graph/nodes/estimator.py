@@ -49,7 +49,7 @@ class _Composable:
         return Fallback(self, other)  # type: ignore[arg-type]
 
     def clamp(self, min_tokens: int, max_tokens: int) -> Clamped:
-        """This estimator bounded to ``[min_tokens, max_tokens]``."""
+        """Bound the estimate to ``[min_tokens, max_tokens]``."""
         return Clamped(self, min_tokens=min_tokens, max_tokens=max_tokens)  # type: ignore[arg-type]
 
 
@@ -127,8 +127,10 @@ _NUMBER = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*(k|thousand)?\b", re.IGNORECASE)
 
 
 def parse_token_budget(text: str) -> int | None:
-    """The token count a model answered: prefers a number next to "token", handles
-    ``"1,200"``, ``"1.5k"`` and ``"2 thousand"``; ``None`` if there is no number."""
+    """The token count a model answered, or ``None`` if it gave no number.
+
+    Prefers a number followed by "token"; handles ``"1,200"``, ``"1.5k"``, ``"2 thousand"``.
+    """
     lowered = text.lower()
     matches = list(_NUMBER.finditer(lowered))
     if not matches:

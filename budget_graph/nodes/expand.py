@@ -83,7 +83,7 @@ def make_expand_node(
             dead = replace(parent, status="unexpandable", note=type(exc).__name__)
             stats = SearchStats(unrecorded=1)
             return _finish({"tree": [dead], "search_stats": stats}, item, [])
-        usage = msg.usage_metadata or {}
+        usage: Mapping[str, Any] = msg.usage_metadata or {}
         units = int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
         texts = task.parse_proposals(item, parent.text, msg.text)
         share = units // len(texts) if texts else 0

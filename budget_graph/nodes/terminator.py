@@ -13,8 +13,11 @@ __all__ = ["best_node", "make_terminator"]
 
 
 def best_node(tree: Tree) -> TreeNode | None:
-    """The node to answer with: a verified solution (highest value, then shallowest) if any,
-    else the end of the highest-value path from the root (ties keep proposal order)."""
+    """The node to answer with.
+
+    A verified solution (highest value, then shallowest) if any, else the end of the
+    highest-value path from the root (ties keep proposal order).
+    """
     verified = [n for n in tree.values() if n.verified]
     if verified:
         return max(verified, key=lambda n: (n.value or 0.0, -n.depth))

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
+from langchain_core.outputs import ChatGeneration
 
 from budget_graph._internal import observe
 from budget_graph.budgeted import budgeted
@@ -207,9 +208,11 @@ class JudgeValue(_Chainable):
         truncated = False
         batches = [self.samples] if self.batched else [1] * self.samples
         for n in batches:
-            extra = {"n": n} if n > 1 else {}
-            result = self.llm.generate([[HumanMessage(prompt)]], **kwargs, **extra)
-            gens = result.generations[0]
+            call_kwargs: dict[str, Any] = dict(kwargs)
+            if n > 1:
+                call_kwargs["n"] = n
+            result = self.llm.generate([[HumanMessage(prompt)]], **call_kwargs)
+            gens = [g for g in result.generations[0] if isinstance(g, ChatGeneration)]
             texts.extend(g.text for g in gens)
             truncated = truncated or any(
                 (g.generation_info or {}).get("finish_reason") == "length" for g in gens
