@@ -8,7 +8,7 @@ recorded order, so every method sees the same chains: the first k samples of a q
 are the same whatever method draws them.
 
 Prompt accounting: a batch is one request with the provider's ``n`` (the least-to-most
-prompt, 1,361 tokens with chat framing, is paid once per request), so batch sizes decide
+prompt, about 1,360 tokens with chat framing, is paid once per request), so batch sizes decide
 prompt spend. Fixed 40 draws 4 batches of 10 (the original run's 4 requests of ``n=10``);
 fixed 5 and window agreement draw batches of 5 (ESC's windows); adaptive consistency draws
 one sample per request (as in Aggarwal et al., 2023), paying the prompt per sample; the
@@ -198,7 +198,8 @@ def run(
         progress: Called as ``progress(advance=k, total=N, description=...)`` as questions
             finish.
         workers: Worker processes; default one per CPU (at most 4) for a full run, none
-            (in-process) for under 200 runs. Results do not depend on it.
+            (in-process) for under 200 runs. Results do not depend on it. Workers are
+            spawned: a script calling this needs an ``if __name__ == "__main__":`` guard.
         seed: Serve each question's 40 samples in a shuffled order (deterministic per
             seed) instead of the recorded order; every method sees the same order.
 

@@ -1,0 +1,28 @@
+"""The python examples of docs/self-consistency.md run, and the example script works."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_self_consistency_doc_examples_run() -> None:
+    text = (ROOT / "docs" / "self-consistency.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/self-consistency.md", "exec"), namespace)
+
+
+def test_self_consistency_date_example_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "self_consistency_date.py")],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    assert "stop_reason=converged" in out and "stop_reason=budget" in out
+    assert "event budget.early_stop: rule=adaptive_consistency(0.95)" in out
