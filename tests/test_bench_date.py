@@ -1,4 +1,4 @@
-"""The date benchmark runner on the first questions (the full run is ``budget-graph bench date``)."""
+"""The date benchmark runner on the first questions (full run: ``budget-graph bench date``)."""
 
 from __future__ import annotations
 
