@@ -117,7 +117,8 @@ def main() -> float:
     seconds_per_node(100)  # warm up imports and tokenizer
     results = {}
     for n in (250, 500, 1000, 2000):
-        per_node, size = seconds_per_node(n)
+        # Best of three: the machine may be shared; the minimum is the least disturbed run.
+        per_node, size = min(seconds_per_node(n) for _ in range(3))
         results[n] = per_node
         print(f"nodes={size} seconds_per_node={per_node:.6f}")
     ratio = results[2000] / results[250]

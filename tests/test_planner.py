@@ -147,3 +147,11 @@ def test_needs_an_item() -> None:
 def test_default_policy_objects() -> None:
     assert BreadthLimitedBFS().breadth == 5
     assert Item(id="1", input="toy") == ITEM
+
+
+async def test_ainvoke_runs_the_same_search() -> None:
+    model = _model()
+    app = build_planner(model, task=ToyTask(), budget=Budget(max_tokens=50_000), judge_samples=1)
+    out = await app.ainvoke({"item": ITEM})
+    assert out["solved"] and out["stop_reason"] == "solved"
+    assert out["spend"].units == sum(model.billed) == app.last_meter.spent

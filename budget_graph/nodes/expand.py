@@ -8,6 +8,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, Send
 
 from budget_graph._internal import observe
@@ -70,8 +71,11 @@ def make_expand_node(
         parent: TreeNode = payload["node"]
         prompt = task.propose_prompt(item, parent.text)
         kwargs: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens is not None else {}
+        allocated = payload.get("allocated")
+        # The node's budget share rides in the call's metadata for observers (CallInfo.allocated).
+        cfg: RunnableConfig = {"metadata": {"budget_allocated": allocated}} if allocated else {}
         try:
-            msg = llm.invoke([HumanMessage(prompt)], **kwargs)
+            msg = llm.invoke([HumanMessage(prompt)], cfg, **kwargs)
         except BudgetExceededError:
             return _finish({"stop_reason": "budget"}, item, [])
         except Exception as exc:
