@@ -32,12 +32,17 @@ def _model_name(model: BaseChatModel) -> str | None:
     return None
 
 
-def _node_name() -> str | None:
+def _run_metadata() -> tuple[str | None, int | None]:
+    """The running LangGraph node and its allocated budget share, from the run config."""
     from langchain_core.runnables.config import var_child_runnable_config
 
     cfg = var_child_runnable_config.get() or {}
-    node = (cfg.get("metadata") or {}).get("langgraph_node")
-    return node if isinstance(node, str) else None
+    meta = cfg.get("metadata") or {}
+    node, allocated = meta.get("langgraph_node"), meta.get("budget_allocated")
+    return (
+        node if isinstance(node, str) else None,
+        allocated if isinstance(allocated, int) else None,
+    )
 
 
 class _Call:
@@ -57,11 +62,13 @@ class _Call:
         if requested is None:
             requested = getattr(inner, param, None)
         n = int(self.kwargs.get("n") or getattr(inner, "n", None) or 1)
+        node, allocated = _run_metadata()
         self.info = observe.CallInfo(
             model=_model_name(inner),
-            node=owner.node or _node_name(),
+            node=owner.node or node,
             n=n,
             requested_max_tokens=requested if isinstance(requested, int) else None,
+            allocated=allocated,
         )
         if owner.capture_input or observe.content_wanted():
             self.info.input_messages = messages
