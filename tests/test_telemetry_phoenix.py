@@ -1,6 +1,7 @@
 """Budgeted runs on the replay, traced into a real Arize Phoenix over OTLP/HTTP."""
 
 import operator
+import time
 import uuid
 from typing import Annotated
 
@@ -142,3 +143,24 @@ def test_planner_run_spend_is_visible_in_phoenix(phoenix_server, replay_store):
     assert attr(run, A.USAGE_OUTPUT_TOKENS) == spend.output_tokens
     assert attr(run, A.BUDGET_STOP_REASON) == out["stop_reason"]
     assert sum(attr(s, A.USAGE_OUTPUT_TOKENS) for s in node_spans) == spend.output_tokens
+
+
+def test_example_trace_to_phoenix(phoenix_server, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "trace_to_phoenix.py"
+    spec = importlib.util.spec_from_file_location("trace_to_phoenix", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    project = f"budget-graph-example-{uuid.uuid4().hex[:8]}"
+    out = module.main(phoenix_server.base_url, 4_000, project=project)
+    assert f"project {project!r}" in capsys.readouterr().out
+    spans = phoenix_server.wait_for_spans(project, out["spend"].calls + 2)
+    deadline = time.monotonic() + 60
+    while not any(attr(s, A.SPAN_KIND) == A.SPAN_KIND_RUN for s in spans):
+        assert time.monotonic() < deadline, "the run span never reached phoenix"
+        time.sleep(0.5)
+        spans = phoenix_server.spans(project)
+    (run,) = [s for s in spans if attr(s, A.SPAN_KIND) == A.SPAN_KIND_RUN]
+    assert attr(run, A.BUDGET_SPENT) == out["spend"].units <= 4_000

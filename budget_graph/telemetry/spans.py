@@ -42,6 +42,15 @@ class Rollup:
         """A wrapper run span waiting to absorb the run reported inside it."""
         self._lock = threading.Lock()
 
+    def find_meter(self) -> Any:
+        """The first meter known here or in an enclosing node or run."""
+        node: Rollup | None = self
+        while node is not None:
+            if node.meter is not None:
+                return node.meter
+            node = node.parent
+        return None
+
     def add(self, usage: Usage, meter: Any) -> None:
         """Add one call's usage here and to every ancestor."""
         node: Rollup | None = self

@@ -137,7 +137,8 @@ class BudgetTracer:
         if usage is None:
             return
         if scope is not None:
-            scope.add(usage, current_meter() if scope.meter is None else None)
+            meter = scope.meter or scope.find_meter() or current_meter()
+            scope.add(usage, meter)
         if self._instruments is not None:
             labels_in, labels_out = self._labels(call.operation, call.model)
             self._instruments.token_usage.record(usage.input_tokens, labels_in)
@@ -190,7 +191,7 @@ class BudgetTracer:
             return
         span = rollup.span
         attrs = usage_attributes(rollup.usage)
-        attrs.update(budget_attributes(rollup.meter or current_meter()))
+        attrs.update(budget_attributes(rollup.find_meter() or current_meter()))
         if node.stop_reason is not None:
             attrs[A.BUDGET_STOP_REASON] = node.stop_reason
         span.set_attributes(attrs)

@@ -1,0 +1,78 @@
+"""docs/telemetry.md runs; every telemetry module's doctests pass and its exports import."""
+
+import doctest
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+from budget_graph.telemetry import TelemetryConfig
+from budget_graph.telemetry.spans import event_attributes
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "telemetry.md"
+
+
+def test_docs_examples_run(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, str(DOC), "exec"), {"__name__": "docs_example"})
+    assert "planner" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "module", ["", ".config", ".attributes", ".spans", ".metrics", ".tracer", ".runs", ".export"]
+)
+def test_module_doctests_and_exports(module):
+    mod = importlib.import_module(f"budget_graph.telemetry{module}")
+    assert hasattr(mod, "__all__") and all(hasattr(mod, name) for name in mod.__all__)
+    failed, _ = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert failed == 0
+
+
+def test_config_from_env():
+    assert TelemetryConfig.from_env({}) == TelemetryConfig()
+    cfg = TelemetryConfig.from_env({
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "True",
+        "BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "0",
+        "BUDGET_GRAPH_OTEL_GENAI_USAGE": "false",
+        "BUDGET_GRAPH_OTEL_METRICS": "no",
+    })
+    assert cfg == TelemetryConfig(
+        capture_content=True, content_max_chars=None, genai_usage=False, metrics=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "maybe"},
+         "Invalid OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'maybe'. "
+         "Must be 'true' or 'false'"),
+        ({"BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "lots"},
+         "Invalid BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS: 'lots'. Must be an integer"),
+        ({"BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "-1"},
+         "Invalid BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS: '-1'. Must be >= 0"),
+    ],
+)
+def test_config_rejects_bad_env(env, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TelemetryConfig.from_env(env)
+
+
+def test_config_validates_eagerly():
+    with pytest.raises(ValueError, match=re.escape("Invalid content_max_chars: 0")):
+        TelemetryConfig(content_max_chars=0)
+
+
+def test_event_attributes_are_prefixed_and_cleaned():
+    assert event_attributes(
+        {"limit": 5, "model": "m", "gen_ai.x": 1, "none": None, "obj": object, "seq": [1, 2]}
+    ) == {
+        "budget.limit": 5,
+        "gen_ai.request.model": "m",
+        "gen_ai.x": 1,
+        "budget.obj": str(object),
+        "budget.seq": [1, 2],
+    }
