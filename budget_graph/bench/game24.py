@@ -293,31 +293,10 @@ def run(
 
 
 def table(records: Sequence[RunRecord]) -> str:
-    """A markdown table: one row per (method, budget) with solved, tokens and efficiency."""
-    groups: dict[tuple[str, int | None], list[RunRecord]] = {}
-    for r in records:
-        groups.setdefault((r.method, r.budget), []).append(r)
-    ref = groups.get(("tot-bfs", None))
-    ref_total = sum(r.total_tokens for r in ref) if ref else None
-    head = (
-        "| method | budget/puzzle | solved | prompt tokens | completion tokens | total tokens "
-        "| correct per 1k total tokens | % of ToT tokens | max overshoot | unrecorded |"
-    )
-    lines = [head, "|" + "---|" * 10]
-    for (method, budget), rs in groups.items():
-        solved = sum(r.correct for r in rs)
-        prompt = sum(r.prompt_tokens for r in rs)
-        gen = sum(r.generated_tokens for r in rs)
-        total = prompt + gen
-        per_k = 1000 * solved / total if total else 0.0
-        share = f"{100 * total / ref_total:.1f}%" if ref_total else "-"
-        over = max(int(r.extra.get("overshoot", 0)) for r in rs)
-        unrec = sum(int(r.extra.get("unrecorded", 0)) for r in rs)
-        label = "-" if budget is None else f"{budget:,}"
-        lines.append(
-            f"| {method} | {label} | {solved}/{len(rs)} | {prompt:,} | {gen:,} | {total:,} "
-            f"| {per_k:.3f} | {share} | {over} | {unrec} |"
-        )
+    """The report's table (one row per method and budget) plus a note on unrecorded expansions."""
+    from budget_graph.efficiency import render_table
+
+    lines = [render_table(records)]
     unrec_total = sum(int(r.extra.get("unrecorded", 0)) for r in records)
     if unrec_total:
         exp_units = sum(int(r.extra.get("expand_units", 0)) for r in records)
