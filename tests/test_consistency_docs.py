@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
+import runpy
 from pathlib import Path
+
+import pytest
+
+from budget_graph._internal import observe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,10 +22,13 @@ def test_self_consistency_doc_examples_run() -> None:
         exec(compile(block, "docs/self-consistency.md", "exec"), namespace)
 
 
-def test_self_consistency_date_example_runs() -> None:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "self_consistency_date.py")],
-        capture_output=True, text=True, timeout=300, check=True,
-    ).stdout
+def test_self_consistency_date_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    before = observe.observers()
+    try:
+        runpy.run_path(str(ROOT / "examples" / "self_consistency_date.py"), run_name="__main__")
+    finally:
+        for extra in set(observe.observers()) - set(before):
+            observe.remove_observer(extra)
+    out = capsys.readouterr().out
     assert "stop_reason=converged" in out and "stop_reason=budget" in out
     assert "event budget.early_stop: rule=adaptive_consistency(0.95)" in out
