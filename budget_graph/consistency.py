@@ -282,6 +282,7 @@ def build_self_consistency(
             spent = spend.output_tokens if spend is not None else 0
             out["trace"] = [TracePoint(spent, votes.n, answer, confidence)]
         if state.get("stop_reason") in ("budget", "error"):  # a batch was refused or failed
+            out.setdefault("stop_rule", state.get("stop_rule") or state["stop_reason"])
             return out
         reason, rule, statistic = None, None, None
         decision = stop(votes) if stop is not None else None

@@ -253,8 +253,8 @@ def test_a_refused_reservation_ends_the_run_gracefully() -> None:
     app = build_self_consistency(model_for(["2"] * 3), task=TASK, batch_size=3)
     meter = _LyingMeter(Budget(max_tokens=PROMPT_TOKENS))
     out = app.invoke({"item": Q1}, budget_config(meter))
-    assert out["stop_reason"] == "budget" and out["samples"] == []
-    assert meter.spent == 0
+    assert out["stop_reason"] == "budget" and out["stop_rule"] == "budget"
+    assert out["samples"] == [] and meter.spent == 0
 
 
 # ---------------------------------------------------------------- TALE budget in the prompt

@@ -83,7 +83,9 @@ METHODS: dict[str, MethodSpec] = {
     ),
     "sc-fixed5": MethodSpec(stop=FixedSamples(5), batch_size=5, label="majority of 5 (n=5)"),
     "sc-window5": MethodSpec(
-        stop=WindowAgreement(5) | _CAP, batch_size=5, label="ESC: window of 5 agrees (n=5)"
+        stop=WindowAgreement(5) | _CAP,
+        batch_size=5,
+        label="ESC: the last 5 agree (n=5, then what the window lacks)",
     ),
     "sc-adaptive0.8": MethodSpec(
         stop=AdaptiveConsistency(0.8) | _CAP, batch_size=1, label="Adaptive-Consistency, Beta 0.8"
@@ -94,7 +96,7 @@ METHODS: dict[str, MethodSpec] = {
         label="Adaptive-Consistency, Beta 0.95",
     ),
     "sc-marginal": MethodSpec(
-        stop=MarginalGain(0.05) | _CAP, batch_size=2, label="marginal gain < 5% (n=2)"
+        stop=MarginalGain(0.05) | _CAP, batch_size=1, label="marginal gain < 5% (n=1)"
     ),
     "sc-budget": MethodSpec(
         stop=AdaptiveConsistency(0.95) | _CAP,
