@@ -48,8 +48,14 @@ def test_anytime_traces_end_at_the_final_answer(records: list) -> None:
 def test_table_has_a_row_per_method_and_budget(records: list) -> None:
     text = bench.table(records)
     header = text.splitlines()[0]
-    for column in ("method", "accuracy", "mean samples/question", "generated tokens",
-                   "prompt tokens", "correct per 1k generated"):
+    for column in (
+        "method",
+        "accuracy",
+        "mean samples/question",
+        "generated tokens",
+        "prompt tokens",
+        "correct per 1k generated",
+    ):
         assert column in header
     rows = [line for line in text.splitlines() if line.startswith("| sc-")]
     assert len(rows) == len(bench.METHODS) - 1 + len(bench.BUDGETS)

@@ -125,9 +125,7 @@ def _budget_tokens(budget: float) -> int:
     return int(round(budget * reference_tokens())) if budget <= 10 else int(budget)
 
 
-def _run_one(
-    graph: Any, item: Item, method: str, limit: int | None, task: DateTask
-) -> RunRecord:
+def _run_one(graph: Any, item: Item, method: str, limit: int | None, task: DateTask) -> RunRecord:
     out = graph.invoke({"item": item})
     spend = out["spend"]
     meter = getattr(graph, "last_meter", None)
@@ -226,9 +224,7 @@ def run(
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if total >= 200 else 1
     step = 60
-    chunks = [
-        (m, b, ids[i : i + step], seed) for m, b in jobs for i in range(0, len(ids), step)
-    ]
+    chunks = [(m, b, ids[i : i + step], seed) for m, b in jobs for i in range(0, len(ids), step)]
 
     def advance(method: str, budget: int | None, done: int) -> None:
         if progress is not None:
