@@ -256,7 +256,8 @@ def test_custom_events_land_on_the_node_span(budget_tracer, span_exporter):
 @pytest.mark.parametrize("opted_in", [False, True])
 def test_content_only_when_opted_in(tracer_provider, span_exporter, opted_in):
     llm = budgeted(fake_model())
-    llm.capture_input = llm.capture_output = True  # the model keeps it; the tracer decides
+    if not opted_in:  # even a model that keeps its text for someone else: not recorded
+        llm.capture_input = llm.capture_output = True
     handle = instrument(tracer_provider=tracer_provider, config=TelemetryConfig(
         capture_content=opted_in, metrics=False))
     try:
@@ -267,8 +268,9 @@ def test_content_only_when_opted_in(tracer_provider, span_exporter, opted_in):
     for call in llms:
         has = A.GEN_AI_INPUT_MESSAGES in call.attributes
         assert has is opted_in and (A.GEN_AI_OUTPUT_MESSAGES in call.attributes) is opted_in
-    if opted_in:
+    if opted_in:  # the tracer's opt-in alone makes the budgeted models keep the text
         assert any('"content": "plan"' in attr(c, A.GEN_AI_INPUT_MESSAGES) for c in llms)
+        assert all('"content": "step"' in attr(c, A.GEN_AI_OUTPUT_MESSAGES) for c in llms)
 
 
 def instrumentor_chat(tracer, llm):

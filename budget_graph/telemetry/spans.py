@@ -166,8 +166,12 @@ def _message_dicts(messages: Any) -> list[dict[str, Any]]:
         content = getattr(msg, "content", msg)
         if not isinstance(content, str):
             content = json.dumps(content, default=str)
-        out.append({"role": {"human": "user", "ai": "assistant"}.get(role, role),
-                    "parts": [{"type": "text", "content": content}]})
+        out.append(
+            {
+                "role": {"human": "user", "ai": "assistant"}.get(role, role),
+                "parts": [{"type": "text", "content": content}],
+            }
+        )
     return out
 
 
