@@ -188,8 +188,21 @@ class Usage:
             return self
         return NotImplemented
 
+    def __sub__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(*(getattr(self, f) - getattr(other, f) for f in _USAGE_FIELDS))
+
 
 _USAGE_FIELDS = tuple(f.name for f in fields(Usage))
+
+
+def _usage_from(value: Any) -> Usage:
+    if isinstance(value, Mapping):
+        return Usage(**{k: int(value.get(k, 0) or 0) for k in _USAGE_FIELDS})
+    if isinstance(value, (list, tuple)):
+        return Usage(*(int(v) for v in value))
+    raise TypeError(f"Cannot read a per-node usage from {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +229,16 @@ class Spend:
     """What the budget charged, in meter units (tokens, or micro-USD in cost mode)."""
     by_node: Mapping[str, Usage] = field(default_factory=dict)
     """Per-node breakdown; treat as read-only."""
+
+    def __post_init__(self) -> None:
+        # Strict checkpoint deserialisation (LANGGRAPH_STRICT_MSGPACK) restores nested
+        # dataclasses as plain dicts/lists: rebuild them so ``+`` keeps working.
+        if any(not isinstance(u, Usage) for u in self.by_node.values()):
+            fixed = {
+                name: u if isinstance(u, Usage) else _usage_from(u)
+                for name, u in self.by_node.items()
+            }
+            object.__setattr__(self, "by_node", fixed)
 
     @classmethod
     def of(cls, usage: Usage, *, node: str | None = None) -> Spend:
@@ -277,6 +300,19 @@ class Spend:
         if other == 0:  # sum() starts from 0
             return self
         return NotImplemented
+
+    def __sub__(self, other: Spend) -> Spend:
+        """What ``self`` spent beyond ``other`` (nodes whose difference is zero are dropped)."""
+        if not isinstance(other, Spend):
+            return NotImplemented
+        zero = Usage()
+        by_node: dict[str, Usage] = {}
+        for name in {*self.by_node, *other.by_node}:
+            diff = self.by_node.get(name, zero) - other.by_node.get(name, zero)
+            if diff != zero:
+                by_node[name] = diff
+        diff_total = self.usage - other.usage
+        return Spend(*(getattr(diff_total, f) for f in _USAGE_FIELDS), by_node=by_node)
 
     def __bool__(self) -> bool:
         return self.calls > 0 or self.units > 0 or self.total_tokens > 0

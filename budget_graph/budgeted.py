@@ -177,14 +177,39 @@ class _Call:
         return usage
 
     def fail(self, error: BaseException, usage: Usage | None = None, text: str = "") -> None:
-        """A failed call: commit what the provider reported billing, else release."""
+        """A failed call: commit what the provider reported billing, else release.
+
+        A timed-out request may still finish and be billed by the provider, so its
+        outcome is unknown: it is charged in full (prompt + clamped output, marked
+        estimated) rather than released, erring on the side of the cap.
+        """
         self.info.error = error
+        if usage is None and _is_timeout(error) and self.info.max_tokens is not None:
+            info = self.info
+            usage = Usage(
+                input_tokens=info.prompt_tokens_estimate,
+                output_tokens=info.max_tokens * info.n,
+                calls=1,
+                estimated_calls=1,
+            )
+            info.estimated = True
         if usage is not None:
             self.finish(usage, text)
             return
         if self.reservation is not None:
             self.meter.release(self.reservation)
         observe.notify("call_finished", self.info)
+
+
+_TIMEOUT_NAMES = frozenset(
+    {"APITimeoutError", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException"}
+)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, TimeoutError):
+        return True
+    return any(cls.__name__ in _TIMEOUT_NAMES for cls in type(exc).__mro__)
 
 
 def _result_usage(result: ChatResult) -> Usage | None:
@@ -442,6 +467,7 @@ def _on_retry(state: RetryCallState) -> None:
         message=str(exc)[:200] if exc else None,
     )
 
+
 class _StreamAcc:
     __slots__ = ("finish_reasons", "parts", "usage")
 
@@ -524,6 +550,19 @@ def budgeted(
         ('hi', True)
 
     """
+    if isinstance(model, BudgetedChatModel) and (
+        meter is None or model.meter is None or meter is model.meter
+    ):
+        # Wrapping a budgeted model again (e.g. a factory wrapping the user's budgeted
+        # model) must not reserve and commit twice: merge into one wrapper.
+        return model.model_copy(
+            update={
+                "meter": meter if meter is not None else model.meter,
+                "node": node or model.node,
+                "final": final or model.final,
+                "retry": retry if retry is not None else model.retry,
+            }
+        )
     return BudgetedChatModel(
         model=model,
         meter=meter,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
@@ -186,62 +188,93 @@ class BudgetedGraph:
         self.scope = scope
         self.last_meter: Meter | None = None
         """The meter of the most recent run (for inspection)."""
+        self._unrecorded: dict[str, Spend] = {}
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.graph, name)
 
-    def _prepare(self, input: Any, config: RunnableConfig | None) -> tuple[Any, RunnableConfig]:
-        spent_units, base = 0, 0
-        checkpointed = bool(config and (config.get("configurable") or {}).get("thread_id"))
-        if checkpointed and getattr(self.graph, "checkpointer", None) is not None:
+    def unrecorded_spend(self, thread_id: str) -> Spend:
+        """Spend committed on a thread's meter but not (yet) in its checkpointed state.
+
+        LangGraph drops the writes of a node that raised or called ``interrupt()``, yet
+        the calls it made were billed. Such spend is kept here and written into state
+        when the thread's next run starts, and counts against that run's meter.
+        """
+        with self._lock:
+            return self._unrecorded.get(thread_id, Spend())
+
+    def _prepare(self, input: Any, config: RunnableConfig | None) -> tuple[Any, _Run]:
+        thread = (config or {}).get("configurable", {}).get("thread_id")
+        if getattr(self.graph, "checkpointer", None) is None:
+            thread = None
+        start, base = Spend(), 0
+        if thread is not None:
             values = self.graph.get_state(config).values or {}
-            spend = values.get("spend")
-            spent_units = spend.units if isinstance(spend, Spend) else 0
+            if isinstance(values.get("spend"), Spend):
+                start = values["spend"]
             base = int(values.get("budget_base_units", 0) or 0)
+            with self._lock:
+                pending = self._unrecorded.pop(str(thread), None)
+            if pending is not None:
+                input = _with_spend_update(input, pending)
+                start = start + pending
         if _is_resume(input):
-            used = spent_units - (0 if self.scope == "thread" else base)
+            used = start.units - (0 if self.scope == "thread" else base)
         else:
-            used = 0 if self.scope == "run" else spent_units
+            used = 0 if self.scope == "run" else start.units
             if isinstance(input, dict):
-                input = {**input, "budget": self.budget, "budget_base_units": spent_units}
+                input = {**input, "budget": self.budget, "budget_base_units": start.units}
         meter = Meter(self.budget, spent_units=max(used, 0), scope=self.scope)
         self.last_meter = meter
-        return input, budget_config(meter, config)
+        return input, _Run(meter, budget_config(meter, config), thread, start)
 
-    def _run_info(self, config: RunnableConfig) -> observe.RunInfo:
+    def _settle(self, run: _Run) -> None:
+        """Keep spend the run committed that its checkpointed state does not show."""
+        if run.thread is None:
+            return
+        values = self.graph.get_state(run.config).values or {}
+        now = values.get("spend") if isinstance(values.get("spend"), Spend) else Spend()
+        missing = run.meter.spend - (now - run.start)
+        if missing.calls > 0 or missing.units > 0:
+            with self._lock:
+                key = str(run.thread)
+                self._unrecorded[key] = self._unrecorded.get(key, Spend()) + missing
+
+    def _run_info(self, run: _Run) -> observe.RunInfo:
         info = observe.RunInfo(
-            name=str(getattr(self.graph, "name", None) or "graph"), meter=current_meter(config)
+            name=str(getattr(self.graph, "name", None) or "graph"), meter=run.meter
         )
         observe.notify("run_started", info)
         return info
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Run the graph under a fresh meter (rebuilt from state on resume)."""
-        input, config = self._prepare(input, config)
-        info = self._run_info(config)
-        with use_meter(info.meter):
+        input, run = self._prepare(input, config)
+        info = self._run_info(run)
+        with use_meter(run.meter):
             try:
-                info.state = self.graph.invoke(input, config, **kwargs)
+                info.state = self.graph.invoke(input, run.config, **kwargs)
             except BaseException as exc:
                 info.error = exc
                 raise
             finally:
+                self._settle(run)
                 observe.notify("run_finished", info)
         return info.state
 
-    async def ainvoke(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Async :meth:`invoke`."""
-        input, config = self._prepare(input, config)
-        info = self._run_info(config)
-        with use_meter(info.meter):
+        input, run = self._prepare(input, config)
+        info = self._run_info(run)
+        with use_meter(run.meter):
             try:
-                info.state = await self.graph.ainvoke(input, config, **kwargs)
+                info.state = await self.graph.ainvoke(input, run.config, **kwargs)
             except BaseException as exc:
                 info.error = exc
                 raise
             finally:
+                self._settle(run)
                 observe.notify("run_finished", info)
         return info.state
 
@@ -249,25 +282,57 @@ class BudgetedGraph:
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         """Stream the graph under a fresh meter."""
-        input, config = self._prepare(input, config)
-        meter = current_meter(config)
-        it = iter(self.graph.stream(input, config, **kwargs))
-        while True:
-            with use_meter(meter):
-                try:
-                    item = next(it)
-                except StopIteration:
-                    return
-            yield item
+        input, run = self._prepare(input, config)
+        it = iter(self.graph.stream(input, run.config, **kwargs))
+        try:
+            while True:
+                with use_meter(run.meter):
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        return
+                yield item
+        finally:
+            self._settle(run)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         """Async :meth:`stream`."""
-        input, config = self._prepare(input, config)
-        with use_meter(current_meter(config)):
-            async for item in self.graph.astream(input, config, **kwargs):
-                yield item
+        input, run = self._prepare(input, config)
+        try:
+            with use_meter(run.meter):
+                async for item in self.graph.astream(input, run.config, **kwargs):
+                    yield item
+        finally:
+            self._settle(run)
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    meter: Meter
+    config: RunnableConfig
+    thread: Any
+    start: Spend
+    """The thread's spend in state when the run started (pending spend included)."""
+
+
+def _with_spend_update(input: Any, pending: Spend) -> Any:
+    """Add ``pending`` to the ``spend`` a run's input writes."""
+    if isinstance(input, dict):
+        return {**input, "spend": input.get("spend", Spend()) + pending}
+    if input is None:
+        return Command(update={"spend": pending})
+    if isinstance(input, Command):
+        update = input.update
+        if update is None:
+            new: Any = {"spend": pending}
+        elif isinstance(update, dict):
+            new = {**update, "spend": update.get("spend", Spend()) + pending}
+        else:
+            new = [*update, ("spend", pending)]
+        return Command(graph=input.graph, update=new, resume=input.resume, goto=input.goto)
+    return input
 
 
 def with_budget(

@@ -19,18 +19,13 @@ def main(argv: list[str]) -> int:
     """Rewrite (or ``--check``) the table between the markers."""
     sys.path.insert(0, str(ROOT))
     warnings.simplefilter("ignore")
-    from tests.test_reliability_bad_input import DOC, KNOWN_BUGS, render_table
+    from tests.test_reliability_bad_input import DOC, render_table
 
     table = render_table()
-    bugs = render_table(KNOWN_BUGS)
     block = f"{BEGIN}\n{table}\n{END}"
     text = DOC.read_text()
     start, stop = text.index(BEGIN), text.index(END) + len(END)
     new = text[:start] + block + text[stop:]
-    bug_begin, bug_end = "<!-- known-bugs-table:begin -->", "<!-- known-bugs-table:end -->"
-    if bug_begin in new:
-        s, e = new.index(bug_begin), new.index(bug_end) + len(bug_end)
-        new = new[:s] + f"{bug_begin}\n{bugs}\n{bug_end}" + new[e:]
     if "--check" in argv:
         print("current" if new == text else "stale")
         return 0 if new == text else 1

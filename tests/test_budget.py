@@ -72,3 +72,19 @@ def test_spend_is_immutable():
     s = Spend(input_tokens=1)
     with pytest.raises(AttributeError):
         s.input_tokens = 2  # type: ignore[misc]
+
+
+def test_spend_rebuilds_by_node_from_plain_dicts_and_lists():
+    # LANGGRAPH_STRICT_MSGPACK restores nested dataclasses as plain containers.
+    s = Spend(input_tokens=3, calls=1, by_node={"a": {"input_tokens": 3, "calls": 1}, "b": [1, 2]})
+    assert s.by_node["a"] == Usage(input_tokens=3, calls=1)
+    assert s.by_node["b"] == Usage(1, 2)
+    assert (s + s).by_node["a"].calls == 2
+
+
+@given(spends, spends)
+def test_subtraction_undoes_addition(a, b):
+    assert (a + b) - b == Spend(
+        *(getattr(a.usage, f) for f in a.usage.__slots__),
+        by_node={k: v for k, v in a.by_node.items() if v != Usage()},
+    )

@@ -215,11 +215,6 @@ def test_failed_attempt_the_provider_billed_is_counted() -> None:
     assert meter.reserved == 0 and meter.open_reservations == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="budgeted.py releases a timed-out attempt's reservation, but a provider that "
-    "finished the request bills it: the spend is lost (reported to the lead)",
-)
 def test_timed_out_attempt_is_not_lost(replay_server_clean) -> None:
     meter = Meter(Budget(max_tokens=5_000))
     llm = budgeted(
@@ -339,12 +334,6 @@ async def test_agent_middleware_refuses_before_sending(replay_server_clean) -> N
     assert agent.get_state(cfg).values.get("run_token_spend", 0) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="budgeted(budgeted(model)) on the run's meter reserves and commits twice, so "
-    "passing budgeted(llm, retry=...) to build_planner/build_self_consistency (which wrap "
-    "their model again) double-counts (reported to the lead)",
-)
 def test_nested_budgeted_counts_once() -> None:
     from budget_graph.context import use_meter
     from budget_graph.testing import BillingFakeChat

@@ -117,12 +117,6 @@ def test_sigkill_mid_call_and_mid_run_then_resume_is_exact(tmp_path, own_server)
     assert out["stop_reason"] == "budget" and out["calls"] < 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Spend.by_node holds Usage values, which LangGraph's strict msgpack mode "
-    "(LANGGRAPH_STRICT_MSGPACK=true, announced as the future default) does not allow: "
-    "they come back from the checkpoint as dicts (reported to the lead)",
-)
 def test_resume_under_strict_checkpoint_deserialisation(tmp_path, own_server) -> None:
     db = str(tmp_path / "ckpt.sqlite")
     base = ["--db", db, "--base-url", own_server.base_url, "--limit", "20000"]

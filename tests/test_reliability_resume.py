@@ -110,12 +110,6 @@ def test_human_interrupt_resume_exact(replay_server_clean, tmp_path) -> None:
     assert out["spend"].calls == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a node that made a call and then raised (or called interrupt()) loses the "
-    "call's spend: LangGraph drops a failed task's writes, and the re-run bills again "
-    "(reported to the lead)",
-)
 @pytest.mark.parametrize("how", ["exception", "interrupt"])
 def test_call_then_failure_in_the_same_node_is_not_lost(how, replay_server_clean,
                                                         tmp_path) -> None:

@@ -123,7 +123,8 @@ class HeuristicEstimator(_Composable):
         return int(self.base + self.per_input_token * count_tokens(item.input) + extra)
 
 
-_NUMBER = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*(k|thousand)?\b", re.IGNORECASE)
+# A minus sign before the number makes it no budget at all ("-5" -> None).
+_NUMBER = re.compile(r"(?<![-\d.,])(\d[\d,]*(?:\.\d+)?)\s*(k|thousand)?\b", re.IGNORECASE)
 
 
 def parse_token_budget(text: str) -> int | None:

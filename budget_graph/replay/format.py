@@ -131,10 +131,24 @@ def load_records(source: str | Path) -> Iterator[ReplayRecord]:
         path = data_dir() / "recordings" / f"{source}.jsonl.gz"
     else:
         path = Path(source)
+    from budget_graph.replay.store import ReplayError
+
     with _open(path) as f:
-        for line in f:
-            if line.strip():
-                yield ReplayRecord.from_json(json.loads(line))
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ReplayError(f"{path}: line {lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise ReplayError(f"{path}: line {lineno}: expected a JSON object, got {obj!r:.60}")
+            try:
+                yield ReplayRecord.from_json(obj)
+            except KeyError as exc:
+                raise ReplayError(
+                    f"{path}: line {lineno}: missing required field {exc.args[0]!r}"
+                ) from None
 
 
 def write_records(path: str | Path, records: Iterable[ReplayRecord]) -> int:
