@@ -52,12 +52,18 @@ def load_prompts(src: Path) -> dict[str, str]:
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    names = ["standard_prompt", "cot_prompt", "propose_prompt", "value_prompt",
-             "value_last_step_prompt"]
+    names = [
+        "standard_prompt",
+        "cot_prompt",
+        "propose_prompt",
+        "value_prompt",
+        "value_last_step_prompt",
+    ]
     return {n.removesuffix("_prompt"): getattr(mod, n) for n in names}
 
 
 # --- Game of 24: the original run's prompt wrappers (src/tot/tasks/game24.py) -----------------
+
 
 def current_numbers(y: str) -> str:
     return y.strip().split("\n")[-1].split("left: ")[-1].split(")")[0]
@@ -78,7 +84,7 @@ def value_prompt(p: dict[str, str], x: str, y: str) -> str:
 
 
 def decompose(value: float) -> dict[str, int]:
-    """Labels of three judge samples whose summed value is ``value`` (sure=20, likely=1, impossible=0.001)."""
+    """Labels of three judge samples summing to ``value`` (sure=20, likely=1, impossible=0.001)."""
     total = round(value * 1000)
     impossible, rest = total % 1000, total // 1000
     sure, likely = divmod(rest, 20)
@@ -88,6 +94,7 @@ def decompose(value: float) -> dict[str, int]:
 
 
 # --- judge text reconstruction ----------------------------------------------------------------
+
 
 def _num(s: str) -> Fraction | None:
     try:
@@ -116,7 +123,7 @@ def _lines_for(numbers: list[str]) -> list[tuple[str, Fraction]]:
             out.append((text, v))
 
     if len(vals) == 1:
-        (s, v), = vals
+        ((s, v),) = vals
         add(f"{s} = {_fmt(v)}", v)  # type: ignore[arg-type]
         return out
     ops = ["+", "-", "*", "/"]
@@ -134,8 +141,11 @@ def _lines_for(numbers: list[str]) -> list[tuple[str, Fraction]]:
                 r2 = _apply(r1, o2, nums[2])  # type: ignore[arg-type]
                 if r2 is None:
                     continue
-                left = f"({names[0]} {o1} {names[1]})" if o2 in "*/" and o1 in "+-" else \
-                    f"{names[0]} {o1} {names[1]}"
+                left = (
+                    f"({names[0]} {o1} {names[1]})"
+                    if o2 in "*/" and o1 in "+-"
+                    else f"{names[0]} {o1} {names[1]}"
+                )
                 add(f"{left} {o2} {names[2]} = {_fmt(r1)} {o2} {names[2]} = {_fmt(r2)}", r2)
     return out
 
@@ -174,7 +184,7 @@ def judge_text(numbers: str, label: str, target: int, key: str) -> str:
 
 
 def last_step_judge_text(answer_line: str, label: str) -> str:
-    """A judge completion for the final-answer check: the expression re-evaluated, then the label."""
+    """A judge completion for the final answer: the expression re-evaluated, then the label."""
     expr = answer_line.lower().replace("answer: ", "").strip()
     lines = [expr] if expr else []
     if label != "none":
@@ -185,6 +195,7 @@ def last_step_judge_text(answer_line: str, label: str) -> str:
 
 
 # --- converters -------------------------------------------------------------------------------
+
 
 def convert_tot(src: Path, prompts: dict[str, str]) -> Iterator[dict[str, Any]]:
     path = src / "gpt-4_0.7_propose1_value3_greedy5_start900_end1000.json.gz"
@@ -200,20 +211,24 @@ def convert_tot(src: Path, prompts: dict[str, str]) -> Iterator[dict[str, Any]]:
             x, ys, new_ys, values = step["x"], step["ys"], step["new_ys"], step["values"]
             pos = 0
             for k, parent in enumerate(ys):  # children are consecutive, prefixed by the parent
-                if parent in ys[k + 1:]:
+                if parent in ys[k + 1 :]:
                     count = _segment_len(new_ys, pos, parent)
                 else:
                     count = 0
                     while pos + count < len(new_ys) and new_ys[pos + count].startswith(parent):
                         count += 1
-                children = new_ys[pos:pos + count]
+                children = new_ys[pos : pos + count]
                 pos += count
-                lines = [c[len(parent):-1] for c in children]
-                records.append({
-                    "kind": "propose", "step": step["step"], "state": parent,
-                    "request": {"messages": user(propose_prompt(prompts, x, parent)), "n": 1},
-                    "completions": ["\n".join(lines)],
-                })
+                lines = [c[len(parent) : -1] for c in children]
+                records.append(
+                    {
+                        "kind": "propose",
+                        "step": step["step"],
+                        "state": parent,
+                        "request": {"messages": user(propose_prompt(prompts, x, parent)), "n": 1},
+                        "completions": ["\n".join(lines)],
+                    }
+                )
             assert pos == len(new_ys), (idx, step["step"])
             local: set[str] = set()
             for y, v in zip(new_ys, values, strict=True):
@@ -226,23 +241,35 @@ def convert_tot(src: Path, prompts: dict[str, str]) -> Iterator[dict[str, Any]]:
                     assert abs(cache[prompt] - v) < 1e-9
                     continue
                 cache[prompt] = v
-                rec = {"kind": "value", "step": step["step"], "state": y, "value": v,
-                       "request": {"messages": user(prompt), "n": 3}, "completions": []}
+                rec = {
+                    "kind": "value",
+                    "step": step["step"],
+                    "state": y,
+                    "value": v,
+                    "request": {"messages": user(prompt), "n": 3},
+                    "completions": [],
+                }
                 records.append(rec)
                 value_calls.append(rec)
         # Calibrate the value judges' text length on this puzzle's recorded completion tokens.
         used = puzzle["usage_so_far"]["completion_tokens"] - prev_completion
         prev_completion = puzzle["usage_so_far"]["completion_tokens"]
-        propose_tokens = sum(count_tokens(r["completions"][0]) for r in records
-                             if r["kind"] == "propose")
+        propose_tokens = sum(
+            count_tokens(r["completions"][0]) for r in records if r["kind"] == "propose"
+        )
         _reconstruct_values(value_calls, used - propose_tokens, idx)
         for r in records:
             kind = r.pop("kind")
             meta = {k: r.pop(k) for k in ("step", "state", "value", "labels") if k in r}
             yield {
-                "dataset": "game24_tot", "task": "game24", "item_id": idx, "kind": kind,
+                "dataset": "game24_tot",
+                "task": "game24",
+                "item_id": idx,
+                "kind": kind,
                 "request": {**r.pop("request"), "temperature": 0.7, "max_tokens": 1000},
-                "completions": r.pop("completions"), "gold": None, "model": "gpt-4",
+                "completions": r.pop("completions"),
+                "gold": None,
+                "model": "gpt-4",
                 "provenance": {**provenance, "reconstructed": kind == "value"},
                 "meta": meta,
             }
@@ -269,8 +296,13 @@ def _reconstruct_values(calls: list[dict[str, Any]], budget: int, key: str) -> N
         if four_line_rule:  # the run valued these 0 whatever the judge said; label by arithmetic
             nums = current_numbers(state)
             reached = _num(nums) == 24 if len(nums.split()) == 1 else False
-            labels = {"sure": 0, "likely": 0, "impossible": 0, "none": 0,
-                      ("sure" if reached else "impossible"): 3}
+            labels = {
+                "sure": 0,
+                "likely": 0,
+                "impossible": 0,
+                "none": 0,
+                ("sure" if reached else "impossible"): 3,
+            }
         rec["labels"] = labels
         seq = [lab for lab in ("sure", "likely", "impossible", "none") for _ in range(labels[lab])]
         rec["_seq"] = seq
@@ -289,8 +321,9 @@ def _reconstruct_values(calls: list[dict[str, Any]], budget: int, key: str) -> N
         for i, lab in enumerate(rec["_seq"]):
             # The running target absorbs each text's rounding error, so the puzzle total matches.
             target = max(round(remaining / left), 1)
-            text = judge_text(current_numbers(rec["state"]), lab, target,
-                              f"{key}|{rec['state']}|{i}")
+            text = judge_text(
+                current_numbers(rec["state"]), lab, target, f"{key}|{rec['state']}|{i}"
+            )
             remaining -= count_tokens(text)
             left -= 1
             texts.append(text)
@@ -305,15 +338,31 @@ def convert_naive(src: Path, prompts: dict[str, str], kind: str) -> Iterator[dic
     puzzles = _puzzles(src)
     for rec in log:
         idx = rec["idx"]
-        flags = [int(i["r"]) for i in rec["infos"]] if "infos" in rec else [
-            int(bool(a)) for a in rec["accs"]]
+        flags = (
+            [int(i["r"]) for i in rec["infos"]]
+            if "infos" in rec
+            else [int(bool(a)) for a in rec["accs"]]
+        )
         yield {
-            "dataset": f"game24_{kind}", "task": "game24", "item_id": str(idx), "kind": kind,
-            "request": {"messages": user(prompts[kind].format(input=puzzles[idx])), "n": 100,
-                        "temperature": 0.7, "max_tokens": 1000},
-            "completions": rec["ys"], "gold": None, "model": "gpt-4",
-            "provenance": {"repo": TOT_REPO, "file": f"logs/game24/{path.name.removesuffix('.gz')}",
-                           "reconstructed": False, "calls": "5 requests of n=20"},
+            "dataset": f"game24_{kind}",
+            "task": "game24",
+            "item_id": str(idx),
+            "kind": kind,
+            "request": {
+                "messages": user(prompts[kind].format(input=puzzles[idx])),
+                "n": 100,
+                "temperature": 0.7,
+                "max_tokens": 1000,
+            },
+            "completions": rec["ys"],
+            "gold": None,
+            "model": "gpt-4",
+            "provenance": {
+                "repo": TOT_REPO,
+                "file": f"logs/game24/{path.name.removesuffix('.gz')}",
+                "reconstructed": False,
+                "calls": "5 requests of n=20",
+            },
             "meta": {"correct": flags},
         }
 
@@ -337,13 +386,21 @@ def convert_date(src: Path) -> Iterator[dict[str, Any]]:
         q = questions[rec["id"]]
         text = f"{prompt}\n\n{template.replace('[QUESTION]', q['question'])}"
         yield {
-            "dataset": "date_ltm", "task": "date", "item_id": str(rec["id"]), "kind": "ltm",
+            "dataset": "date_ltm",
+            "task": "date",
+            "item_id": str(rec["id"]),
+            "kind": "ltm",
             "request": {"messages": user(text), "n": 40, "temperature": 0.4, "max_tokens": 500},
-            "completions": rec["completions"], "gold": q["answer"].removeprefix("####").strip(),
+            "completions": rec["completions"],
+            "gold": q["answer"].removeprefix("####").strip(),
             "model": "code-davinci-002",
-            "provenance": {"repo": FCOT_REPO, "file": "output_dir/date/test/code002_LtM_n:40",
-                           "reconstructed": False, "calls": "4 completion requests of n=10",
-                           "stop": ["Q:"]},
+            "provenance": {
+                "repo": FCOT_REPO,
+                "file": "output_dir/date/test/code002_LtM_n:40",
+                "reconstructed": False,
+                "calls": "4 completion requests of n=10",
+                "stop": ["Q:"],
+            },
             "meta": {"majority_answer": rec["answer"]},
         }
 
@@ -381,8 +438,10 @@ def main(argv: list[str] | None = None) -> None:
         n = write_jsonl_gz(out / "recordings" / f"{name}.jsonl.gz", rows)
         prompt_tokens = sum(count_messages(r["request"]["messages"]) for r in rows)
         completion_tokens = sum(count_tokens(c) for r in rows for c in r["completions"])
-        print(f"{name}: {n} records, {sum(len(r['completions']) for r in rows)} completions, "
-              f"prompt tokens/record-request {prompt_tokens}, completion tokens {completion_tokens}")
+        print(
+            f"{name}: {n} records, {sum(len(r['completions']) for r in rows)} completions, "
+            f"prompt tokens/record-request {prompt_tokens}, completion tokens {completion_tokens}"
+        )
 
 
 if __name__ == "__main__":
