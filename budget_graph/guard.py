@@ -80,6 +80,8 @@ def guard(
     label: str = name or str(getattr(node, "__name__", "node"))
 
     def _done(ledger: Any, info: observe.NodeInfo, result: Any, reason: str | None) -> Any:
+        if reason is None and isinstance(result, dict):
+            reason = result.get("stop_reason")
         info.usage, info.stop_reason = ledger.spend.usage, reason
         observe.notify("node_finished", info)
         return _merge_update(result, ledger.spend, reason)

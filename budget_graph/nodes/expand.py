@@ -26,7 +26,13 @@ def is_not_recorded(exc: BaseException) -> bool:
         from budget_graph.replay.store import ReplayError
     except ImportError:  # pragma: no cover - replay is part of the package
         return False
-    return isinstance(exc, ReplayError)
+    if isinstance(exc, ReplayError):
+        return True
+    # Over HTTP (ChatOpenAI + the replay server) the same outcome is an OpenAI-style 400
+    # error whose body carries code "not_recorded".
+    body = getattr(exc, "body", None)
+    code = body.get("code") if isinstance(body, dict) else getattr(exc, "code", None)
+    return getattr(exc, "status_code", None) == 400 and code == "not_recorded"
 
 
 def make_expand_node(
