@@ -14,17 +14,28 @@ from budget_graph._internal.observe import (
 from budget_graph.accounting import count_messages, count_tokens, usage_from_message
 from budget_graph.budget import Budget, CountMode, ModelPrice, Spend, Usage
 from budget_graph.budgeted import BudgetedChatModel, budgeted
+from budget_graph.consistency import SelfConsistencyState, build_self_consistency
 from budget_graph.context import METER_KEY, budget_config, current_meter, use_meter
 from budget_graph.errors import BudgetError, BudgetExceededError, UsageOverrunWarning
 from budget_graph.guard import BudgetedGraph, budget_edge, guard, with_budget
 from budget_graph.meter import BaseMeter, Meter, Reservation
+from budget_graph.planner import PlannerState, build_planner
 from budget_graph.retry import RetryPolicy
 from budget_graph.state import BudgetState, RemainingTokens, RemainingTokensManager
+from budget_graph.stopping import (
+    AdaptiveConsistency,
+    FixedSamples,
+    MarginalGain,
+    StopDecision,
+    StopRule,
+    WindowAgreement,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "METER_KEY",
+    "AdaptiveConsistency",
     "BaseMeter",
     "Budget",
     "BudgetError",
@@ -34,21 +45,30 @@ __all__ = [
     "BudgetedGraph",
     "CallInfo",
     "CountMode",
+    "FixedSamples",
+    "MarginalGain",
     "Meter",
     "ModelPrice",
     "NodeInfo",
     "Observer",
+    "PlannerState",
     "RemainingTokens",
     "RemainingTokensManager",
     "Reservation",
     "RetryPolicy",
+    "SelfConsistencyState",
     "Spend",
+    "StopDecision",
+    "StopRule",
     "Usage",
     "UsageOverrunWarning",
+    "WindowAgreement",
     "add_observer",
     "budget_config",
     "budget_edge",
     "budgeted",
+    "build_planner",
+    "build_self_consistency",
     "count_messages",
     "count_tokens",
     "current_meter",
