@@ -2,6 +2,9 @@
 
 import pickle
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from langchain.agents import create_agent
@@ -29,6 +32,7 @@ from budget_graph.middleware import (
 from tests.fixtures.fakes import ScriptedToolModel, turn
 
 CFG = {"configurable": {"thread_id": "t1"}}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @tool
@@ -200,7 +204,9 @@ def test_min_output_tokens_one_clamps_to_the_last_token():
 def test_finalize_unbinds_tools_uses_the_reserve_and_strips_tool_calls():
     mw = TokenBudgetMiddleware(run_limit=200, exit_behavior="finalize", reserve=50)
     # the scripted model would call a tool even without tools bound: the answer is cleaned
-    model = ScriptedToolModel(steps=[turn(("search", {"query": "x"}), output_tokens=20, text="Paris.")])
+    model = ScriptedToolModel(
+        steps=[turn(("search", {"query": "x"}), output_tokens=20, text="Paris.")], calls_tools_unbound=True
+    )
     state = TokenBudgetState(messages=[HumanMessage("capital of France?")], run_token_spend=145)
     seen = []
 
@@ -393,3 +399,30 @@ async def test_parallel_tool_calls_share_one_meter(use_async):
     assert agent.get_state(CFG).values["run_token_spend"] == spent
     refused = [m for m in out["messages"] if isinstance(m, ToolMessage) and m.status == "error"]
     assert refused and all("would exceed the run limit of 300 tokens" in m.content for m in refused)
+
+
+# --- docs and examples ---------------------------------------------------------------
+
+
+def test_agents_doc_examples_run():
+    text = (ROOT / "docs" / "agents.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, "docs/agents.md", "exec"), {})
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("agent_token_budget.py", ["['tools', 'tools', 'no tools']", "spent", "resumed with run_limit=2000"]),
+        ("langgraph_agent_budget.py", ["overshoot=0", "Toulouse was not checked"]),
+    ],
+)
+def test_examples_run(script, expected):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script)],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    for needle in expected:
+        assert needle in out

@@ -53,7 +53,9 @@ def _build(plan: dict):
                for i, t in enumerate(calls)], output_tokens=out)
         for calls, out in plan["turns"]
     ]
-    model = ScriptedToolModel(steps=steps, final_output_tokens=plan["final_tokens"])
+    model = ScriptedToolModel(  # adversarial: calls tools even when none are bound
+        steps=steps, final_output_tokens=plan["final_tokens"], calls_tools_unbound=True
+    )
     mw = TokenBudgetMiddleware(
         run_limit=plan["run_limit"],
         thread_limit=plan["thread_limit"],
