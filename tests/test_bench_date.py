@@ -51,7 +51,7 @@ def test_table_has_a_row_per_method_and_budget(records: list) -> None:
     for column in (
         "method",
         "accuracy",
-        "mean samples/question",
+        "mean samples per question",
         "generated tokens",
         "prompt tokens",
         "correct per 1k generated",

@@ -120,11 +120,12 @@ def test_self_consistency_table_markdown(records):
     lines = render_markdown(records).splitlines()
     head = lines.index("## date")
     assert lines[head + 2] == (
-        "| method | accuracy | mean samples per question | generated tokens | prompt tokens "
-        "| correct per 1k generated tokens |"
+        "| method | accuracy | solved | mean samples per question | generated tokens "
+        "| prompt tokens | correct per 1k generated tokens | % of fixed-40 generated "
+        "| max overshoot |"
     )
-    assert lines[head + 4] == "| fixed-40 | 100.0% | 40.00 | 800 | 4,000 | 2.500 |"
-    assert lines[head + 5] == "| window @ 100 | 50.0% | 6.00 | 100 | 800 | 10.00 |"
+    assert lines[head + 4] == "| fixed-40 | 100.0% | 2/2 | 40.00 | 800 | 4,000 | 2.500 | n/a | 0 |"
+    assert lines[head + 5] == "| window @ 100 | 50.0% | 1/2 | 6.00 | 100 | 800 | 10.00 | n/a | 0 |"
 
 
 def test_divergence_section_names_rows(records):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -258,36 +257,10 @@ def _majority_check(records: Sequence[RunRecord]) -> str:
 
 
 def table(records: Sequence[RunRecord]) -> str:
-    """A markdown table: one row per (method, budget), with accuracy, tokens and efficiency."""
-    groups: dict[tuple[str, int | None], list[RunRecord]] = {}
-    for r in records:
-        groups.setdefault((r.method, r.budget), []).append(r)
-    ref = groups.get(("sc-fixed40", None))
-    ref_gen = sum(r.generated_tokens for r in ref) if ref else None
-    ref_acc = sum(r.correct for r in ref) / len(ref) if ref else None
-    head = (
-        "| method | budget/question | accuracy | mean samples/question | generated tokens "
-        "| prompt tokens | correct per 1k generated | % of fixed-40 generated | Δ accuracy vs "
-        "fixed-40 | stop reasons | max overshoot |"
-    )
-    lines = [head, "|" + "---|" * 11]
-    for (method, budget), rs in groups.items():
-        n = len(rs)
-        solved = sum(r.correct for r in rs)
-        gen = sum(r.generated_tokens for r in rs)
-        prompt = sum(r.prompt_tokens for r in rs)
-        samples = sum(int(r.extra.get("samples", 0)) for r in rs) / n
-        per_k = 1000 * solved / gen if gen else 0.0
-        share = f"{100 * gen / ref_gen:.1f}%" if ref_gen else "-"
-        delta = f"{100 * (solved / n - ref_acc):+.2f}" if ref_acc is not None else "-"
-        reasons = Counter(r.stop_reason for r in rs)
-        why = ", ".join(f"{k} {v}" for k, v in reasons.most_common())
-        over = max(int(r.extra.get("overshoot", 0)) for r in rs)
-        label = "-" if budget is None else f"{budget:,}"
-        lines.append(
-            f"| {method} | {label} | {100 * solved / n:.2f}% ({solved}/{n}) | {samples:.2f} "
-            f"| {gen:,} | {prompt:,} | {per_k:.3f} | {share} | {delta} | {why} | {over} |"
-        )
+    """The report's table (one row per method and budget) plus the majority-vote check."""
+    from budget_graph.efficiency import render_table
+
+    lines = [render_table(records)]
     check = _majority_check(records)
     return "\n".join(lines) + (f"\n\n{check}" if check else "")
 

@@ -187,6 +187,7 @@ def write_jsonl(path: str | os.PathLike[str], records: Iterable[RunRecord]) -> P
                 fh.write(record.model_dump_json() + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -274,7 +274,7 @@ def render_report(
         >>> rs = [RunRecord(task="date", item="1", method="sc", correct=True,
         ...                 prompt_tokens=100, generated_tokens=50, calls=5)]
         >>> print(render_report(rs).splitlines()[8])
-        | sc | 100.0% | 5.00 | 50 | 100 | 20.00 |
+        | sc | 100.0% | 1/1 | 5.00 | 50 | 100 | 20.00 | n/a | 0 |
 
     """
     if fmt == "markdown":
@@ -289,6 +289,7 @@ def _write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

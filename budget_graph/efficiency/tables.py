@@ -293,14 +293,19 @@ SELF_CONSISTENCY_TABLE = TableSpec(
     columns=(
         "config",
         "accuracy",
+        "solved_of",
         "samples",
         "generated_tokens",
         "prompt_tokens",
         "e_generated_1k",
+        token_share("sc-fixed40", "generated", "% of fixed-40 generated"),
+        "overshoot_max",
     ),
     tokens="generated",
 )
-"""The self-consistency benchmark's table (date understanding)."""
+"""The self-consistency benchmark's table (date understanding): the issue's six columns,
+then the exact count correct, generated tokens as a share of the fixed-40 vote, and the
+largest per-run overshoot."""
 DEFAULT_TABLE = TableSpec(
     columns=(
         "config",
