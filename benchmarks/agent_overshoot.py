@@ -65,8 +65,10 @@ def script(rng: random.Random) -> list[dict]:
     turns = []
     for i in range(rng.randint(3, 10)):
         names = [rng.choice(["search", "calc"]) for _ in range(rng.randint(1, 4))]
-        calls = [(n, {"query": f"q{i}{j}"} if n == "search" else {"expr": "1+1"})
-                 for j, n in enumerate(names)]
+        calls = [
+            (n, {"query": f"q{i}{j}"} if n == "search" else {"expr": "1+1"})
+            for j, n in enumerate(names)
+        ]
         turns.append(turn(*calls, output_tokens=rng.randint(20, 600)))
     return turns
 
@@ -96,8 +98,10 @@ def main(runs: int = 60) -> None:
     for (seed, lim, o, p), over in zip(rows[:10], post_over, strict=False):
         print(f"{seed:>4} {lim:>6} {o:>6} {p:>10} {over:>9}")
     print(f"runs={runs}")
-    print(f"post_check: runs_over_limit={sum(1 for x in post_over if x)} "
-          f"mean_overshoot={sum(post_over) / runs:.1f} max_overshoot={max(post_over)}")
+    print(
+        f"post_check: runs_over_limit={sum(1 for x in post_over if x)} "
+        f"mean_overshoot={sum(post_over) / runs:.1f} max_overshoot={max(post_over)}"
+    )
     print(f"ours: runs_over_limit={sum(1 for x in ours_over if x)} max_overshoot={max(ours_over)}")
     print(f"ours_overshoot={max(ours_over)} post_check_overshoot={max(post_over)}")
 

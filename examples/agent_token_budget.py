@@ -35,7 +35,9 @@ from tests.fixtures.fakes import ScriptedToolModel, turn  # noqa: E402
 
 # The LLM the summarizer tool calls. budgeted() without a meter uses the current one,
 # which the middleware provides inside every tool call: its tokens count too.
-page_llm = budgeted(ScriptedToolModel(steps=[], final_text="A short summary.", final_output_tokens=60))
+page_llm = budgeted(
+    ScriptedToolModel(steps=[], final_text="A short summary.", final_output_tokens=60)
+)
 
 
 @tool
@@ -63,14 +65,23 @@ def research_model() -> ScriptedToolModel:
     """Turns of a research agent: parallel searches, summaries, arithmetic, then an answer."""
     return ScriptedToolModel(
         steps=[
-            turn(("web_search", {"query": "Lyon population"}),
-                 ("web_search", {"query": "Marseille population"}), output_tokens=90),
-            turn(("summarize_page", {"url": "https://insee.fr/lyon"}),
-                 ("summarize_page", {"url": "https://insee.fr/marseille"}), output_tokens=120),
+            turn(
+                ("web_search", {"query": "Lyon population"}),
+                ("web_search", {"query": "Marseille population"}),
+                output_tokens=90,
+            ),
+            turn(
+                ("summarize_page", {"url": "https://insee.fr/lyon"}),
+                ("summarize_page", {"url": "https://insee.fr/marseille"}),
+                output_tokens=120,
+            ),
             turn(("calculator", {"expression": "522250 + 873076"}), output_tokens=60),
-            turn(("web_search", {"query": "Toulouse population"}),
-                 ("summarize_page", {"url": "https://insee.fr/toulouse"}),
-                 ("calculator", {"expression": "1395326 + 504078"}), output_tokens=150),
+            turn(
+                ("web_search", {"query": "Toulouse population"}),
+                ("summarize_page", {"url": "https://insee.fr/toulouse"}),
+                ("calculator", {"expression": "1395326 + 504078"}),
+                output_tokens=150,
+            ),
             turn(output_tokens=200, text="Lyon, Marseille and Toulouse have about 1.9M people."),
         ],
         # what the model answers when it is asked to finish without tools
@@ -106,7 +117,9 @@ def finalize_demo() -> None:
     )
     agent = create_agent(model, tools=TOOLS, middleware=[budget], checkpointer=InMemorySaver())
     cfg = {"configurable": {"thread_id": "finalize"}}
-    out = agent.invoke({"messages": [HumanMessage("Total population of Lyon, Marseille, Toulouse?")]}, cfg)
+    out = agent.invoke(
+        {"messages": [HumanMessage("Total population of Lyon, Marseille, Toulouse?")]}, cfg
+    )
     show("finalize: answer from the reserve when the budget runs out", out, model)
     spent = agent.get_state(cfg).values["run_token_spend"]
     print(f"  spent {spent} of 1600 tokens (model + tools), never more")
@@ -117,7 +130,9 @@ def interrupt_demo() -> None:
     budget = TokenBudgetMiddleware(run_limit=300, count="output", exit_behavior="interrupt")
     agent = create_agent(model, tools=TOOLS, middleware=[budget], checkpointer=InMemorySaver())
     cfg = {"configurable": {"thread_id": "interrupt"}}
-    agent.invoke({"messages": [HumanMessage("Total population of Lyon, Marseille, Toulouse?")]}, cfg)
+    agent.invoke(
+        {"messages": [HumanMessage("Total population of Lyon, Marseille, Toulouse?")]}, cfg
+    )
     (ask,) = agent.get_state(cfg).interrupts
     print("\n== interrupt: a human approves more budget")
     print(f"  paused: {ask.value['message']}")

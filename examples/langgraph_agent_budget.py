@@ -38,7 +38,9 @@ from tests.fixtures.fakes import ScriptedToolModel, turn  # noqa: E402
 
 FINAL_NOTE = "The budget is nearly spent. Do not call tools; answer now from what you know."
 
-page_llm = budgeted(ScriptedToolModel(steps=[], final_text="A short summary.", final_output_tokens=60))
+page_llm = budgeted(
+    ScriptedToolModel(steps=[], final_text="A short summary.", final_output_tokens=60)
+)
 
 
 @tool
@@ -57,10 +59,16 @@ TOOLS = [web_search, summarize_page]
 
 model = ScriptedToolModel(
     steps=[
-        turn(("web_search", {"query": "Lyon population"}),
-             ("web_search", {"query": "Marseille population"}), output_tokens=90),
-        turn(("summarize_page", {"url": "https://insee.fr/lyon"}),
-             ("summarize_page", {"url": "https://insee.fr/marseille"}), output_tokens=120),
+        turn(
+            ("web_search", {"query": "Lyon population"}),
+            ("web_search", {"query": "Marseille population"}),
+            output_tokens=90,
+        ),
+        turn(
+            ("summarize_page", {"url": "https://insee.fr/lyon"}),
+            ("summarize_page", {"url": "https://insee.fr/marseille"}),
+            output_tokens=120,
+        ),
         turn(("web_search", {"query": "Toulouse population"}), output_tokens=150),
         turn(output_tokens=200, text="About 1.9M people in the three cities."),
     ],
@@ -112,7 +120,9 @@ def next_step_cost(state: AgentState) -> int:
 
 
 # leave the loop when the next agent turn could not be paid for
-builder.add_conditional_edges("tools", budget_edge(ok="agent", low="final", min_remaining=next_step_cost))
+builder.add_conditional_edges(
+    "tools", budget_edge(ok="agent", low="final", min_remaining=next_step_cost)
+)
 builder.add_edge("final", END)
 
 BUDGET = Budget(max_tokens=1_600, count="input+output", reserve=300)
@@ -121,7 +131,9 @@ app = with_budget(builder.compile(checkpointer=InMemorySaver()), BUDGET)
 
 if __name__ == "__main__":
     cfg = {"configurable": {"thread_id": "lg"}}
-    out = app.invoke({"messages": [HumanMessage("Total population of Lyon, Marseille, Toulouse?")]}, cfg)
+    out = app.invoke(
+        {"messages": [HumanMessage("Total population of Lyon, Marseille, Toulouse?")]}, cfg
+    )
     for msg in out["messages"]:
         if isinstance(msg, AIMessage) and msg.tool_calls:
             print(f"model -> {', '.join(tc['name'] for tc in msg.tool_calls)}")
@@ -129,9 +141,12 @@ if __name__ == "__main__":
             print(f"answer: {msg.content}")
     spend = out["spend"]
     meter = app.last_meter
-    print(f"stop_reason={out.get('stop_reason')} calls={spend.calls} "
-          f"spent {spend.units} of {BUDGET.max_tokens} tokens (meter: {meter.spent})")
+    print(
+        f"stop_reason={out.get('stop_reason')} calls={spend.calls} "
+        f"spent {spend.units} of {BUDGET.max_tokens} tokens (meter: {meter.spent})"
+    )
     billed = sum(c["input"] + c["output"] for c in model.calls) + sum(
         c["input"] + c["output"] for c in page_llm.model.calls
     )
-    print(f"billed by the fake provider: {billed} tokens; overshoot={max(billed - BUDGET.max_tokens, 0)}")
+    overshoot = max(billed - BUDGET.limit, 0)
+    print(f"billed by the fake provider: {billed} tokens; overshoot={overshoot}")

@@ -85,24 +85,42 @@ def request_for(model, state, tools=(search,), system=None) -> ModelRequest:
 
 
 def test_initialization_validation():
-    with pytest.raises(ValueError, match=re.escape("At least one limit must be specified (run_limit or thread_limit)")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("At least one limit must be specified (run_limit or thread_limit)"),
+    ):
         TokenBudgetMiddleware()
-    with pytest.raises(ValueError, match=re.escape("Invalid exit_behavior: stop. Must be 'end', 'error', 'finalize' or 'interrupt'")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "Invalid exit_behavior: stop. Must be 'end', 'error', 'finalize' or 'interrupt'"
+        ),
+    ):
         TokenBudgetMiddleware(run_limit=10, exit_behavior="stop")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=re.escape("run_limit must be a positive int (got -5)")):
         TokenBudgetMiddleware(run_limit=-5)
-    with pytest.raises(ValueError, match=re.escape("warn_at must be a fraction in (0, 1) (got 1.5)")):
+    with pytest.raises(
+        ValueError, match=re.escape("warn_at must be a fraction in (0, 1) (got 1.5)")
+    ):
         TokenBudgetMiddleware(run_limit=10, warn_at=1.5)
-    with pytest.raises(ValueError, match=re.escape("reserve must be smaller than every limit (10) (got 10)")):
+    with pytest.raises(
+        ValueError, match=re.escape("reserve must be smaller than every limit (10) (got 10)")
+    ):
         TokenBudgetMiddleware(run_limit=100, thread_limit=10, reserve=10)
-    with pytest.raises(ValueError, match=re.escape("tool_costs['search'] must be an int >= 0 (got -1)")):
+    with pytest.raises(
+        ValueError, match=re.escape("tool_costs['search'] must be an int >= 0 (got -1)")
+    ):
         TokenBudgetMiddleware(run_limit=10, tool_costs={"search": -1})
-    with pytest.raises(ValueError, match=re.escape("count='cost' needs prices for at least one model (got {})")):
+    with pytest.raises(
+        ValueError, match=re.escape("count='cost' needs prices for at least one model (got {})")
+    ):
         TokenBudgetMiddleware(count="cost", run_limit_usd=0.5)
     mw = TokenBudgetMiddleware(run_limit=1000, exit_behavior="finalize")
     assert (mw.run_limit, mw.thread_limit, mw.reserve, mw.count) == (1000, None, 100, "output")
     cost = TokenBudgetMiddleware(
-        count="cost", run_limit_usd=0.5, prices={"gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10}}
+        count="cost",
+        run_limit_usd=0.5,
+        prices={"gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10}},
     )
     assert cost.run_limit == 500_000 and cost.unit == "micro-USD"
 
@@ -114,10 +132,22 @@ def test_message_and_error_carry_the_numbers():
         "(thread_spent=950, reserved=10, requested=120, remaining=40)"
     )
     err = TokenBudgetExceededError(
-        scope="thread", limit=1000, spent=950, requested=120, reserved=10, run_spent=300, thread_spent=950
+        scope="thread",
+        limit=1000,
+        spent=950,
+        requested=120,
+        reserved=10,
+        run_spent=300,
+        thread_spent=950,
     )
     assert str(err) == msg and isinstance(err, BudgetExceededError)
-    assert (err.limit, err.spent, err.requested, err.scope, err.run_spent) == (1000, 950, 120, "thread", 300)
+    assert (err.limit, err.spent, err.requested, err.scope, err.run_spent) == (
+        1000,
+        950,
+        120,
+        "thread",
+        300,
+    )
     again = pickle.loads(pickle.dumps(err))
     assert str(again) == msg and again.thread_spent == 950
 
@@ -127,8 +157,13 @@ def test_message_and_error_carry_the_numbers():
 
 def test_before_agent_resets_the_run_but_not_the_thread():
     mw = TokenBudgetMiddleware(run_limit=100, thread_limit=1000)
-    state = TokenBudgetState(messages=[], run_token_spend=80, thread_token_spend=500, token_budget_run_limit=300)
-    assert mw.before_agent(state, Runtime()) == {"run_token_spend": -80, "token_budget_run_limit": None}
+    state = TokenBudgetState(
+        messages=[], run_token_spend=80, thread_token_spend=500, token_budget_run_limit=300
+    )
+    assert mw.before_agent(state, Runtime()) == {
+        "run_token_spend": -80,
+        "token_budget_run_limit": None,
+    }
     assert mw.before_agent(TokenBudgetState(messages=[], thread_token_spend=5), Runtime()) is None
 
 
@@ -136,27 +171,39 @@ def test_before_model_ends_or_raises_when_a_limit_is_spent():
     runtime = Runtime()
     mw = TokenBudgetMiddleware(run_limit=100, thread_limit=1000)
     assert mw.before_model(TokenBudgetState(messages=[], run_token_spend=99), runtime) is None
-    result = mw.before_model(TokenBudgetState(messages=[], run_token_spend=100, thread_token_spend=100), runtime)
+    result = mw.before_model(
+        TokenBudgetState(messages=[], run_token_spend=100, thread_token_spend=100), runtime
+    )
     assert result is not None and result["jump_to"] == "end"
     assert result["messages"][0].content == (
         "Token budget exhausted: the run limit of 100 tokens is spent (run_spent=100, remaining=0)"
     )
-    result = mw.before_model(TokenBudgetState(messages=[], run_token_spend=0, thread_token_spend=1000), runtime)
+    result = mw.before_model(
+        TokenBudgetState(messages=[], run_token_spend=0, thread_token_spend=1000), runtime
+    )
     assert "the thread limit of 1000 tokens is spent" in result["messages"][0].content
 
     raising = TokenBudgetMiddleware(run_limit=100, exit_behavior="error")
-    with pytest.raises(TokenBudgetExceededError, match=re.escape("the run limit of 100 tokens is spent (run_spent=120")):
+    with pytest.raises(
+        TokenBudgetExceededError,
+        match=re.escape("the run limit of 100 tokens is spent (run_spent=120"),
+    ):
         raising.before_model(TokenBudgetState(messages=[], run_token_spend=120), runtime)
     # finalize and interrupt decide in wrap_model_call, where the prompt is known
-    assert TokenBudgetMiddleware(run_limit=100, exit_behavior="finalize").before_model(
-        TokenBudgetState(messages=[], run_token_spend=100), runtime
-    ) is None
+    assert (
+        TokenBudgetMiddleware(run_limit=100, exit_behavior="finalize").before_model(
+            TokenBudgetState(messages=[], run_token_spend=100), runtime
+        )
+        is None
+    )
 
 
 def test_wrap_model_call_clamps_max_tokens_and_records_the_real_spend():
     mw = TokenBudgetMiddleware(run_limit=100, thread_limit=1000)
     model = ScriptedToolModel(steps=[turn(("search", {"query": "x"}), output_tokens=30)])
-    state = TokenBudgetState(messages=[HumanMessage("hi")], run_token_spend=40, thread_token_spend=400)
+    state = TokenBudgetState(
+        messages=[HumanMessage("hi")], run_token_spend=40, thread_token_spend=400
+    )
     result = mw.wrap_model_call(request_for(model, state), call_model)
     assert isinstance(result, ExtendedModelResponse)
     assert model.calls[0]["max_tokens"] == 60  # 100 - 40 left for the run
@@ -182,7 +229,9 @@ def test_wrap_model_call_refuses_before_sending_and_ends_with_the_numbers():
 def test_wrap_model_call_error_behaviour_raises():
     mw = TokenBudgetMiddleware(run_limit=100, exit_behavior="error")
     model = ScriptedToolModel(steps=[turn(output_tokens=5)])
-    state = TokenBudgetState(messages=[HumanMessage("hi")], run_token_spend=90, thread_token_spend=90)
+    state = TokenBudgetState(
+        messages=[HumanMessage("hi")], run_token_spend=90, thread_token_spend=90
+    )
     with pytest.raises(TokenBudgetExceededError) as info:
         mw.wrap_model_call(request_for(model, state), call_model)
     assert str(info.value) == (
@@ -205,7 +254,8 @@ def test_finalize_unbinds_tools_uses_the_reserve_and_strips_tool_calls():
     mw = TokenBudgetMiddleware(run_limit=200, exit_behavior="finalize", reserve=50)
     # the scripted model would call a tool even without tools bound: the answer is cleaned
     model = ScriptedToolModel(
-        steps=[turn(("search", {"query": "x"}), output_tokens=20, text="Paris.")], calls_tools_unbound=True
+        steps=[turn(("search", {"query": "x"}), output_tokens=20, text="Paris.")],
+        calls_tools_unbound=True,
     )
     state = TokenBudgetState(messages=[HumanMessage("capital of France?")], run_token_spend=145)
     seen = []
@@ -214,7 +264,9 @@ def test_finalize_unbinds_tools_uses_the_reserve_and_strips_tool_calls():
         seen.append(request)
         return call_model(request)
 
-    result = mw.wrap_model_call(request_for(model, state, system=SystemMessage("Be brief.")), handler)
+    result = mw.wrap_model_call(
+        request_for(model, state, system=SystemMessage("Be brief.")), handler
+    )
     assert len(model.calls) == 1 and model.calls[0]["tools"] == []
     assert model.calls[0]["max_tokens"] == 55  # the reserve plus the 5 ordinary tokens left
     assert seen[-1].system_message.content == f"Be brief.\n\n{FINAL_NOTE}"
@@ -232,10 +284,18 @@ def test_warn_at_adds_a_system_note_with_what_remains():
         return call_model(request)
 
     model = ScriptedToolModel(steps=[turn(output_tokens=5)] * 2)
-    mw.wrap_model_call(request_for(model, TokenBudgetState(messages=[HumanMessage("a")], run_token_spend=700)), handler)
-    mw.wrap_model_call(request_for(model, TokenBudgetState(messages=[HumanMessage("a")], run_token_spend=850)), handler)
+    mw.wrap_model_call(
+        request_for(model, TokenBudgetState(messages=[HumanMessage("a")], run_token_spend=700)),
+        handler,
+    )
+    mw.wrap_model_call(
+        request_for(model, TokenBudgetState(messages=[HumanMessage("a")], run_token_spend=850)),
+        handler,
+    )
     assert seen[0] is None
-    assert seen[1].content.startswith("Token budget: 150 of 1000 tokens remain for this run (850 spent).")
+    assert seen[1].content.startswith(
+        "Token budget: 150 of 1000 tokens remain for this run (850 spent)."
+    )
 
 
 async def test_awrap_model_call_matches_sync():
@@ -259,17 +319,27 @@ def _tool_request(name, args, state, call_id="c1"):
 
 def _run_tool(request):
     out = request.tool.invoke(request.tool_call["args"])
-    return ToolMessage(content=out, tool_call_id=request.tool_call["id"], name=request.tool_call["name"])
+    return ToolMessage(
+        content=out, tool_call_id=request.tool_call["id"], name=request.tool_call["name"]
+    )
 
 
 def test_wrap_tool_call_charges_a_declared_cost_or_refuses_the_tool():
     mw = TokenBudgetMiddleware(run_limit=100, tool_costs={"search": 30})
-    ai = AIMessage("", tool_calls=[{"name": "search", "args": {"query": "x"}, "id": "c1"}], id="ai-1")
-    ok = mw.wrap_tool_call(_tool_request("search", {"query": "x"}, {"messages": [ai], "run_token_spend": 50}), _run_tool)
+    ai = AIMessage(
+        "", tool_calls=[{"name": "search", "args": {"query": "x"}, "id": "c1"}], id="ai-1"
+    )
+    ok = mw.wrap_tool_call(
+        _tool_request("search", {"query": "x"}, {"messages": [ai], "run_token_spend": 50}),
+        _run_tool,
+    )
     assert isinstance(ok, Command)
-    assert ok.update["run_token_spend"] == 30 and ok.update["messages"][0].content == "results for x"
+    assert (
+        ok.update["run_token_spend"] == 30 and ok.update["messages"][0].content == "results for x"
+    )
     refused = mw.wrap_tool_call(
-        _tool_request("search", {"query": "x"}, {"messages": [ai], "run_token_spend": 80}), _run_tool
+        _tool_request("search", {"query": "x"}, {"messages": [ai], "run_token_spend": 80}),
+        _run_tool,
     )
     assert isinstance(refused, ToolMessage) and refused.status == "error"
     assert refused.content == (
@@ -282,7 +352,9 @@ def test_wrap_tool_call_charges_a_declared_cost_or_refuses_the_tool():
 def test_wrap_tool_call_charges_llm_calls_made_inside_the_tool():
     TOOL_LLM.calls.clear()
     mw = TokenBudgetMiddleware(run_limit=1000, count="total")
-    ai = AIMessage("", tool_calls=[{"name": "summarize", "args": {"url": "u"}, "id": "c1"}], id="ai-2")
+    ai = AIMessage(
+        "", tool_calls=[{"name": "summarize", "args": {"url": "u"}, "id": "c1"}], id="ai-2"
+    )
     out = mw.wrap_tool_call(_tool_request("summarize", {"url": "u"}, {"messages": [ai]}), _run_tool)
     billed = TOOL_LLM.calls[-1]["input"] + TOOL_LLM.calls[-1]["output"]
     assert out.update["run_token_spend"] == billed == out.update["thread_token_spend"]
@@ -365,13 +437,18 @@ async def test_interrupt_declined_ends_with_the_budget_message():
     agent.invoke({"messages": [HumanMessage("go")]}, CFG)
     out = agent.invoke(Command(resume=False), CFG)
     assert out["messages"][-1].content.startswith("Token budget: the next model call would exceed")
-    with pytest.raises(ValueError, match=re.escape("Resume value must set run_limit or thread_limit (got {'more': 1})")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("Resume value must set run_limit or thread_limit (got {'more': 1})"),
+    ):
         mw.parse_resume({"more": 1})
 
 
 def test_thread_limit_spans_invocations_and_run_limit_resets():
     mw = TokenBudgetMiddleware(run_limit=100, thread_limit=130)
-    agent, model = _agent(mw, [turn(output_tokens=60), turn(output_tokens=60), turn(output_tokens=60)])
+    agent, model = _agent(
+        mw, [turn(output_tokens=60), turn(output_tokens=60), turn(output_tokens=60)]
+    )
     agent.invoke({"messages": [HumanMessage("one")]}, CFG)
     values = agent.get_state(CFG).values
     assert (values["run_token_spend"], values["thread_token_spend"]) == (60, 60)
@@ -389,11 +466,22 @@ def test_thread_limit_spans_invocations_and_run_limit_resets():
 async def test_parallel_tool_calls_share_one_meter(use_async):
     TOOL_LLM.calls.clear()
     mw = TokenBudgetMiddleware(run_limit=300, count="total", tool_costs={"calc": 40})
-    five = turn(*[("summarize", {"url": f"u{i}"}) for i in range(4)], ("calc", {"expr": "2"}), output_tokens=30)
+    five = turn(
+        *[("summarize", {"url": f"u{i}"}) for i in range(4)],
+        ("calc", {"expr": "2"}),
+        output_tokens=30,
+    )
     agent, model = _agent(mw, [five] * 4, tools=(summarize, calc))
     out = await _invoke(agent, {"messages": [HumanMessage("go")]}, use_async)
-    spent = model.billed_total + TOOL_LLM.billed_total + 40 * sum(
-        1 for m in out["messages"] if isinstance(m, ToolMessage) and m.name == "calc" and m.status != "error"
+    spent = (
+        model.billed_total
+        + TOOL_LLM.billed_total
+        + 40
+        * sum(
+            1
+            for m in out["messages"]
+            if isinstance(m, ToolMessage) and m.name == "calc" and m.status != "error"
+        )
     )
     assert spent <= 300
     assert agent.get_state(CFG).values["run_token_spend"] == spent
@@ -415,14 +503,20 @@ def test_agents_doc_examples_run():
 @pytest.mark.parametrize(
     ("script", "expected"),
     [
-        ("agent_token_budget.py", ["['tools', 'tools', 'no tools']", "spent", "resumed with run_limit=2000"]),
+        (
+            "agent_token_budget.py",
+            ["['tools', 'tools', 'no tools']", "spent", "resumed with run_limit=2000"],
+        ),
         ("langgraph_agent_budget.py", ["overshoot=0", "Toulouse was not checked"]),
     ],
 )
 def test_examples_run(script, expected):
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / script)],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     for needle in expected:
         assert needle in out

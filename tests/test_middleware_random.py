@@ -29,7 +29,8 @@ def _units(model: ScriptedToolModel, count: str, start: int = 0) -> int:
 def _build(plan: dict):
     """An agent with three tools (one calling its own LLM) scripted by ``plan``."""
     tool_llm = ScriptedToolModel(
-        steps=[turn(output_tokens=n) for n in plan["tool_outputs"]], final_output_tokens=30,
+        steps=[turn(output_tokens=n) for n in plan["tool_outputs"]],
+        final_output_tokens=30,
         max_tokens=plan["tool_max_tokens"],
     )
 
@@ -49,8 +50,13 @@ def _build(plan: dict):
         return str(budgeted(tool_llm).invoke(f"summarize {url}").content)
 
     steps = [
-        turn(*[(TOOL_NAMES[t], {"query" if t == 0 else "expr" if t == 1 else "url": f"x{i}"})
-               for i, t in enumerate(calls)], output_tokens=out)
+        turn(
+            *[
+                (TOOL_NAMES[t], {"query" if t == 0 else "expr" if t == 1 else "url": f"x{i}"})
+                for i, t in enumerate(calls)
+            ],
+            output_tokens=out,
+        )
         for calls, out in plan["turns"]
     ]
     model = ScriptedToolModel(  # adversarial: calls tools even when none are bound
@@ -65,14 +71,18 @@ def _build(plan: dict):
         min_output_tokens=plan["min_output"],
         warn_at=0.7,
     )
-    agent = create_agent(model, tools=[search, calc, summarize], middleware=[mw],
-                         checkpointer=InMemorySaver())
+    agent = create_agent(
+        model, tools=[search, calc, summarize], middleware=[mw], checkpointer=InMemorySaver()
+    )
     return agent, model, tool_llm
 
 
 def _calc_runs(messages) -> int:
-    return sum(1 for m in messages if isinstance(m, ToolMessage) and m.name == "calc"
-               and m.status != "error")
+    return sum(
+        1
+        for m in messages
+        if isinstance(m, ToolMessage) and m.name == "calc" and m.status != "error"
+    )
 
 
 async def _run_plan(plan: dict, *, use_async: bool) -> None:

@@ -34,7 +34,7 @@ def _issuing_message(state: Any, call_id: str) -> AIMessage | None:
 class ToolCharge:
     """One tool call's charge: its step's shared meter, declared cost and LLM spend."""
 
-    def __init__(self, mw: TokenBudgetMiddleware, request: ToolCallRequest) -> None:
+    def __init__(self, mw: TokenBudgetMiddleware[Any, Any], request: ToolCallRequest) -> None:
         self.mw = mw
         self.call = request.tool_call
         self.name = str(self.call.get("name"))
@@ -55,7 +55,7 @@ class ToolCharge:
         self.charged = 0
 
     def _refusal(self, exc: BudgetExceededError, action: str) -> ToolMessage:
-        from budget_graph.middleware.token_budget import build_budget_message
+        from budget_graph.middleware._common import build_budget_message
 
         bind = self.meter.binding
         text = build_budget_message(
@@ -116,7 +116,9 @@ class ToolCharge:
             update = dict(result.update)
             for key, value in delta.items():
                 update[key] = int(update.get(key) or 0) + value
-            return Command(graph=result.graph, update=update, resume=result.resume, goto=result.goto)
+            return Command(
+                graph=result.graph, update=update, resume=result.resume, goto=result.goto
+            )
         if isinstance(result, Command) and result.update is None:
             return Command(graph=result.graph, update=delta, resume=result.resume, goto=result.goto)
         return result

@@ -3,37 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
-    AgentState,
     ContextT,
     ExtendedModelResponse,
     ModelRequest,
     ModelResponse,
-    PrivateStateAttr,
     ResponseT,
     hook_config,
 )
-from langchain_core.messages import AIMessage, SystemMessage
-from langchain_core.utils.function_calling import convert_to_openai_tool
-from langgraph.types import Command, interrupt
+from langchain_core.messages import AIMessage
 
-from budget_graph.accounting import count_messages
 from budget_graph.budget import Budget, ModelPrice
-from budget_graph.budgeted import budgeted
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter
+from budget_graph.middleware._common import (
+    FINAL_NOTE,
+    TokenBudgetExceededError,
+    TokenBudgetState,
+    _budget_message,
+    _nonneg,
+    _positive_int,
+    _usd_units,
+    build_budget_message,
+)
 from budget_graph.middleware._meters import AgentMeter, StepMeters
+from budget_graph.middleware._model_call import ModelCall
 from budget_graph.middleware._tools import ToolCharge
 
 if TYPE_CHECKING:
     from langchain.agents.middleware.types import ToolCallRequest
     from langchain_core.messages import ToolMessage
     from langgraph.runtime import Runtime
+    from langgraph.types import Command
 
 __all__ = [
+    "FINAL_NOTE",
     "TokenBudgetExceededError",
     "TokenBudgetMiddleware",
     "TokenBudgetState",
@@ -43,143 +50,12 @@ __all__ = [
 CountArg = Literal["output", "total", "input+output", "cost"]
 ExitBehavior = Literal["end", "error", "finalize", "interrupt"]
 _EXIT_BEHAVIORS = ("end", "error", "finalize", "interrupt")
-_COUNTS = {"output": "output", "total": "input+output", "input+output": "input+output", "cost": "cost"}
-
-FINAL_NOTE = (
-    "The token budget for this task is nearly spent. Do not call any tools. "
-    "Give your best final answer now, briefly, from what you already know."
-)
-"""System note added to the last call of ``exit_behavior="finalize"``."""
-
-
-def add_units(current: int | None, delta: int | None) -> int:
-    """Reducer for spend counters: nodes write deltas (a negative delta resets a run)."""
-    return (current or 0) + (delta or 0)
-
-
-class TokenBudgetState(AgentState[ResponseT]):
-    """State schema of :class:`TokenBudgetMiddleware`.
-
-    Spend counters take deltas (parallel tool calls add up). ``thread_token_spend``
-    lives as long as the thread's checkpoints; ``run_token_spend`` is reset when a
-    new run starts, but survives an interrupt or a retry of the same run, so a
-    resumed run cannot spend its budget twice.
-    """
-
-    thread_token_spend: NotRequired[Annotated[int, PrivateStateAttr, add_units]]
-    run_token_spend: NotRequired[Annotated[int, PrivateStateAttr, add_units]]
-    token_budget_run_limit: NotRequired[Annotated[int | None, PrivateStateAttr]]
-    token_budget_thread_limit: NotRequired[Annotated[int | None, PrivateStateAttr]]
-
-
-def build_budget_message(
-    *,
-    scope: str,
-    limit: int,
-    spent: int,
-    requested: int | None,
-    reserved: int = 0,
-    unit: str = "tokens",
-    action: str = "the next model call",
-) -> str:
-    """The one message used for the raised error, the final AIMessage and refused tools.
-
-    Example:
-        >>> build_budget_message(scope="run", limit=1000, spent=950, requested=120)
-        'Token budget: the next model call would exceed the run limit of 1000 tokens (run_spent=950, reserved=0, requested=120, remaining=50)'
-
-    """  # noqa: E501
-    remaining = max(limit - spent - reserved, 0)
-    if requested is None:
-        return (
-            f"Token budget exhausted: the {scope} limit of {limit} {unit} is spent "
-            f"({scope}_spent={spent}, remaining={remaining})"
-        )
-    return (
-        f"Token budget: {action} would exceed the {scope} limit of {limit} {unit} "
-        f"({scope}_spent={spent}, reserved={reserved}, requested={requested}, "
-        f"remaining={remaining})"
-    )
-
-
-class TokenBudgetExceededError(BudgetExceededError):
-    """Raised with ``exit_behavior="error"`` when a model call would exceed a token limit.
-
-    Attributes (besides :class:`BudgetExceededError`'s ``limit``, ``spent``,
-    ``requested``, ``scope``, ``reserved``, ``unit``):
-        run_spent: Units the run had spent.
-        thread_spent: Units the thread had spent.
-    """
-
-    def __init__(
-        self,
-        *,
-        scope: str,
-        limit: int,
-        spent: int,
-        requested: int | None,
-        reserved: int = 0,
-        unit: str = "tokens",
-        run_spent: int = 0,
-        thread_spent: int = 0,
-    ) -> None:
-        """Build the error and its message from the numbers."""
-        self.run_spent = run_spent
-        self.thread_spent = thread_spent
-        super().__init__(
-            limit=limit,
-            spent=spent,
-            requested=requested or 0,
-            scope=scope,
-            reserved=reserved,
-            unit=unit,
-            message=build_budget_message(
-                scope=scope,
-                limit=limit,
-                spent=spent,
-                requested=requested,
-                reserved=reserved,
-                unit=unit,
-            ),
-        )
-        self._requested_or_none = requested
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        kwargs = {
-            "scope": self.scope,
-            "limit": self.limit,
-            "spent": self.spent,
-            "requested": self._requested_or_none,
-            "reserved": self.reserved,
-            "unit": self.unit,
-            "run_spent": self.run_spent,
-            "thread_spent": self.thread_spent,
-        }
-        return (_rebuild_error, (kwargs,))
-
-
-def _rebuild_error(kwargs: dict[str, Any]) -> TokenBudgetExceededError:
-    return TokenBudgetExceededError(**kwargs)
-
-
-def _with_note(system: SystemMessage | None, note: str) -> SystemMessage:
-    if system is None:
-        return SystemMessage(content=note)
-    if isinstance(system.content, str):
-        return SystemMessage(content=f"{system.content}\n\n{note}" if system.content else note)
-    return SystemMessage(content=[*system.content, {"type": "text", "text": note}])
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int (got {value!r})")
-    return value
-
-
-def _usd_units(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ValueError(f"{name} must be a positive number of USD (got {value!r})")
-    return int(round(value * 1_000_000))
+_COUNTS = {
+    "output": "output",
+    "total": "input+output",
+    "input+output": "input+output",
+    "cost": "cost",
+}
 
 
 class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], ContextT, ResponseT]):
@@ -295,9 +171,13 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
                 )
             if not self.prices:
                 raise ValueError("count='cost' needs prices for at least one model (got {})")
-            self.run_limit = None if run_limit_usd is None else _usd_units("run_limit_usd", run_limit_usd)
+            self.run_limit = (
+                None if run_limit_usd is None else _usd_units("run_limit_usd", run_limit_usd)
+            )
             self.thread_limit = (
-                None if thread_limit_usd is None else _usd_units("thread_limit_usd", thread_limit_usd)
+                None
+                if thread_limit_usd is None
+                else _usd_units("thread_limit_usd", thread_limit_usd)
             )
         else:
             if run_limit_usd is not None or thread_limit_usd is not None:
@@ -315,14 +195,17 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
             raise ValueError(f"warn_at must be a fraction in (0, 1) (got {warn_at!r})")
         self.warn_at = warn_at
         self.tool_costs = {
-            name: _nonneg(f"tool_costs[{name!r}]", cost) for name, cost in (tool_costs or {}).items()
+            name: _nonneg(f"tool_costs[{name!r}]", cost)
+            for name, cost in (tool_costs or {}).items()
         }
         smallest = min(x for x in (self.run_limit, self.thread_limit) if x is not None)
         if reserve is None:
             reserve = max(smallest // 10, 1) if exit_behavior == "finalize" else 0
         reserve = _nonneg("reserve", reserve)
         if reserve >= smallest:
-            raise ValueError(f"reserve must be smaller than every limit ({smallest}) (got {reserve})")
+            raise ValueError(
+                f"reserve must be smaller than every limit ({smallest}) (got {reserve})"
+            )
         self.reserve = reserve
         self.exit_behavior = exit_behavior
         self.min_output_tokens = _positive_int("min_output_tokens", min_output_tokens)
@@ -372,7 +255,9 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
     def _spent(self, state: Mapping[str, Any]) -> tuple[int, int]:
         return int(state.get("run_token_spend") or 0), int(state.get("thread_token_spend") or 0)
 
-    def error(self, meter: AgentMeter, state: Mapping[str, Any], requested: int | None) -> TokenBudgetExceededError:
+    def error(
+        self, meter: AgentMeter, state: Mapping[str, Any], requested: int | None
+    ) -> TokenBudgetExceededError:
         """The error for the binding limit of ``meter``."""
         bind = meter.binding
         run_spent, thread_spent = self._spent(state)
@@ -452,7 +337,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         handler: Callable[[ModelRequest[ContextT]], ModelResponse[ResponseT]],
     ) -> ModelResponse[ResponseT] | AIMessage | ExtendedModelResponse[ResponseT]:
         """Reserve, call, commit; on refusal apply ``exit_behavior``."""
-        call = _ModelCall(self, request)
+        call = ModelCall(self, request)
         step: Any = call.request()
         while isinstance(step, ModelRequest):
             try:
@@ -468,7 +353,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         handler: Callable[[ModelRequest[ContextT]], Awaitable[ModelResponse[ResponseT]]],
     ) -> ModelResponse[ResponseT] | AIMessage | ExtendedModelResponse[ResponseT]:
         """Async :meth:`wrap_model_call`."""
-        call = _ModelCall(self, request)
+        call = ModelCall(self, request)
         step: Any = call.request()
         while isinstance(step, ModelRequest):
             try:
@@ -551,167 +436,3 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
                 f"Resume value must set run_limit{suffix} or thread_limit{suffix} (got {value!r})"
             )
         return out
-
-
-def _nonneg(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0 (got {value!r})")
-    return value
-
-
-def _budget_message(exc: TokenBudgetExceededError) -> AIMessage:
-    return AIMessage(
-        content=str(exc),
-        response_metadata={"stop_reason": "budget", "budget_scope": exc.scope},
-    )
-
-
-class _ModelCall:
-    """One model node run: its meter, the exit behaviour on refusal, the state delta."""
-
-    def __init__(self, mw: TokenBudgetMiddleware, request: ModelRequest[Any]) -> None:
-        self.mw = mw
-        self.base = request
-        self.state: dict[str, Any] = dict(request.state or {})
-        self.updates: dict[str, Any] = {}
-        self.committed = 0
-        self.meter = mw.meter(self.state)
-        self.final = False
-
-    def _wrap(self, request: ModelRequest[Any], *, final: bool) -> ModelRequest[Any]:
-        model = budgeted(
-            request.model,
-            meter=self.meter,
-            final=final,
-            max_tokens_param=self.mw.max_tokens_param,
-        )
-        return request.override(model=model)
-
-    def request(self) -> ModelRequest[Any]:
-        req = self.base
-        note = self.mw.warning(self.meter)
-        if note is not None:
-            req = req.override(system_message=_with_note(req.system_message, note))
-        return self._wrap(req, final=False)
-
-    def precheck(self, request: ModelRequest[Any]) -> None:
-        """Refuse an ordinary call the budget would clamp below ``min_output_tokens``.
-
-        The hard cap itself is enforced by the budgeted model; this only avoids sending
-        a call whose answer would be cut off after a few tokens.
-        """
-        need = self.mw.min_output_tokens
-        if self.final or need <= 1:
-            return
-        asked = request.model_settings.get(self.mw.max_tokens_param)
-        inner = getattr(request.model, "model", request.model)
-        if asked is None:
-            asked = getattr(inner, self.mw.max_tokens_param, None)
-        if isinstance(asked, int):
-            need = min(need, asked)
-        name = _model_name(inner)
-        messages = [request.system_message] if request.system_message else []
-        tools = [t if isinstance(t, dict) else convert_to_openai_tool(t) for t in request.tools]
-        budget = self.meter.budget
-        prompt = budget.prompt_reservation(
-            count_messages([*messages, *request.messages], model=name, tools=tools or None)
-        )
-        prompt_units = budget.units(input_tokens=prompt, model=name)
-        cap = budget.max_output_for(self.meter.available() - prompt_units, model=name)
-        if cap < need:
-            bind = self.meter.binding
-            raise BudgetExceededError(
-                limit=bind.limit,
-                spent=bind.spent,
-                requested=prompt_units + budget.units(output_tokens=need, model=name),
-                scope=bind.scope,
-                reserved=bind.reserved,
-                unit=self.mw.unit,
-            )
-
-    def _final_request(self) -> ModelRequest[Any]:
-        self.final = True
-        req = self.base.override(
-            tools=[],
-            tool_choice=None,
-            response_format=None,
-            system_message=_with_note(self.base.system_message, FINAL_NOTE),
-        )
-        return self._wrap(req, final=True)
-
-    def _renew_meter(self) -> None:
-        self.committed += self.meter.committed
-        self.meter = self.mw.meter(self.state, extra_spent=self.committed)
-
-    def refused(self, exc: BudgetExceededError) -> Any:
-        """The next request to try, or the result to return, after a refused call."""
-        mw = self.mw
-        err = mw.error(self.meter, self.state, exc.requested)
-        if mw.exit_behavior == "error":
-            raise err from exc
-        if mw.exit_behavior == "finalize" and not self.final:
-            return self._final_request()
-        if mw.exit_behavior == "interrupt":
-            run_limit, thread_limit = mw.limits(self.state)
-            run_spent, thread_spent = mw._spent(self.state)
-            answer = interrupt(
-                {
-                    "type": "token_budget",
-                    "message": str(err),
-                    "scope": err.scope,
-                    "limit": err.limit,
-                    "spent": err.spent,
-                    "requested": err.requested,
-                    "unit": err.unit,
-                    "run_limit": run_limit,
-                    "thread_limit": thread_limit,
-                    "run_spent": run_spent,
-                    "thread_spent": thread_spent,
-                }
-            )
-            approved = mw.parse_resume(answer)
-            if approved is not None:
-                self.updates.update(approved)
-                self.state.update(approved)
-                self._renew_meter()
-                return self.request()
-        return self._result(ModelResponse(result=[_budget_message(err)]))
-
-    def done(self, response: ModelResponse[Any]) -> Any:
-        """Record the spend; a final answer never carries tool calls."""
-        if self.final:
-            response = ModelResponse(
-                result=[_strip_tool_calls(m) for m in response.result],
-                structured_response=response.structured_response,
-            )
-        return self._result(response)
-
-    def _result(self, response: ModelResponse[Any]) -> Any:
-        units = self.committed + self.meter.committed
-        update = dict(self.updates)
-        if units:
-            update["run_token_spend"] = units
-            update["thread_token_spend"] = units
-        if not update:
-            return response
-        return ExtendedModelResponse(model_response=response, command=Command(update=update))
-
-
-def _model_name(model: Any) -> str | None:
-    for attr in ("model_name", "model", "model_id"):
-        value = getattr(model, attr, None)
-        if isinstance(value, str):
-            return value
-    return None
-
-
-def _strip_tool_calls(message: Any) -> Any:
-    if not isinstance(message, AIMessage) or not (message.tool_calls or message.invalid_tool_calls):
-        return message
-    return AIMessage(
-        content=message.content or "I ran out of token budget before I could finish.",
-        id=message.id,
-        name=message.name,
-        usage_metadata=message.usage_metadata,
-        response_metadata={**message.response_metadata, "stop_reason": "budget"},
-    )

@@ -1,0 +1,167 @@
+"""State schema, limit message and error of :class:`TokenBudgetMiddleware`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, NotRequired
+
+from langchain.agents.middleware.types import AgentState, PrivateStateAttr, ResponseT
+from langchain_core.messages import AIMessage, SystemMessage
+
+from budget_graph.errors import BudgetExceededError
+
+__all__ = [
+    "FINAL_NOTE",
+    "TokenBudgetExceededError",
+    "TokenBudgetState",
+    "add_units",
+    "build_budget_message",
+]
+
+FINAL_NOTE = (
+    "The token budget for this task is nearly spent. Do not call any tools. "
+    "Give your best final answer now, briefly, from what you already know."
+)
+"""System note added to the last call of ``exit_behavior="finalize"``."""
+
+
+def add_units(current: int | None, delta: int | None) -> int:
+    """Reducer for spend counters: nodes write deltas (a negative delta resets a run)."""
+    return (current or 0) + (delta or 0)
+
+
+class TokenBudgetState(AgentState[ResponseT]):
+    """State schema of :class:`TokenBudgetMiddleware`.
+
+    Spend counters take deltas (parallel tool calls add up). ``thread_token_spend``
+    lives as long as the thread's checkpoints; ``run_token_spend`` is reset when a
+    new run starts, but survives an interrupt or a retry of the same run, so a
+    resumed run cannot spend its budget twice.
+    """
+
+    thread_token_spend: NotRequired[Annotated[int, PrivateStateAttr, add_units]]
+    run_token_spend: NotRequired[Annotated[int, PrivateStateAttr, add_units]]
+    token_budget_run_limit: NotRequired[Annotated[int | None, PrivateStateAttr]]
+    token_budget_thread_limit: NotRequired[Annotated[int | None, PrivateStateAttr]]
+
+
+def build_budget_message(
+    *,
+    scope: str,
+    limit: int,
+    spent: int,
+    requested: int | None,
+    reserved: int = 0,
+    unit: str = "tokens",
+    action: str = "the next model call",
+) -> str:
+    """The one message used for the raised error, the final AIMessage and refused tools.
+
+    Example:
+        >>> build_budget_message(scope="run", limit=1000, spent=950, requested=120)
+        'Token budget: the next model call would exceed the run limit of 1000 tokens (run_spent=950, reserved=0, requested=120, remaining=50)'
+
+    """  # noqa: E501
+    remaining = max(limit - spent - reserved, 0)
+    if requested is None:
+        return (
+            f"Token budget exhausted: the {scope} limit of {limit} {unit} is spent "
+            f"({scope}_spent={spent}, remaining={remaining})"
+        )
+    return (
+        f"Token budget: {action} would exceed the {scope} limit of {limit} {unit} "
+        f"({scope}_spent={spent}, reserved={reserved}, requested={requested}, "
+        f"remaining={remaining})"
+    )
+
+
+class TokenBudgetExceededError(BudgetExceededError):
+    """Raised with ``exit_behavior="error"`` when a model call would exceed a token limit.
+
+    Attributes (besides :class:`BudgetExceededError`'s ``limit``, ``spent``,
+    ``requested``, ``scope``, ``reserved``, ``unit``):
+        run_spent: Units the run had spent.
+        thread_spent: Units the thread had spent.
+    """
+
+    def __init__(
+        self,
+        *,
+        scope: str,
+        limit: int,
+        spent: int,
+        requested: int | None,
+        reserved: int = 0,
+        unit: str = "tokens",
+        run_spent: int = 0,
+        thread_spent: int = 0,
+    ) -> None:
+        """Build the error and its message from the numbers."""
+        self.run_spent = run_spent
+        self.thread_spent = thread_spent
+        super().__init__(
+            limit=limit,
+            spent=spent,
+            requested=requested or 0,
+            scope=scope,
+            reserved=reserved,
+            unit=unit,
+            message=build_budget_message(
+                scope=scope,
+                limit=limit,
+                spent=spent,
+                requested=requested,
+                reserved=reserved,
+                unit=unit,
+            ),
+        )
+        self._requested_or_none = requested
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        kwargs = {
+            "scope": self.scope,
+            "limit": self.limit,
+            "spent": self.spent,
+            "requested": self._requested_or_none,
+            "reserved": self.reserved,
+            "unit": self.unit,
+            "run_spent": self.run_spent,
+            "thread_spent": self.thread_spent,
+        }
+        return (_rebuild_error, (kwargs,))
+
+
+def _rebuild_error(kwargs: dict[str, Any]) -> TokenBudgetExceededError:
+    return TokenBudgetExceededError(**kwargs)
+
+
+def _with_note(system: SystemMessage | None, note: str) -> SystemMessage:
+    if system is None:
+        return SystemMessage(content=note)
+    if isinstance(system.content, str):
+        return SystemMessage(content=f"{system.content}\n\n{note}" if system.content else note)
+    return SystemMessage(content=[*system.content, {"type": "text", "text": note}])
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int (got {value!r})")
+    return value
+
+
+def _usd_units(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of USD (got {value!r})")
+    return int(round(value * 1_000_000))
+
+
+def _nonneg(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0 (got {value!r})")
+    return value
+
+
+def _budget_message(exc: TokenBudgetExceededError) -> AIMessage:
+    return AIMessage(
+        content=str(exc),
+        response_metadata={"stop_reason": "budget", "budget_scope": exc.scope},
+    )
