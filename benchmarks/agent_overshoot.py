@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 import sys
-from pathlib import Path
 from typing import Any
 
 from langchain.agents import create_agent
@@ -22,10 +21,8 @@ from langchain.agents.middleware.types import AgentMiddleware, AgentState, hook_
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from budget_graph.middleware import TokenBudgetMiddleware  # noqa: E402
-from tests.fixtures.fakes import ScriptedToolModel, turn  # noqa: E402
+from budget_graph.middleware import TokenBudgetMiddleware
+from budget_graph.testing import ScriptedToolModel, turn
 
 
 @tool

@@ -18,20 +18,15 @@ Runs offline on a scripted tool-calling model that reports usage like a provider
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from budget_graph import budgeted  # noqa: E402
-from budget_graph.middleware import TokenBudgetMiddleware  # noqa: E402
-from tests.fixtures.fakes import ScriptedToolModel, turn  # noqa: E402
+from budget_graph import budgeted
+from budget_graph.middleware import TokenBudgetMiddleware
+from budget_graph.testing import ScriptedToolModel, turn
 
 # The LLM the summarizer tool calls. budgeted() without a meter uses the current one,
 # which the middleware provides inside every tool call: its tokens count too.

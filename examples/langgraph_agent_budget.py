@@ -13,9 +13,6 @@ Runs offline on a scripted tool-calling model; swap in ``ChatOpenAI(model=...)``
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -23,9 +20,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from budget_graph import (  # noqa: E402
+from budget_graph import (
     Budget,
     BudgetState,
     budget_edge,
@@ -34,7 +29,7 @@ from budget_graph import (  # noqa: E402
     guard,
     with_budget,
 )
-from tests.fixtures.fakes import ScriptedToolModel, turn  # noqa: E402
+from budget_graph.testing import ScriptedToolModel, turn
 
 FINAL_NOTE = "The budget is nearly spent. Do not call tools; answer now from what you know."
 
