@@ -33,6 +33,21 @@ from budget_graph.stopping import (
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    # The agent middleware needs ``langchain`` (the ``[agents]`` extra): imported on use.
+    "TokenBudgetMiddleware": "budget_graph.middleware",
+    "TokenBudgetExceededError": "budget_graph.middleware",
+    "TokenBudgetState": "budget_graph.middleware",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'budget_graph' has no attribute {name!r}")
+
 __all__ = [
     "METER_KEY",
     "AdaptiveConsistency",
@@ -57,6 +72,9 @@ __all__ = [
     "Reservation",
     "RetryPolicy",
     "SelfConsistencyState",
+    "TokenBudgetExceededError",
+    "TokenBudgetMiddleware",
+    "TokenBudgetState",
     "Spend",
     "StopDecision",
     "StopRule",

@@ -312,7 +312,8 @@ class Spend:
             if diff != zero:
                 by_node[name] = diff
         diff_total = self.usage - other.usage
-        return Spend(*(getattr(diff_total, f) for f in _USAGE_FIELDS), by_node=by_node)
+        totals: dict[str, Any] = {f: getattr(diff_total, f) for f in _USAGE_FIELDS}
+        return Spend(**totals, by_node=by_node)
 
     def __bool__(self) -> bool:
         return self.calls > 0 or self.units > 0 or self.total_tokens > 0

@@ -184,11 +184,12 @@ class _Call:
         estimated) rather than released, erring on the side of the cap.
         """
         self.info.error = error
-        if usage is None and _is_timeout(error) and self.info.max_tokens is not None:
+        clamped = self.info.max_tokens
+        if usage is None and _is_timeout(error) and clamped is not None:
             info = self.info
             usage = Usage(
                 input_tokens=info.prompt_tokens_estimate,
-                output_tokens=info.max_tokens * info.n,
+                output_tokens=clamped * info.n,
                 calls=1,
                 estimated_calls=1,
             )

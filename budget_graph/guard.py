@@ -236,7 +236,8 @@ class BudgetedGraph:
         if run.thread is None:
             return
         values = self.graph.get_state(run.config).values or {}
-        now = values.get("spend") if isinstance(values.get("spend"), Spend) else Spend()
+        spend = values.get("spend")
+        now = spend if isinstance(spend, Spend) else Spend()
         missing = run.meter.spend - (now - run.start)
         if missing.calls > 0 or missing.units > 0:
             with self._lock:
