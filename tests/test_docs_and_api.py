@@ -67,3 +67,12 @@ def test_cli_rejects_bad_budgets():
     with pytest.raises(SystemExit, match=r"must be > 0 \(got '-5'\)"):
         _parse_budgets("-5")
     assert _parse_budgets("25%,0.5,1000") == [0.25, 0.5, 1000.0]
+
+
+def test_readme_results_come_from_the_committed_bench_report():
+    readme = (ROOT / "README.md").read_text()
+    report = (ROOT / "docs" / "bench" / "report.md").read_text()
+    rows = [ln for ln in readme.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert len(rows) > 20
+    missing = [row for row in rows if row not in report]
+    assert missing == []
