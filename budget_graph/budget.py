@@ -181,7 +181,16 @@ class Usage:
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage(*(getattr(self, f) + getattr(other, f) for f in _USAGE_FIELDS))
+        # Spelled out: this runs on every call's commit (a generator over fields was 3x slower).
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.calls + other.calls,
+            self.estimated_calls + other.estimated_calls,
+            self.units + other.units,
+        )
 
     def __radd__(self, other: Any) -> Usage:
         if other == 0:  # sum() starts from 0
@@ -233,7 +242,7 @@ class Spend:
     def __post_init__(self) -> None:
         # Strict checkpoint deserialisation (LANGGRAPH_STRICT_MSGPACK) restores nested
         # dataclasses as plain dicts/lists: rebuild them so ``+`` keeps working.
-        if any(not isinstance(u, Usage) for u in self.by_node.values()):
+        if self.by_node and not all(type(u) is Usage for u in self.by_node.values()):
             fixed = {
                 name: u if isinstance(u, Usage) else _usage_from(u)
                 for name, u in self.by_node.items()

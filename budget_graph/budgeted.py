@@ -10,7 +10,7 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from budget_graph._internal import observe
@@ -56,15 +56,14 @@ class _Call:
         self.kwargs = dict(kwargs)
         self.meter = owner.meter if owner.meter is not None else current_meter()
         self.reservation: Reservation | None = None
-        inner = owner.model
-        param = owner.max_tokens_param
-        requested = self.kwargs.get(param)
+        name, default_max, default_n = owner._inner_defaults()
+        requested = self.kwargs.get(owner.max_tokens_param)
         if requested is None:
-            requested = getattr(inner, param, None)
-        n = int(self.kwargs.get("n") or getattr(inner, "n", None) or 1)
+            requested = default_max
+        n = int(self.kwargs.get("n") or default_n or 1)
         node, allocated = _run_metadata()
         self.info = observe.CallInfo(
-            model=_model_name(inner),
+            model=name,
             node=owner.node or node,
             n=n,
             requested_max_tokens=requested if isinstance(requested, int) else None,
@@ -165,11 +164,12 @@ class _Call:
             usage.estimated_calls,
             units,
         )
+        spend = Spend.of(usage, node=info.node)
         if self.reservation is not None:
-            self.meter.commit(self.reservation, units, usage=usage)
+            self.meter.commit(self.reservation, units, usage=spend)
         ledger = current_ledger()
         if ledger is not None:
-            ledger.add(Spend.of(usage, node=info.node))
+            ledger.add(spend)
         info.usage, info.units = usage, units
         if self.owner.capture_output or observe.content_wanted():
             info.output_text = text
@@ -263,14 +263,36 @@ class BudgetedChatModel(BaseChatModel):
     """Keep the completion text on the call record (telemetry opt-in)."""
     retry: RetryPolicy | None = None
     """Retry transient failures; each attempt reserves anew (``None``: no retries)."""
+    inner_defaults: tuple[str | None, Any, Any] | None = Field(
+        default=None, exclude=True, repr=False
+    )
+    """The wrapped model's name, default max_tokens and n, read once at construction."""
+
+    def model_post_init(self, __context: Any) -> None:  # noqa: D102
+        # Read once: a pydantic attribute lookup that misses costs an exception, and doing
+        # it per call showed up in the measured per-call overhead.
+        inner = self.model
+        self.inner_defaults = (
+            _model_name(inner),
+            getattr(inner, self.max_tokens_param, None),
+            getattr(inner, "n", None),
+        )
 
     @property
     def _llm_type(self) -> str:
         return f"budgeted-{self.model._llm_type}"
 
+    def _inner_defaults(self) -> tuple[str | None, Any, Any]:
+        return self.inner_defaults or (None, None, None)
+
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model": self.model._identifying_params, "budgeted": True}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        # Trace as the wrapped model (the base class would report our ``model`` field,
+        # a model object, as the model name).
+        return self.model._get_ls_params(stop=stop, **kwargs)
 
     def bind_tools(
         self, tools: Sequence[Any], **kwargs: Any

@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig, ensure_config
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
 
 from budget_graph.budget import Spend
 from budget_graph.meter import Meter
@@ -40,11 +41,9 @@ def budget_config(meter: Any, config: RunnableConfig | None = None) -> RunnableC
 
 def current_meter(config: RunnableConfig | None = None) -> Any:
     """The meter of the current run: from ``config``, the active runnable config, or context."""
-    try:
-        cfg = config if config is not None else ensure_config()
-    except Exception:  # noqa: BLE001
-        cfg = {}
-    meter = (cfg.get("configurable") or {}).get(METER_KEY)
+    # Read the active config without ensure_config(), which copies it (hot path: per call).
+    cfg = config if config is not None else var_child_runnable_config.get()
+    meter = ((cfg or {}).get("configurable") or {}).get(METER_KEY)
     return meter if meter is not None else _meter_var.get()
 
 

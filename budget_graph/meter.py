@@ -50,7 +50,9 @@ class BaseMeter(Protocol):
     def reserve(self, units: int, *, final: bool = False, node: str | None = None) -> Reservation:
         """Hold ``units`` for a call or raise :class:`BudgetExceededError`."""
 
-    def commit(self, reservation: Reservation, units: int) -> None:
+    def commit(
+        self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
+    ) -> None:
         """Replace a reservation by the real charge of the call."""
 
     def release(self, reservation: Reservation) -> None:
@@ -150,8 +152,12 @@ class Meter:
             self._open[res.id] = res
             return res
 
-    def commit(self, reservation: Reservation, units: int, *, usage: Usage | None = None) -> None:
+    def commit(
+        self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
+    ) -> None:
         """Charge the real ``units`` of a call and drop its reservation.
+
+        ``usage`` (a :class:`Usage`, or a ready :class:`Spend`) is added to ``spend``.
 
         A charge larger than the reservation (the provider ignored ``max_tokens``)
         is still committed, since it was billed, and warns with
@@ -161,7 +167,9 @@ class Meter:
             self._drop(reservation)
             self._spent += units
             if usage is not None:
-                self.spend = self.spend + Spend.of(usage, node=reservation.node)
+                if not isinstance(usage, Spend):
+                    usage = Spend.of(usage, node=reservation.node)
+                self.spend = self.spend + usage
             over = units - reservation.units
             if over > 0:
                 self.overrun_units += over

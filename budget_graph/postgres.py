@@ -412,7 +412,9 @@ class PostgresMeter:
             reserved=snap.reserved, unit=self.budget.unit,
         )
 
-    def commit(self, reservation: Reservation, units: int, *, usage: Usage | None = None) -> None:
+    def commit(
+        self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
+    ) -> None:
         """Charge the real ``units`` of a call and drop its lease (a repeat is a no-op).
 
         Charged even when the lease had expired and been reclaimed (the provider
