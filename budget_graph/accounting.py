@@ -20,6 +20,7 @@ __all__ = [
     "count_tokens",
     "encoding_for_model",
     "get_encoding",
+    "model_name",
     "usage_from_message",
 ]
 
@@ -138,6 +139,15 @@ def count_messages(
     if tools:
         total += n(json.dumps(list(tools), default=str))
     return total
+
+
+def model_name(model: Any) -> str | None:
+    """A chat model's model name (``model_name``, ``model`` or ``model_id``), if it has one."""
+    for attr in ("model_name", "model", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def usage_from_message(message: BaseMessage) -> Usage | None:

@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from budget_graph._internal import observe
-from budget_graph.accounting import count_messages, count_tokens, usage_from_message
+from budget_graph.accounting import count_messages, count_tokens, model_name, usage_from_message
 from budget_graph.budget import Spend, Usage
 from budget_graph.context import current_ledger, current_meter
 from budget_graph.errors import BudgetExceededError
@@ -23,13 +23,6 @@ from budget_graph.retry import RetryPolicy
 
 __all__ = ["BudgetedChatModel", "budgeted"]
 
-
-def _model_name(model: BaseChatModel) -> str | None:
-    for attr in ("model_name", "model", "model_id"):
-        value = getattr(model, attr, None)
-        if isinstance(value, str):
-            return value
-    return None
 
 
 def _run_metadata() -> tuple[str | None, int | None]:
@@ -273,7 +266,7 @@ class BudgetedChatModel(BaseChatModel):
         # it per call showed up in the measured per-call overhead.
         inner = self.model
         self.inner_defaults = (
-            _model_name(inner),
+            model_name(inner),
             getattr(inner, self.max_tokens_param, None),
             getattr(inner, "n", None),
         )

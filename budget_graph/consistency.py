@@ -26,7 +26,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
 from budget_graph._internal import observe
-from budget_graph.accounting import count_messages, count_tokens
+from budget_graph.accounting import count_messages, count_tokens, model_name
 from budget_graph.budget import Budget
 from budget_graph.budgeted import budgeted
 from budget_graph.context import current_meter
@@ -120,13 +120,6 @@ def _node(func: Callable[..., Any], afunc: Callable[..., Any]) -> Any:
     return RunnableCallable(func, afunc, name="sample")
 
 
-def _model_name(model: BaseChatModel) -> str | None:
-    for attr in ("model_name", "model", "model_id"):
-        value = getattr(model, attr, None)
-        if isinstance(value, str):
-            return value
-    return None
-
 
 def build_self_consistency(
     model: BaseChatModel,
@@ -216,7 +209,7 @@ def build_self_consistency(
             f"budget_prompt must contain {{prompt}} and {{budget}} (got {budget_prompt!r})"
         )
     llm = budgeted(model)
-    model_name = _model_name(model)
+    llm_name = model_name(model)
     confidence_of: Posterior = posterior or BetaPosterior()
 
     def prompt_of(the_item: Item, chain_budget: int | None) -> str:
@@ -241,7 +234,7 @@ def build_self_consistency(
 
     @functools.lru_cache(maxsize=64)
     def prompt_tokens(prompt: str) -> int:
-        return count_messages([HumanMessage(prompt)], model=model_name)
+        return count_messages([HumanMessage(prompt)], model=llm_name)
 
     def batch_fit(state: Mapping[str, Any], config: RunnableConfig, want: int) -> int:
         """How many of ``want`` chains the remaining budget pays for."""
@@ -257,9 +250,9 @@ def build_self_consistency(
         per_chain = min(per_chain, cap) if cap else per_chain
         prompt = prompt_of(state["item"], chain_budget)
         prompt_units = run_budget.units(
-            input_tokens=run_budget.prompt_reservation(prompt_tokens(prompt)), model=model_name
+            input_tokens=run_budget.prompt_reservation(prompt_tokens(prompt)), model=llm_name
         )
-        chain_units = max(run_budget.units(output_tokens=per_chain, model=model_name), 1)
+        chain_units = max(run_budget.units(output_tokens=per_chain, model=llm_name), 1)
         avail = meter.available()
         if parallel:
             fit = avail // (prompt_units + chain_units)
@@ -340,7 +333,7 @@ def build_self_consistency(
             out.append(
                 Sample(
                     answer=task.extract_answer(the_item, text),
-                    output_tokens=count_tokens(text, model=model_name),
+                    output_tokens=count_tokens(text, model=llm_name),
                     batch=int(payload["batch"]),
                     finish_reason=reason,
                     text=text if keep_texts else None,

@@ -265,16 +265,9 @@ def table(records: Sequence[RunRecord]) -> str:
     return "\n".join(lines) + (f"\n\n{check}" if check else "")
 
 
-def _main() -> None:  # pragma: no cover - manual entry point
+if __name__ == "__main__":  # pragma: no cover - same as ``budget-graph bench date``
     import sys
-    import time
 
-    start = time.perf_counter()
-    limit = int(sys.argv[1]) if len(sys.argv) > 1 else None
-    recs = run(limit=limit)
-    print(table(recs))
-    print(f"({time.perf_counter() - start:.1f}s)")
+    from budget_graph.cli import main
 
-
-if __name__ == "__main__":  # pragma: no cover
-    _main()
+    sys.exit(main(["bench", "date", *sys.argv[1:]]))
