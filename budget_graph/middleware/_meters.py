@@ -8,7 +8,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-from budget_graph.budget import Budget, Usage
+from budget_graph.budget import Budget, Spend, Usage
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter, Reservation
 
@@ -93,7 +93,9 @@ class AgentMeter:
             self._open[res.id] = held
             return res
 
-    def commit(self, reservation: Reservation, units: int, *, usage: Usage | None = None) -> None:
+    def commit(
+        self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
+    ) -> None:
         """Charge ``units`` on every meter."""
         with self._lock:
             held = self._open.pop(reservation.id, None)
@@ -101,7 +103,7 @@ class AgentMeter:
                 return
             self.committed += units
             if usage is not None:
-                self.usage = self.usage + usage
+                self.usage = self.usage + (usage.usage if isinstance(usage, Spend) else usage)
         for meter, res in zip(self.meters, held, strict=True):
             meter.commit(res, units, usage=usage)
 
