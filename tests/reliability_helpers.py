@@ -57,9 +57,13 @@ def openai_chat(
     }
     if fault:
         params["default_headers"] = {"X-Replay-Fault": fault}
-    if async_client:
-        limits = httpx.Limits(max_connections=400, max_keepalive_connections=100)
-        params["http_async_client"] = httpx.AsyncClient(limits=limits, timeout=60)
+    # Always an own async client: a shared pooled one keeps connections of an earlier
+    # test's closed event loop.
+    limits = (
+        httpx.Limits(max_connections=400, max_keepalive_connections=100) if async_client
+        else httpx.Limits()
+    )
+    params["http_async_client"] = httpx.AsyncClient(limits=limits, timeout=60)
     params.update(kwargs)
     return ChatOpenAI(**params)
 
