@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -60,16 +59,24 @@ def use_meter(meter: Any) -> Iterator[Any]:
 class Ledger:
     """Collects the spend of the budgeted calls made inside one node run."""
 
-    __slots__ = ("_lock", "spend")
+    __slots__ = ("_items",)
 
     def __init__(self) -> None:
-        self.spend = Spend()
-        self._lock = threading.Lock()
+        # Appends are atomic under the GIL (a node may fan calls out to threads); the sum
+        # is taken once, when the node ends, instead of once per call.
+        self._items: list[Spend] = []
 
     def add(self, spend: Spend) -> None:
-        """Record a call's spend (a node may fan calls out to threads, hence the lock)."""
-        with self._lock:
-            self.spend = self.spend + spend
+        """Record a call's spend."""
+        self._items.append(spend)
+
+    @property
+    def spend(self) -> Spend:
+        """Everything recorded so far."""
+        items = self._items
+        if len(items) == 1:
+            return items[0]
+        return sum(items, Spend())
 
 
 _ledger_var: ContextVar[Ledger | None] = ContextVar("budget_graph_ledger", default=None)

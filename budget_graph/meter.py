@@ -98,8 +98,15 @@ class Meter:
         """Units committed beyond their reservation (providers that ignore max_tokens)."""
         self.refused = 0
         """Reservations refused so far."""
-        self.spend = spend if spend is not None else Spend()
+        self._spends: list[Spend] = [spend] if spend is not None else []
+
+    @property
+    def spend(self) -> Spend:
         """Everything committed through this meter, with its per-node breakdown."""
+        with self._lock:
+            if len(self._spends) > 1:  # fold, so reading stays cheap as calls accumulate
+                self._spends = [sum(self._spends, Spend())]
+            return self._spends[0] if self._spends else Spend()
 
     @classmethod
     def from_spend(cls, budget: Budget, spend: Spend | None) -> Meter:
@@ -169,7 +176,7 @@ class Meter:
             if usage is not None:
                 if not isinstance(usage, Spend):
                     usage = Spend.of(usage, node=reservation.node)
-                self.spend = self.spend + usage
+                self._spends.append(usage)
             over = units - reservation.units
             if over > 0:
                 self.overrun_units += over
