@@ -147,15 +147,6 @@ class Budget(BaseModel):
             return 2**31 - 1
         return max(int(math.floor(units / rate + 1e-9)), 0)
 
-    def charge(self, spend: Spend | Usage, *, model: str | None = None) -> int:
-        """Units charged for a recorded spend, priced with ``model`` in cost mode."""
-        return self.units(
-            input_tokens=spend.input_tokens,
-            output_tokens=spend.output_tokens,
-            cached_tokens=spend.cached_tokens,
-            model=model,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Usage:

@@ -82,9 +82,14 @@ def guard(
     def _done(ledger: Any, info: observe.NodeInfo, result: Any, reason: str | None) -> Any:
         if reason is None and isinstance(result, dict):
             reason = result.get("stop_reason")
-        info.usage, info.stop_reason = ledger.spend.usage, reason
+        spend = ledger.spend  # summed once: the ledger adds up its calls on read
+        info.usage, info.stop_reason = spend.usage, reason
         observe.notify("node_finished", info)
-        return _merge_update(result, ledger.spend, reason)
+        return _merge_update(result, spend, reason)
+
+    def _failed(ledger: Any, info: observe.NodeInfo, exc: BaseException) -> None:
+        info.error, info.usage = exc, ledger.spend.usage
+        observe.notify("node_finished", info)
 
     def _exhausted(ledger: Any, info: observe.NodeInfo, exc: BudgetExceededError) -> Any:
         observe.emit(
@@ -112,8 +117,7 @@ def guard(
                 except BudgetExceededError as exc:
                     return _exhausted(ledger, info, exc)
                 except BaseException as exc:
-                    info.error, info.usage = exc, ledger.spend.usage
-                    observe.notify("node_finished", info)
+                    _failed(ledger, info, exc)
                     raise
                 return _done(ledger, info, result, None)
 
@@ -129,8 +133,7 @@ def guard(
             except BudgetExceededError as exc:
                 return _exhausted(ledger, info, exc)
             except BaseException as exc:
-                info.error, info.usage = exc, ledger.spend.usage
-                observe.notify("node_finished", info)
+                _failed(ledger, info, exc)
                 raise
             return _done(ledger, info, result, None)
 
