@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,30 +116,37 @@ def count_messages(
     tokens, the reply is primed with ``CHAT_REPLY_OVERHEAD`` more; tool calls and
     tool schemas are counted on their JSON text.
     """
-    import json
-
     encoding = _encoding_name(model)
-
-    def n(text: str) -> int:
-        return _count(encoding, text) if text else 0
-
     total = CHAT_REPLY_OVERHEAD
     for msg in messages:
         if isinstance(msg, dict):
             role, content = str(msg.get("role", "user")), msg.get("content", "")
             name, extra = msg.get("name"), msg.get("tool_calls")
         else:
-            role = _ROLES.get(msg.type, msg.type)
-            content, name = msg.content, msg.name
-            extra = msg.tool_calls if isinstance(msg, AIMessage) and msg.tool_calls else None
-        total += CHAT_MESSAGE_OVERHEAD + n(role) + n(_content_text(content))
+            role, content, name = msg.type, msg.content, msg.name
+            # Not getattr(msg, "tool_calls"): a miss on a pydantic model raises inside.
+            extra = msg.tool_calls if isinstance(msg, AIMessage) else None
+        # Hot path (every budgeted call): one cached lookup per plain-text message.
+        total += _count_message(
+            encoding, role, content if type(content) is str else _content_text(content)
+        )
         if name:
-            total += 1 + n(name)
+            total += 1 + _count(encoding, name)
         if extra:
-            total += n(json.dumps(extra, default=str))
+            total += _count(encoding, json.dumps(extra, default=str))
     if tools:
-        total += n(json.dumps(list(tools), default=str))
+        total += _count(encoding, json.dumps(list(tools), default=str))
     return total
+
+
+@functools.lru_cache(maxsize=8192)
+def _count_message(encoding: str, role: str, text: str) -> int:
+    role = _ROLES.get(role, role)
+    return (
+        CHAT_MESSAGE_OVERHEAD
+        + (_count(encoding, role) if role else 0)
+        + (_count(encoding, text) if text else 0)
+    )
 
 
 def model_name(model: Any) -> str | None:
@@ -155,12 +163,12 @@ def usage_from_message(message: BaseMessage) -> Usage | None:
     meta = getattr(message, "usage_metadata", None)
     if not meta:
         return None
-    out_details = meta.get("output_token_details") or {}
-    in_details = meta.get("input_token_details") or {}
+    get = meta.get
+    out_details, in_details = get("output_token_details"), get("input_token_details")
     return Usage(
-        input_tokens=int(meta.get("input_tokens") or 0),
-        output_tokens=int(meta.get("output_tokens") or 0),
-        reasoning_tokens=int(out_details.get("reasoning") or 0),
-        cached_tokens=int(in_details.get("cache_read") or 0),
-        calls=1,
+        int(get("input_tokens") or 0),
+        int(get("output_tokens") or 0),
+        int(out_details.get("reasoning") or 0) if out_details else 0,
+        int(in_details.get("cache_read") or 0) if in_details else 0,
+        1,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -233,12 +233,14 @@ class Spend:
     def __post_init__(self) -> None:
         # Strict checkpoint deserialisation (LANGGRAPH_STRICT_MSGPACK) restores nested
         # dataclasses as plain dicts/lists: rebuild them so ``+`` keeps working.
-        if self.by_node and not all(type(u) is Usage for u in self.by_node.values()):
-            fixed = {
-                name: u if isinstance(u, Usage) else _usage_from(u)
-                for name, u in self.by_node.items()
-            }
-            object.__setattr__(self, "by_node", fixed)
+        for u in self.by_node.values():  # a loop, not all(genexpr): runs on every merge
+            if type(u) is not Usage:
+                fixed = {
+                    name: u if isinstance(u, Usage) else _usage_from(u)
+                    for name, u in self.by_node.items()
+                }
+                object.__setattr__(self, "by_node", fixed)
+                return
 
     @classmethod
     def of(cls, usage: Usage, *, node: str | None = None) -> Spend:
@@ -253,6 +255,39 @@ class Spend:
             usage.units,
             {node: usage} if node else {},
         )
+
+    @classmethod
+    def fold(cls, items: Sequence[Spend | tuple[Usage, str | None]]) -> Spend:
+        """The sum of spends and ``(usage, node)`` records (how meters keep calls cheaply)."""
+        if len(items) == 1:
+            item = items[0]
+            return item if isinstance(item, Spend) else cls.of(item[0], node=item[1])
+        total = Spend()
+        by_node: dict[str, Usage] = {}
+        usages: list[Usage] = []
+        for item in items:
+            if isinstance(item, Spend):
+                total = total + item
+                continue
+            usage, node = item
+            usages.append(usage)
+            if node:
+                prev = by_node.get(node)
+                by_node[node] = usage if prev is None else prev + usage
+        if not usages:
+            return total
+        u = sum(usages, Usage())
+        calls = cls(
+            u.input_tokens,
+            u.output_tokens,
+            u.reasoning_tokens,
+            u.cached_tokens,
+            u.calls,
+            u.estimated_calls,
+            u.units,
+            by_node,
+        )
+        return calls if not total else total + calls
 
     @property
     def total_tokens(self) -> int:

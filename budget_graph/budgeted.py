@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
 from pydantic import ConfigDict, Field
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from budget_graph._internal import observe
 from budget_graph.accounting import count_messages, count_tokens, model_name, usage_from_message
-from budget_graph.budget import Spend, Usage
+from budget_graph.budget import Usage
 from budget_graph.context import current_ledger, current_meter
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Reservation
@@ -24,22 +25,31 @@ from budget_graph.retry import RetryPolicy
 __all__ = ["BudgetedChatModel", "budgeted"]
 
 
+def _run_context(owner: BudgetedChatModel) -> tuple[Any, str | None, int | None]:
+    """The call's meter, LangGraph node and allocated budget share: one config read."""
+    cfg = var_child_runnable_config.get() or _NO_CONFIG
+    meter = owner.meter if owner.meter is not None else current_meter(cfg)
+    node = allocated = None
+    meta = cfg.get("metadata")
+    if meta:
+        node, allocated = meta.get("langgraph_node"), meta.get("budget_allocated")
+        if not isinstance(node, str):
+            node = None
+        if not isinstance(allocated, int):
+            allocated = None
+    return meter, owner.node or node, allocated
 
-def _run_metadata() -> tuple[str | None, int | None]:
-    """The running LangGraph node and its allocated budget share, from the run config."""
-    from langchain_core.runnables.config import var_child_runnable_config
 
-    cfg = var_child_runnable_config.get() or {}
-    meta = cfg.get("metadata") or {}
-    node, allocated = meta.get("langgraph_node"), meta.get("budget_allocated")
-    return (
-        node if isinstance(node, str) else None,
-        allocated if isinstance(allocated, int) else None,
-    )
+_NO_CONFIG: RunnableConfig = {}
 
 
 class _Call:
-    """One call's reservation lifecycle; shared by the sync, async and streaming paths."""
+    """One call's reservation lifecycle; shared by the sync, async and streaming paths.
+
+    This runs on every model call, so it is written for speed: one config read, no
+    per-call imports, and text or finish reasons are only gathered when an observer
+    or a missing usage report needs them.
+    """
 
     __slots__ = ("info", "kwargs", "meter", "owner", "reservation", "messages")
 
@@ -47,87 +57,101 @@ class _Call:
         self.owner = owner
         self.messages = messages
         self.kwargs = dict(kwargs)
-        self.meter = owner.meter if owner.meter is not None else current_meter()
+        self.meter, node, allocated = _run_context(owner)
         self.reservation: Reservation | None = None
-        name, default_max, default_n = owner._inner_defaults()
+        name, default_max, default_n = owner.inner_defaults or (None, None, None)
         requested = self.kwargs.get(owner.max_tokens_param)
         if requested is None:
             requested = default_max
-        n = int(self.kwargs.get("n") or default_n or 1)
-        node, allocated = _run_metadata()
-        self.info = observe.CallInfo(
-            model=name,
-            node=owner.node or node,
-            n=n,
-            requested_max_tokens=requested if isinstance(requested, int) else None,
-            allocated=allocated,
-        )
-        if owner.capture_input or observe.content_wanted():
-            self.info.input_messages = messages
+        n = self.kwargs.get("n") or default_n
+        self.info = info = observe.CallInfo(name, node)
+        if n is not None:
+            info.n = int(n) or 1
+        if isinstance(requested, int):
+            info.requested_max_tokens = requested
+        info.allocated = allocated
+        if owner.capture_input or (observe.state.active and observe.content_wanted()):
+            info.input_messages = messages
 
     def begin(self) -> None:
         """Reserve prompt + clamped output, then set the clamped ``max_tokens``."""
         info, meter = self.info, self.meter
         budget = getattr(meter, "budget", None)
-        if meter is None or budget is None:
-            observe.notify("call_started", info)
+        if budget is None:
+            if observe.state.active:
+                observe.notify("call_started", info)
             return
-        tools = self.kwargs.get("tools")
-        counted = count_messages(self.messages, model=info.model, tools=tools)
+        model, n, final = info.model, info.n, self.owner.final
+        counted = count_messages(self.messages, model=model, tools=self.kwargs.get("tools"))
         info.prompt_tokens_estimate = counted
         prompt = budget.prompt_reservation(counted)
-        prompt_units = budget.units(input_tokens=prompt, model=info.model)
-        final = self.owner.final
+        bound = info.requested_max_tokens or 0
+        per_call = budget.per_call_max_tokens
+        if per_call is not None and (not bound or per_call < bound):
+            bound = per_call
+        tokens_mode = budget.count != "cost"
+        prompt_units = (
+            (prompt if budget.count == "input+output" else 0)
+            if tokens_mode
+            else budget.units(input_tokens=prompt, model=model)
+        )
+        units = prompt_units
         for _ in range(3):  # another branch may reserve between the look and the grab
             avail = meter.available(final=final)
-            per_sample = budget.max_output_for(avail - prompt_units, model=info.model) // info.n
-            cap = per_sample
-            for bound in (info.requested_max_tokens, budget.per_call_max_tokens):
-                if bound is not None:
-                    cap = min(cap, bound)
+            if tokens_mode:
+                cap = (avail - prompt_units) // n
+            else:
+                cap = budget.max_output_for(avail - prompt_units, model=model) // n
+            if bound and bound < cap:
+                cap = bound
             if cap < 1:
-                observe.emit(
-                    "budget.reservation_refused",
-                    model=info.model,
-                    node=info.node,
-                    requested=prompt_units + 1,
-                    remaining=avail,
-                    limit=meter.limit,
-                )
-                raise BudgetExceededError(
-                    limit=meter.limit,
-                    spent=meter.spent,
-                    requested=prompt_units + budget.units(output_tokens=info.n, model=info.model),
-                    scope=getattr(meter, "scope", "run"),
-                    reserved=meter.reserved,
-                    unit=budget.unit,
-                )
-            units = budget.units(input_tokens=prompt, output_tokens=cap * info.n, model=info.model)
+                self._refuse(prompt_units + budget.units(output_tokens=n, model=model), avail)
+            if tokens_mode:
+                units = prompt_units + cap * n
+            else:
+                units = budget.units(input_tokens=prompt, output_tokens=cap * n, model=model)
             try:
                 self.reservation = meter.reserve(units, final=final, node=info.node)
             except BudgetExceededError:
                 continue
             break
         else:
-            observe.emit("budget.reservation_refused", model=info.model, node=info.node)
-            raise BudgetExceededError(
-                limit=meter.limit,
-                spent=meter.spent,
-                requested=units,
-                scope=getattr(meter, "scope", "run"),
-                reserved=meter.reserved,
-                unit=budget.unit,
-            )
+            self._refuse(units, None)
         info.max_tokens = cap
         info.reserved_units = units
-        info.limit, info.spent_before = meter.limit, meter.spent
-        info.remaining_before = meter.remaining
         self.kwargs[self.owner.max_tokens_param] = cap
-        observe.notify("call_started", info)
+        if observe.state.active:
+            info.limit, info.spent_before = meter.limit, meter.spent
+            info.remaining_before = meter.remaining
+            observe.notify("call_started", info)
+
+    def _refuse(self, requested: int, remaining: int | None) -> NoReturn:
+        info, meter = self.info, self.meter
+        observe.emit(
+            "budget.reservation_refused",
+            model=info.model,
+            node=info.node,
+            requested=requested,
+            remaining=remaining,
+            limit=meter.limit,
+        )
+        raise BudgetExceededError(
+            limit=meter.limit,
+            spent=meter.spent,
+            requested=requested,
+            scope=getattr(meter, "scope", "run"),
+            reserved=meter.reserved,
+            unit=meter.budget.unit,
+        )
+
+    @property
+    def wants_text(self) -> bool:
+        """Whether the completion text must be kept (an observer asked for content)."""
+        return self.owner.capture_output or (observe.state.active and observe.content_wanted())
 
     def finish(self, usage: Usage | None, text: str) -> Usage:
         """Commit the real (or, if unreported, locally counted) usage."""
-        info = self.info
+        info, meter = self.info, self.meter
         if usage is None:
             usage = Usage(
                 input_tokens=info.prompt_tokens_estimate
@@ -137,36 +161,40 @@ class _Call:
                 estimated_calls=1,
             )
             info.estimated = True
-        budget = getattr(self.meter, "budget", None)
-        units = (
-            budget.units(
+        budget = getattr(meter, "budget", None)
+        count = budget.count if budget is not None else "input+output"
+        if count == "input+output":
+            units = usage.input_tokens + usage.output_tokens
+        elif count == "output":
+            units = usage.output_tokens
+        else:
+            assert budget is not None
+            units = budget.units(
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
                 cached_tokens=usage.cached_tokens,
                 model=info.model,
             )
-            if budget is not None
-            else usage.total_tokens
-        )
-        usage = Usage(
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.reasoning_tokens,
-            usage.cached_tokens,
-            usage.calls or 1,
-            usage.estimated_calls,
-            units,
-        )
-        spend = Spend.of(usage, node=info.node)
+        if usage.units != units or not usage.calls:
+            usage = Usage(
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.reasoning_tokens,
+                usage.cached_tokens,
+                usage.calls or 1,
+                usage.estimated_calls,
+                units,
+            )
         if self.reservation is not None:
-            self.meter.commit(self.reservation, units, usage=spend)
+            meter.commit(self.reservation, units, usage=usage)
         ledger = current_ledger()
         if ledger is not None:
-            ledger.add(spend)
+            ledger.add(usage, info.node)
         info.usage, info.units = usage, units
-        if self.owner.capture_output or observe.content_wanted():
-            info.output_text = text
-        observe.notify("call_finished", info)
+        if observe.state.active:
+            if self.wants_text:
+                info.output_text = text
+            observe.notify("call_finished", info)
         return usage
 
     def fail(self, error: BaseException, usage: Usage | None = None, text: str = "") -> None:
@@ -193,6 +221,15 @@ class _Call:
         if self.reservation is not None:
             self.meter.release(self.reservation)
         observe.notify("call_finished", self.info)
+
+    def finish_result(self, result: ChatResult) -> None:
+        """Commit a finished (non-streamed) call's result."""
+        gens = result.generations
+        usage = usage_from_message(gens[0].message) if len(gens) == 1 else _result_usage(result)
+        text = _result_text(result) if usage is None or self.wants_text else ""
+        if observe.state.active:
+            self.info.finish_reasons = _finish_reasons(result)
+        self.finish(usage, text)
 
 
 _TIMEOUT_NAMES = frozenset(
@@ -274,9 +311,6 @@ class BudgetedChatModel(BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return f"budgeted-{self.model._llm_type}"
-
-    def _inner_defaults(self) -> tuple[str | None, Any, Any]:
-        return self.inner_defaults or (None, None, None)
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -388,8 +422,7 @@ class BudgetedChatModel(BaseChatModel):
         except BaseException as exc:
             call.fail(exc)
             raise
-        call.info.finish_reasons = _finish_reasons(result)
-        call.finish(_result_usage(result), _result_text(result))
+        call.finish_result(result)
         return result
 
     async def _agenerate_once(
@@ -408,8 +441,7 @@ class BudgetedChatModel(BaseChatModel):
         except BaseException as exc:
             call.fail(exc)
             raise
-        call.info.finish_reasons = _finish_reasons(result)
-        call.finish(_result_usage(result), _result_text(result))
+        call.finish_result(result)
         return result
 
     def _inner_streams(self) -> bool:

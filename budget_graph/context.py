@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 
-from budget_graph.budget import Spend
+from budget_graph.budget import Spend, Usage
 from budget_graph.meter import Meter
 
 __all__ = [
@@ -59,24 +59,36 @@ def use_meter(meter: Any) -> Iterator[Any]:
 class Ledger:
     """Collects the spend of the budgeted calls made inside one node run."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_token")
 
     def __init__(self) -> None:
         # Appends are atomic under the GIL (a node may fan calls out to threads); the sum
         # is taken once, when the node ends, instead of once per call.
-        self._items: list[Spend] = []
+        self._items: list[Spend | tuple[Usage, str | None]] = []
+        self._token: Token[Ledger | None] | None = None
 
-    def add(self, spend: Spend) -> None:
-        """Record a call's spend."""
-        self._items.append(spend)
+    def __enter__(self) -> Ledger:
+        self._token = _ledger_var.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _ledger_var.reset(self._token)
+            self._token = None
+
+    def __bool__(self) -> bool:
+        """Whether any spend was recorded."""
+        return bool(self._items)
+
+    def add(self, spend: Spend | Usage, node: str | None = None) -> None:
+        """Record a spend, or one call's usage attributed to ``node``."""
+        self._items.append(spend if isinstance(spend, Spend) else (spend, node))
 
     @property
     def spend(self) -> Spend:
         """Everything recorded so far."""
         items = self._items
-        if len(items) == 1:
-            return items[0]
-        return sum(items, Spend())
+        return Spend.fold(items) if items else Spend()
 
 
 _ledger_var: ContextVar[Ledger | None] = ContextVar("budget_graph_ledger", default=None)
@@ -87,12 +99,6 @@ def current_ledger() -> Ledger | None:
     return _ledger_var.get()
 
 
-@contextmanager
-def open_ledger() -> Iterator[Ledger]:
-    """Collect the spend of calls made inside the block."""
-    ledger = Ledger()
-    token = _ledger_var.set(ledger)
-    try:
-        yield ledger
-    finally:
-        _ledger_var.reset(token)
+def open_ledger() -> Ledger:
+    """A ledger collecting the spend of calls made inside a ``with`` block."""
+    return Ledger()

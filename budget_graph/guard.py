@@ -14,7 +14,7 @@ from langgraph.types import Command
 
 from budget_graph._internal import observe
 from budget_graph.budget import Budget, Spend
-from budget_graph.context import budget_config, current_meter, open_ledger, use_meter
+from budget_graph.context import Ledger, budget_config, current_meter, use_meter
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter
 
@@ -79,19 +79,23 @@ def guard(
         return functools.partial(guard, name=name, on_exhausted=on_exhausted)
     label: str = name or str(getattr(node, "__name__", "node"))
 
-    def _done(ledger: Any, info: observe.NodeInfo, result: Any, reason: str | None) -> Any:
+    def _done(ledger: Any, info: observe.NodeInfo | None, result: Any, reason: str | None) -> Any:
         if reason is None and isinstance(result, dict):
             reason = result.get("stop_reason")
+        if not ledger and reason is None and info is None:
+            return result  # no budgeted call, nothing to report
         spend = ledger.spend  # summed once: the ledger adds up its calls on read
-        info.usage, info.stop_reason = spend.usage, reason
-        observe.notify("node_finished", info)
+        if info is not None:
+            info.usage, info.stop_reason = spend.usage, reason
+            observe.notify("node_finished", info)
         return _merge_update(result, spend, reason)
 
-    def _failed(ledger: Any, info: observe.NodeInfo, exc: BaseException) -> None:
-        info.error, info.usage = exc, ledger.spend.usage
-        observe.notify("node_finished", info)
+    def _failed(ledger: Any, info: observe.NodeInfo | None, exc: BaseException) -> None:
+        if info is not None:
+            info.error, info.usage = exc, ledger.spend.usage
+            observe.notify("node_finished", info)
 
-    def _exhausted(ledger: Any, info: observe.NodeInfo, exc: BudgetExceededError) -> Any:
+    def _exhausted(ledger: Any, info: observe.NodeInfo | None, exc: BudgetExceededError) -> Any:
         observe.emit(
             "budget.exhausted",
             node=label,
@@ -100,18 +104,25 @@ def guard(
             requested=exc.requested,
         )
         if on_exhausted == "error":
-            info.error = exc
-            observe.notify("node_finished", info)
+            if info is not None:
+                info.error = exc
+                observe.notify("node_finished", info)
             raise exc
         return _done(ledger, info, None, "budget")
+
+    def _start() -> observe.NodeInfo | None:
+        if not observe.state.active:  # hot path: no observer, no record
+            return None
+        info = observe.NodeInfo(name=label)
+        observe.notify("node_started", info)
+        return info
 
     if inspect.iscoroutinefunction(node):
 
         @functools.wraps(node)
         async def _awrapped(*args: Any, **kwargs: Any) -> Any:
-            info = observe.NodeInfo(name=label)
-            observe.notify("node_started", info)
-            with open_ledger() as ledger:
+            info = _start()
+            with Ledger() as ledger:
                 try:
                     result = await node(*args, **kwargs)
                 except BudgetExceededError as exc:
@@ -125,9 +136,8 @@ def guard(
 
     @functools.wraps(node)
     def _wrapped(*args: Any, **kwargs: Any) -> Any:
-        info = observe.NodeInfo(name=label)
-        observe.notify("node_started", info)
-        with open_ledger() as ledger:
+        info = _start()
+        with Ledger() as ledger:
             try:
                 result = node(*args, **kwargs)
             except BudgetExceededError as exc:

@@ -98,15 +98,18 @@ class Meter:
         """Units committed beyond their reservation (providers that ignore max_tokens)."""
         self.refused = 0
         """Reservations refused so far."""
-        self._spends: list[Spend] = [spend] if spend is not None else []
+        # Calls are kept as (usage, node) records and folded into a Spend on read.
+        self._spends: list[Spend | tuple[Usage, str | None]] = [spend] if spend else []
 
     @property
     def spend(self) -> Spend:
         """Everything committed through this meter, with its per-node breakdown."""
         with self._lock:
-            if len(self._spends) > 1:  # fold, so reading stays cheap as calls accumulate
-                self._spends = [sum(self._spends, Spend())]
-            return self._spends[0] if self._spends else Spend()
+            if not self._spends:
+                return Spend()
+            folded = Spend.fold(self._spends)
+            self._spends = [folded]  # so reading stays cheap as calls accumulate
+            return folded
 
     @classmethod
     def from_spend(cls, budget: Budget, spend: Spend | None) -> Meter:
@@ -174,9 +177,9 @@ class Meter:
             self._drop(reservation)
             self._spent += units
             if usage is not None:
-                if not isinstance(usage, Spend):
-                    usage = Spend.of(usage, node=reservation.node)
-                self._spends.append(usage)
+                self._spends.append(
+                    usage if isinstance(usage, Spend) else (usage, reservation.node)
+                )
             over = units - reservation.units
             if over > 0:
                 self.overrun_units += over

@@ -88,3 +88,26 @@ def test_subtraction_undoes_addition(a, b):
         *(getattr(a.usage, f) for f in a.usage.__slots__),
         by_node={k: v for k, v in a.by_node.items() if v != Usage()},
     )
+
+
+_usages = st.builds(
+    Usage,
+    input_tokens=st.integers(0, 1000),
+    output_tokens=st.integers(0, 1000),
+    calls=st.integers(0, 3),
+    units=st.integers(0, 2000),
+)
+_records = st.lists(
+    st.one_of(
+        st.tuples(_usages, st.sampled_from([None, "plan", "act"])),
+        st.builds(Spend.of, _usages, node=st.sampled_from([None, "plan", "act"])),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(_records)
+def test_fold_equals_the_sum_of_the_records(records: list) -> None:
+    as_spends = [r if isinstance(r, Spend) else Spend.of(r[0], node=r[1]) for r in records]
+    assert Spend.fold(records) == sum(as_spends, Spend())

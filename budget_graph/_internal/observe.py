@@ -105,6 +105,19 @@ class Observer(Protocol):
 _observers: tuple[Observer, ...] = ()
 
 
+class _State:
+    """Flags the hot path reads instead of scanning observers on every call."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active = False
+        """Whether any observer is registered."""
+
+
+state = _State()
+
+
 def observers() -> tuple[Observer, ...]:
     """The registered observers."""
     return _observers
@@ -115,12 +128,14 @@ def add_observer(observer: Observer) -> None:
     global _observers
     if observer not in _observers:
         _observers = (*_observers, observer)
+    state.active = True
 
 
 def remove_observer(observer: Observer) -> None:
     """Unregister an observer."""
     global _observers
     _observers = tuple(o for o in _observers if o is not observer)
+    state.active = bool(_observers)
 
 
 def content_wanted() -> bool:
