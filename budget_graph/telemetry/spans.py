@@ -15,9 +15,8 @@ from budget_graph.telemetry import attributes as A
 
 __all__ = [
     "Rollup",
-    "budget_attributes",
-    "call_end_attributes",
-    "call_start_attributes",
+    "add_budget_attributes",
+    "call_attributes",
     "content_attributes",
     "event_attributes",
     "usage_attributes",
@@ -25,19 +24,35 @@ __all__ = [
 
 
 class Rollup:
-    """Thread-safe running sum of the usage of the calls under a node or run span.
+    """Running sum of the usage of the calls under a node or run span.
 
-    Parallel branches finish calls on different threads, hence the lock; ``parent``
-    links a nested node to the node or run around it so every ancestor gets the call.
+    A call adds to the innermost node or run only; a node adds its total to the node or
+    run around it once, when it closes. Parallel branches finish calls and nodes on
+    different threads, hence the lock. A call that lands after its node closed goes to
+    the nearest ancestor still open.
     """
 
-    __slots__ = ("_lock", "absorb", "meter", "parent", "span", "usage")
+    __slots__ = (
+        "_lock",
+        "absorb",
+        "cached",
+        "calls",
+        "closed",
+        "input",
+        "meter",
+        "output",
+        "parent",
+        "reasoning",
+        "span",
+        "units",
+    )
 
-    def __init__(self, span: Any, parent: Rollup | None) -> None:
+    def __init__(self, span: Any, parent: Rollup | None, meter: Any = None) -> None:
         self.span = span
         self.parent = parent
-        self.usage = Usage()
-        self.meter: Any = None
+        self.meter: Any = meter
+        self.input = self.output = self.reasoning = self.cached = self.calls = self.units = 0
+        self.closed = False
         self.absorb = False
         """A wrapper run span waiting to absorb the run reported inside it."""
         self._lock = threading.Lock()
@@ -51,19 +66,52 @@ class Rollup:
             node = node.parent
         return None
 
-    def add(self, usage: Usage, meter: Any) -> None:
-        """Add one call's usage here and to every ancestor."""
+    def add(
+        self, input: int, output: int, reasoning: int, cached: int, calls: int, units: int
+    ) -> None:
+        """Add usage here, or to the nearest open ancestor once this one closed."""
         node: Rollup | None = self
         while node is not None:
             with node._lock:
-                node.usage = node.usage + usage
-                if node.meter is None:
-                    node.meter = meter
+                if not node.closed:
+                    node.input += input
+                    node.output += output
+                    node.reasoning += reasoning
+                    node.cached += cached
+                    node.calls += calls
+                    node.units += units
+                    return
             node = node.parent
+
+    def close(self) -> None:
+        """Stop counting here and hand the total to the node or run around this one."""
+        with self._lock:
+            self.closed = True
+        if self.parent is not None and self.calls:
+            self.parent.add(
+                self.input, self.output, self.reasoning, self.cached, self.calls, self.units
+            )
+
+    def attributes(self) -> dict[str, AttributeValue]:
+        """``budget.usage.*``: the rolled-up total.
+
+        Reasoning and cached tokens are left out when zero (most models report none).
+        """
+        attrs: dict[str, AttributeValue] = {
+            A.USAGE_INPUT_TOKENS: self.input,
+            A.USAGE_OUTPUT_TOKENS: self.output,
+            A.USAGE_CALLS: self.calls,
+            A.USAGE_UNITS: self.units,
+        }
+        if self.reasoning:
+            attrs[A.USAGE_REASONING_TOKENS] = self.reasoning
+        if self.cached:
+            attrs[A.USAGE_CACHED_TOKENS] = self.cached
+        return attrs
 
 
 def usage_attributes(usage: Usage | Spend) -> dict[str, AttributeValue]:
-    """``budget.usage.*`` for a usage (a call's own, or a rolled-up total).
+    """``budget.usage.*`` for one call's usage (LLM spans under another instrumentor).
 
     Reasoning and cached tokens are left out when zero (most models report none).
     """
@@ -80,31 +128,36 @@ def usage_attributes(usage: Usage | Spend) -> dict[str, AttributeValue]:
     return attrs
 
 
-def budget_attributes(meter: Any, *, run: bool = False) -> dict[str, AttributeValue]:
-    """``budget.spent/remaining`` read off a meter now, plus ``limit`` and ``unit`` for a run.
+def add_budget_attributes(
+    attrs: dict[str, AttributeValue], meter: Any, *, run: bool = False
+) -> None:
+    """Add ``budget.spent/remaining`` read off a meter now, plus ``limit`` and ``unit`` for a run.
 
-    Empty when the meter is unknown or unreachable. Span attributes are the main cost of
-    tracing, so node spans skip the run-constant ones.
+    Adds nothing when the meter is unknown or unreachable. Span attributes are the main
+    cost of tracing, so node spans skip the run-constant ones.
     """
     if meter is None:
-        return {}
+        return
     try:
-        out: dict[str, AttributeValue] = {
-            A.BUDGET_SPENT: int(meter.spent),
-            A.BUDGET_REMAINING: int(meter.remaining),
-        }
-        if run:
-            out[A.BUDGET_LIMIT] = int(meter.limit)
+        spent, remaining = int(meter.spent), int(meter.remaining)
+        limit = int(meter.limit) if run else None
     except Exception:  # noqa: BLE001 - a remote meter may be unreachable; never break a run
-        return {}
-    name = getattr(getattr(meter, "budget", None), "unit", None) if run else None
-    if isinstance(name, str):
-        out[A.BUDGET_UNIT] = name
-    return out
+        return
+    attrs[A.BUDGET_SPENT] = spent
+    attrs[A.BUDGET_REMAINING] = remaining
+    if limit is not None:
+        attrs[A.BUDGET_LIMIT] = limit
+        name = getattr(getattr(meter, "budget", None), "unit", None)
+        if isinstance(name, str):
+            attrs[A.BUDGET_UNIT] = name
 
 
-def call_start_attributes(call: CallInfo) -> dict[str, AttributeValue]:
-    """Attributes known when a call's reservation is granted."""
+def call_attributes(call: CallInfo, *, genai_usage: bool) -> dict[str, AttributeValue]:
+    """An LLM-call span's attributes: the request as sent, the budget around it, usage.
+
+    Built once, when the call ends, in a single dict: the SDK cleans every attribute it
+    is given, so each one set costs (see ``benchmarks/telemetry_overhead.py``).
+    """
     attrs: dict[str, AttributeValue] = {
         A.SPAN_KIND: A.SPAN_KIND_LLM,
         A.GEN_AI_OPERATION_NAME: call.operation,
@@ -115,24 +168,17 @@ def call_start_attributes(call: CallInfo) -> dict[str, AttributeValue]:
         attrs[A.GEN_AI_REQUEST_MAX_TOKENS] = call.max_tokens
     if call.n != 1:
         attrs[A.GEN_AI_REQUEST_CHOICE_COUNT] = call.n
-    for key, value in (
-        (A.BUDGET_LIMIT, call.limit),
-        (A.BUDGET_SPENT, call.spent_before),
-        (A.BUDGET_REMAINING, call.remaining_before),
-        (A.BUDGET_ALLOCATED, call.allocated),
-    ):
-        if value is not None:
-            attrs[key] = value
     if call.limit is not None:
+        attrs[A.BUDGET_LIMIT] = call.limit
         attrs[A.BUDGET_RESERVED] = call.reserved_units
-    return attrs
-
-
-def call_end_attributes(call: CallInfo, *, genai_usage: bool) -> dict[str, AttributeValue]:
-    """Attributes known when a call ends: usage, charged units, finish reasons."""
-    attrs: dict[str, AttributeValue] = {}
+    if call.spent_before is not None:
+        attrs[A.BUDGET_SPENT] = call.spent_before
+    if call.remaining_before is not None:
+        attrs[A.BUDGET_REMAINING] = call.remaining_before
+    if call.allocated is not None:
+        attrs[A.BUDGET_ALLOCATED] = call.allocated
     if call.finish_reasons:
-        attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = list(call.finish_reasons)
+        attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = call.finish_reasons
     usage = call.usage
     if usage is None:
         return attrs

@@ -20,12 +20,10 @@ from budget_graph.telemetry.config import TelemetryConfig
 from budget_graph.telemetry.metrics import BudgetInstruments, create_budget_instruments
 from budget_graph.telemetry.spans import (
     Rollup,
-    budget_attributes,
-    call_end_attributes,
-    call_start_attributes,
+    add_budget_attributes,
+    call_attributes,
     content_attributes,
     event_attributes,
-    usage_attributes,
 )
 
 __all__ = ["ABSORB_NESTED_RUN", "INSTRUMENTATION_NAME", "BudgetTracer", "instrument"]
@@ -82,6 +80,7 @@ class BudgetTracer:
         self._key = f"budget_graph.telemetry.{id(self)}"
         self._scope: ContextVar[Rollup | None] = ContextVar(self._key, default=None)
         self._label_cache: dict[tuple[str, str | None], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._unit_labels: dict[str, dict[str, Any]] = {}
 
     @property
     def capture_content(self) -> bool:
@@ -116,19 +115,21 @@ class BudgetTracer:
         call.slot[self._key] = (otel_context.get_current(), time.time_ns(), self._scope.get())
 
     def call_finished(self, call: CallInfo) -> None:
-        """Write the call's span (child of the node current at its start), roll usage up."""
+        """Write the call's span (child of the span current at its start), roll usage up."""
         entry = call.slot.pop(self._key, None)
         if entry is None:
             return
         parent, started_ns, scope = entry
         cfg = self.config
-        attrs = call_start_attributes(call)
-        attrs.update(call_end_attributes(call, genai_usage=cfg.genai_usage))
+        attrs = call_attributes(call, genai_usage=cfg.genai_usage)
         if cfg.capture_content:
             attrs.update(content_attributes(call, cfg.content_max_chars))
-        name = f"{call.operation} {call.model}" if call.model else call.operation
         span = self._tracer.start_span(
-            name, context=parent, kind=SpanKind.CLIENT, attributes=attrs, start_time=started_ns
+            f"{call.operation} {call.model}" if call.model else call.operation,
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            start_time=started_ns,
         )
         if call.error is not None:
             _error(span, call.error, record=False)
@@ -137,12 +138,21 @@ class BudgetTracer:
         if usage is None:
             return
         if scope is not None:
-            meter = scope.meter or scope.find_meter() or current_meter()
-            scope.add(usage, meter)
+            if scope.meter is None:
+                scope.meter = scope.find_meter() or current_meter()
+            scope.add(
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.reasoning_tokens,
+                usage.cached_tokens,
+                usage.calls,
+                usage.units,
+            )
         if self._instruments is not None:
             labels_in, labels_out = self._labels(call.operation, call.model)
-            self._instruments.token_usage.record(usage.input_tokens, labels_in)
-            self._instruments.token_usage.record(usage.output_tokens, labels_out)
+            record = self._instruments.token_usage.record
+            record(usage.input_tokens, labels_in, parent)
+            record(usage.output_tokens, labels_out, parent)
 
     def _labels(self, operation: str, model: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
         key = (operation, model)
@@ -160,10 +170,10 @@ class BudgetTracer:
 
     # -- nodes and runs -----------------------------------------------------------------
 
-    def _open(self, name: str, kind: str, slot: dict[str, Any], meter: Any = None) -> Rollup:
-        span = self._tracer.start_span(name, attributes={A.SPAN_KIND: kind})
-        rollup = Rollup(span, self._scope.get())
-        rollup.meter = meter
+    def _open(self, name: str, slot: dict[str, Any], meter: Any = None) -> Rollup:
+        # Attributes (the span kind included) are set once, at the end: one SDK call.
+        span = self._tracer.start_span(name)
+        rollup = Rollup(span, self._scope.get(), meter)
         otel_token = otel_context.attach(trace.set_span_in_context(span))
         slot[self._key] = (rollup, otel_token, self._scope.set(rollup))
         return rollup
@@ -178,11 +188,12 @@ class BudgetTracer:
             otel_context.detach(otel_token)
         except ValueError:  # ended in another context than it started; the span still ends
             pass
+        rollup.close()
         return rollup
 
     def node_started(self, node: NodeInfo) -> None:
         """Open the node's span and make it current for the node's calls."""
-        self._open(node.name, A.SPAN_KIND_NODE, node.slot)
+        self._open(node.name, node.slot)
 
     def node_finished(self, node: NodeInfo) -> None:
         """Set the node's rolled-up usage, budget and stop reason; end its span."""
@@ -190,8 +201,9 @@ class BudgetTracer:
         if rollup is None:
             return
         span = rollup.span
-        attrs = usage_attributes(rollup.usage)
-        attrs.update(budget_attributes(rollup.find_meter() or current_meter()))
+        attrs = rollup.attributes()
+        attrs[A.SPAN_KIND] = A.SPAN_KIND_NODE
+        add_budget_attributes(attrs, rollup.find_meter() or current_meter())
         if node.stop_reason is not None:
             attrs[A.BUDGET_STOP_REASON] = node.stop_reason
         span.set_attributes(attrs)
@@ -207,7 +219,7 @@ class BudgetTracer:
             outer.meter = outer.meter or run.meter
             run.slot[self._key] = (_ABSORBED, outer)
             return
-        rollup = self._open(run.name, A.SPAN_KIND_RUN, run.slot, run.meter)
+        rollup = self._open(run.name, run.slot, run.meter)
         rollup.absorb = bool(run.slot.get(ABSORB_NESTED_RUN))
 
     def run_finished(self, run: RunInfo) -> None:
@@ -221,14 +233,14 @@ class BudgetTracer:
         if rollup is None:
             return
         span, meter = rollup.span, rollup.meter or run.meter
-        attrs = usage_attributes(rollup.usage)
-        budget = budget_attributes(meter, run=True)
-        attrs.update(budget)
+        attrs = rollup.attributes()
+        attrs[A.SPAN_KIND] = A.SPAN_KIND_RUN
+        add_budget_attributes(attrs, meter, run=True)
         state = run.state if isinstance(run.state, dict) else {}
         stop_reason = state.get("stop_reason")
         if isinstance(stop_reason, str):
             attrs[A.BUDGET_STOP_REASON] = stop_reason
-        limit, spent = budget.get(A.BUDGET_LIMIT), budget.get(A.BUDGET_SPENT)
+        limit, spent = attrs.get(A.BUDGET_LIMIT), attrs.get(A.BUDGET_SPENT)
         if isinstance(limit, int) and isinstance(spent, int) and limit > 0:
             attrs[A.BUDGET_UTILIZATION] = spent / limit
         span.set_attributes(attrs)
@@ -237,11 +249,17 @@ class BudgetTracer:
         span.end()
         inst = self._instruments
         if inst is not None and isinstance(limit, int) and isinstance(spent, int):
-            labels = {A.BUDGET_UNIT: str(budget.get(A.BUDGET_UNIT, "tokens"))}
+            labels = self._run_labels(str(attrs.get(A.BUDGET_UNIT, "tokens")))
             inst.run_spend.record(spent, labels)
             if limit > 0:
                 inst.utilization.record(spent / limit, labels)
             inst.overshoot.add(1 if spent > limit else 0, labels)
+
+    def _run_labels(self, unit: str) -> dict[str, Any]:
+        labels = self._unit_labels.get(unit)
+        if labels is None:
+            labels = self._unit_labels[unit] = {A.BUDGET_UNIT: unit}
+        return labels
 
     # -- events -------------------------------------------------------------------------
 
