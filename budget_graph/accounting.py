@@ -163,12 +163,16 @@ def usage_from_message(message: BaseMessage) -> Usage | None:
     meta = getattr(message, "usage_metadata", None)
     if not meta:
         return None
+    return Usage(*usage_counts(meta), 1)
+
+
+def usage_counts(meta: Any) -> tuple[int, int, int, int]:
+    """Input, output, reasoning and cached tokens of a ``usage_metadata`` dict."""
     get = meta.get
     out_details, in_details = get("output_token_details"), get("input_token_details")
-    return Usage(
+    return (
         int(get("input_tokens") or 0),
         int(get("output_tokens") or 0),
         int(out_details.get("reasoning") or 0) if out_details else 0,
         int(in_details.get("cache_read") or 0) if in_details else 0,
-        1,
     )

@@ -310,6 +310,11 @@ class Spend:
     def __add__(self, other: Spend) -> Spend:
         if not isinstance(other, Spend):
             return NotImplemented
+        # A zero side (e.g. the reducer's initial ``Spend()``) adds nothing.
+        if not other.by_node and other._is_zero():
+            return self
+        if not self.by_node and self._is_zero():
+            return other
         if not other.by_node:
             by_node = self.by_node
         elif not self.by_node:
@@ -352,3 +357,15 @@ class Spend:
 
     def __bool__(self) -> bool:
         return self.calls > 0 or self.units > 0 or self.total_tokens > 0
+
+    def _is_zero(self) -> bool:
+        return not (
+            self.by_node
+            or self.input_tokens
+            or self.output_tokens
+            or self.reasoning_tokens
+            or self.cached_tokens
+            or self.calls
+            or self.estimated_calls
+            or self.units
+        )

@@ -15,11 +15,17 @@ from pydantic import ConfigDict, Field
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from budget_graph._internal import observe
-from budget_graph.accounting import count_messages, count_tokens, model_name, usage_from_message
-from budget_graph.budget import Usage
+from budget_graph.accounting import (
+    count_messages,
+    count_tokens,
+    model_name,
+    usage_counts,
+    usage_from_message,
+)
+from budget_graph.budget import Budget, Usage
 from budget_graph.context import current_ledger, current_meter
 from budget_graph.errors import BudgetExceededError
-from budget_graph.meter import Reservation
+from budget_graph.meter import Meter, Reservation
 from budget_graph.retry import RetryPolicy
 
 __all__ = ["BudgetedChatModel", "budgeted"]
@@ -89,34 +95,18 @@ class _Call:
         per_call = budget.per_call_max_tokens
         if per_call is not None and (not bound or per_call < bound):
             bound = per_call
-        tokens_mode = budget.count != "cost"
-        prompt_units = (
-            (prompt if budget.count == "input+output" else 0)
-            if tokens_mode
-            else budget.units(input_tokens=prompt, model=model)
-        )
-        units = prompt_units
-        for _ in range(3):  # another branch may reserve between the look and the grab
-            avail = meter.available(final=final)
-            if tokens_mode:
-                cap = (avail - prompt_units) // n
-            else:
-                cap = budget.max_output_for(avail - prompt_units, model=model) // n
-            if bound and bound < cap:
-                cap = bound
-            if cap < 1:
-                self._refuse(prompt_units + budget.units(output_tokens=n, model=model), avail)
-            if tokens_mode:
-                units = prompt_units + cap * n
-            else:
-                units = budget.units(input_tokens=prompt, output_tokens=cap * n, model=model)
-            try:
-                self.reservation = meter.reserve(units, final=final, node=info.node)
-            except BudgetExceededError:
-                continue
-            break
+        count = budget.count
+        if count != "cost" and type(meter) is Meter:  # the in-process meter clamps atomically
+            prompt_units = prompt if count == "input+output" else 0
+            held = meter.reserve_output(
+                prompt_units, n=n, max_output=bound, final=final, node=info.node
+            )
+            if held is None:
+                self._refuse(prompt_units + n, meter.available(final=final))
+            self.reservation, cap = held
+            units = self.reservation.units
         else:
-            self._refuse(units, None)
+            cap, units = self._reserve_loop(budget, prompt, bound)
         info.max_tokens = cap
         info.reserved_units = units
         self.kwargs[self.owner.max_tokens_param] = cap
@@ -124,6 +114,27 @@ class _Call:
             info.limit, info.spent_before = meter.limit, meter.spent
             info.remaining_before = meter.remaining
             observe.notify("call_started", info)
+
+    def _reserve_loop(self, budget: Budget, prompt: int, bound: int) -> tuple[int, int]:
+        """Look, then grab: for meters without an atomic clamp (Postgres, agent) and cost mode."""
+        info, meter, final = self.info, self.meter, self.owner.final
+        model, n = info.model, info.n
+        prompt_units = budget.units(input_tokens=prompt, model=model)
+        units = prompt_units
+        for _ in range(3):  # another branch may reserve between the look and the grab
+            avail = meter.available(final=final)
+            cap = budget.max_output_for(avail - prompt_units, model=model) // n
+            if bound and bound < cap:
+                cap = bound
+            if cap < 1:
+                self._refuse(prompt_units + budget.units(output_tokens=n, model=model), avail)
+            units = budget.units(input_tokens=prompt, output_tokens=cap * n, model=model)
+            try:
+                self.reservation = meter.reserve(units, final=final, node=info.node)
+            except BudgetExceededError:
+                continue
+            return cap, units
+        self._refuse(units, None)
 
     def _refuse(self, requested: int, remaining: int | None) -> NoReturn:
         info, meter = self.info, self.meter
@@ -151,40 +162,62 @@ class _Call:
 
     def finish(self, usage: Usage | None, text: str) -> Usage:
         """Commit the real (or, if unreported, locally counted) usage."""
-        info, meter = self.info, self.meter
+        info = self.info
         if usage is None:
-            usage = Usage(
-                input_tokens=info.prompt_tokens_estimate
-                or count_messages(self.messages, model=info.model),
-                output_tokens=count_tokens(text, model=info.model),
-                calls=1,
-                estimated_calls=1,
-            )
             info.estimated = True
+            return self._commit(
+                info.prompt_tokens_estimate or count_messages(self.messages, model=info.model),
+                count_tokens(text, model=info.model),
+                0,
+                0,
+                1,
+                1,
+                text,
+            )
+        return self._commit(
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.reasoning_tokens,
+            usage.cached_tokens,
+            usage.calls or 1,
+            usage.estimated_calls,
+            text,
+        )
+
+    def _commit(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        reasoning_tokens: int,
+        cached_tokens: int,
+        calls: int,
+        estimated_calls: int,
+        text: str,
+    ) -> Usage:
+        info, meter = self.info, self.meter
         budget = getattr(meter, "budget", None)
         count = budget.count if budget is not None else "input+output"
         if count == "input+output":
-            units = usage.input_tokens + usage.output_tokens
+            units = input_tokens + output_tokens
         elif count == "output":
-            units = usage.output_tokens
+            units = output_tokens
         else:
             assert budget is not None
             units = budget.units(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cached_tokens=usage.cached_tokens,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cached_tokens=cached_tokens,
                 model=info.model,
             )
-        if usage.units != units or not usage.calls:
-            usage = Usage(
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.reasoning_tokens,
-                usage.cached_tokens,
-                usage.calls or 1,
-                usage.estimated_calls,
-                units,
-            )
+        usage = Usage(
+            input_tokens,
+            output_tokens,
+            reasoning_tokens,
+            cached_tokens,
+            calls,
+            estimated_calls,
+            units,
+        )
         if self.reservation is not None:
             meter.commit(self.reservation, units, usage=usage)
         ledger = current_ledger()
@@ -225,11 +258,15 @@ class _Call:
     def finish_result(self, result: ChatResult) -> None:
         """Commit a finished (non-streamed) call's result."""
         gens = result.generations
-        usage = usage_from_message(gens[0].message) if len(gens) == 1 else _result_usage(result)
-        text = _result_text(result) if usage is None or self.wants_text else ""
         if observe.state.active:
             self.info.finish_reasons = _finish_reasons(result)
-        self.finish(usage, text)
+        meta = getattr(gens[0].message, "usage_metadata", None) if len(gens) == 1 else None
+        if meta:  # the common case, read without building an intermediate Usage
+            text = _result_text(result) if self.wants_text else ""
+            self._commit(*usage_counts(meta), 1, 0, text)
+            return
+        usage = _result_usage(result)
+        self.finish(usage, _result_text(result) if usage is None or self.wants_text else "")
 
 
 _TIMEOUT_NAMES = frozenset(

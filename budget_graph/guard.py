@@ -239,10 +239,15 @@ class BudgetedGraph:
         else:
             used = 0 if self.scope == "run" else start.units
             if isinstance(input, dict):
-                input = {**input, "budget": self.budget, "budget_base_units": start.units}
+                input = {**input, "budget": self.budget}
+                if thread is not None:  # only a checkpointed thread can resume
+                    input["budget_base_units"] = start.units
         meter = Meter(self.budget, spent_units=max(used, 0), scope=self.scope)
         self.last_meter = meter
-        return input, _Run(meter, budget_config(meter, config), thread, start)
+        # Without a caller config, the meter travels in a context variable only (LangGraph
+        # copies the context into its task threads): a config would cost a merge per task.
+        run_config = budget_config(meter, config) if config is not None else None
+        return input, _Run(meter, run_config, thread, start)
 
     def _settle(self, run: _Run) -> None:
         """Keep spend the run committed that its checkpointed state does not show."""
@@ -327,7 +332,7 @@ class BudgetedGraph:
 @dataclass(frozen=True, slots=True)
 class _Run:
     meter: Meter
-    config: RunnableConfig
+    config: RunnableConfig | None
     thread: Any
     start: Spend
     """The thread's spend in state when the run started (pending spend included)."""

@@ -162,6 +162,35 @@ class Meter:
             self._open[res.id] = res
             return res
 
+    def reserve_output(
+        self,
+        prompt_units: int,
+        *,
+        n: int = 1,
+        max_output: int = 0,
+        final: bool = False,
+        node: str | None = None,
+    ) -> tuple[Reservation, int] | None:
+        """Atomically hold ``prompt_units`` plus as many output units as fit (token budgets).
+
+        Each of the ``n`` samples gets the same output cap, at most ``max_output`` (0: no
+        bound). Returns the reservation and the per-sample cap, or ``None`` (holding
+        nothing) when not even one output token per sample fits.
+        """
+        with self._lock:
+            cap = self._limit if final else self._limit - self.budget.reserve
+            out = (cap - self._spent - self._reserved - prompt_units) // n
+            if max_output and max_output < out:
+                out = max_output
+            if out < 1:
+                self.refused += 1
+                return None
+            units = prompt_units + out * n
+            res = Reservation(next(_ids), units, final, node)
+            self._reserved += units
+            self._open[res.id] = res
+            return res, out
+
     def commit(
         self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
     ) -> None:

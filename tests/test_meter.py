@@ -115,3 +115,19 @@ def test_asyncio_never_overshoots(limit, sizes):
 
     results = asyncio.run(main())
     assert m.spent == sum(results) <= limit
+
+
+def test_reserve_output_clamps_atomically_and_refuses_without_holding() -> None:
+    m = Meter(Budget(max_tokens=100, reserve=10))
+    held = m.reserve_output(30, n=2, max_output=50)
+    assert held is not None
+    res, cap = held
+    assert cap == 30 and res.units == 30 + 2 * 30  # (90 - 30) // 2 per sample
+    assert m.reserve_output(0) is None and m.reserved == 90  # the reserve is for finals
+    final = m.reserve_output(0, final=True)
+    assert final is not None and final[1] == 10
+    assert m.reserve_output(0, final=True) is None and m.refused == 2
+    m.commit(res, 70)
+    assert m.reserve_output(10, max_output=3) is None  # 100 - 70 - 10 held - 10 reserve - 10 < 1
+    m.release(final[0])
+    assert m.reserve_output(5, max_output=3)[1] == 3
