@@ -9,7 +9,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 from pydantic import ConfigDict, Field
 from tenacity import AsyncRetrying, RetryCallState, Retrying
@@ -23,7 +23,7 @@ from budget_graph.accounting import (
     usage_from_message,
 )
 from budget_graph.budget import Budget, Usage
-from budget_graph.context import current_ledger, current_meter
+from budget_graph.context import METER_KEY, current_ledger, current_meter
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter, Reservation
 from budget_graph.retry import RetryPolicy
@@ -31,57 +31,53 @@ from budget_graph.retry import RetryPolicy
 __all__ = ["BudgetedChatModel", "budgeted"]
 
 
-def _run_context(owner: BudgetedChatModel) -> tuple[Any, str | None, int | None]:
-    """The call's meter, LangGraph node and allocated budget share: one config read."""
-    cfg = var_child_runnable_config.get() or _NO_CONFIG
-    meter = owner.meter if owner.meter is not None else current_meter(cfg)
-    node = allocated = None
-    meta = cfg.get("metadata")
-    if meta:
-        node, allocated = meta.get("langgraph_node"), meta.get("budget_allocated")
-        if not isinstance(node, str):
-            node = None
-        if not isinstance(allocated, int):
-            allocated = None
-    return meter, owner.node or node, allocated
-
-
-_NO_CONFIG: RunnableConfig = {}
-
-
-class _Call:
+class _Call(observe.CallInfo):
     """One call's reservation lifecycle; shared by the sync, async and streaming paths.
 
-    This runs on every model call, so it is written for speed: one config read, no
-    per-call imports, and text or finish reasons are only gathered when an observer
-    or a missing usage report needs them.
+    It is also the call's :class:`~budget_graph._internal.observe.CallInfo`, the record
+    observers receive. This runs on every model call, so it is written for speed: one
+    config read, one object, and text or finish reasons are only gathered when an
+    observer or a missing usage report needs them.
     """
 
-    __slots__ = ("info", "kwargs", "meter", "owner", "reservation", "messages")
+    __slots__ = ("kwargs", "meter", "owner", "reservation", "messages")
 
     def __init__(self, owner: BudgetedChatModel, messages: list[BaseMessage], kwargs: dict) -> None:
+        name, default_max, default_n = owner.inner_defaults or (None, None, None)
+        meter, node, allocated = owner.meter, owner.node, None
+        cfg = var_child_runnable_config.get()
+        if cfg:  # the running node, its allocated share and the meter: one config read
+            meta = cfg.get("metadata")
+            if meta:
+                allocated = meta.get("budget_allocated")
+                if node is None:
+                    node = meta.get("langgraph_node")
+            if meter is None:
+                configurable = cfg.get("configurable")
+                if configurable:
+                    meter = configurable.get(METER_KEY)
+        super().__init__(name, node if isinstance(node, str) else None)
         self.owner = owner
         self.messages = messages
-        self.kwargs = dict(kwargs)
-        self.meter, node, allocated = _run_context(owner)
+        self.kwargs = kwargs = dict(kwargs)
+        self.meter = meter if meter is not None else current_meter({})
         self.reservation: Reservation | None = None
-        name, default_max, default_n = owner.inner_defaults or (None, None, None)
-        requested = self.kwargs.get(owner.max_tokens_param)
+        if isinstance(allocated, int):
+            self.allocated = allocated
+        requested = kwargs.get(owner.max_tokens_param)
         if requested is None:
             requested = default_max
-        n = self.kwargs.get("n") or default_n
-        self.info = info = observe.CallInfo(name, node)
-        if n is not None:
-            info.n = int(n) or 1
         if isinstance(requested, int):
-            info.requested_max_tokens = requested
-        info.allocated = allocated
+            self.requested_max_tokens = requested
+        n = kwargs.get("n") or default_n
+        if n:
+            self.n = int(n)
         if owner.capture_input or (observe.state.active and observe.content_wanted()):
-            info.input_messages = messages
+            self.input_messages = messages
 
     def begin(self) -> None:
         """Reserve prompt + clamped output, then set the clamped ``max_tokens``."""
-        info, meter = self.info, self.meter
+        info, meter = self, self.meter
         budget = getattr(meter, "budget", None)
         if budget is None:
             if observe.state.active:
@@ -117,7 +113,7 @@ class _Call:
 
     def _reserve_loop(self, budget: Budget, prompt: int, bound: int) -> tuple[int, int]:
         """Look, then grab: for meters without an atomic clamp (Postgres, agent) and cost mode."""
-        info, meter, final = self.info, self.meter, self.owner.final
+        info, meter, final = self, self.meter, self.owner.final
         model, n = info.model, info.n
         prompt_units = budget.units(input_tokens=prompt, model=model)
         units = prompt_units
@@ -137,7 +133,7 @@ class _Call:
         self._refuse(units, None)
 
     def _refuse(self, requested: int, remaining: int | None) -> NoReturn:
-        info, meter = self.info, self.meter
+        info, meter = self, self.meter
         observe.emit(
             "budget.reservation_refused",
             model=info.model,
@@ -162,7 +158,7 @@ class _Call:
 
     def finish(self, usage: Usage | None, text: str) -> Usage:
         """Commit the real (or, if unreported, locally counted) usage."""
-        info = self.info
+        info = self
         if usage is None:
             info.estimated = True
             return self._commit(
@@ -194,7 +190,7 @@ class _Call:
         estimated_calls: int,
         text: str,
     ) -> Usage:
-        info, meter = self.info, self.meter
+        info, meter = self, self.meter
         budget = getattr(meter, "budget", None)
         count = budget.count if budget is not None else "input+output"
         if count == "input+output":
@@ -237,10 +233,10 @@ class _Call:
         outcome is unknown: it is charged in full (prompt + clamped output, marked
         estimated) rather than released, erring on the side of the cap.
         """
-        self.info.error = error
-        clamped = self.info.max_tokens
+        self.error = error
+        clamped = self.max_tokens
         if usage is None and _is_timeout(error) and clamped is not None:
-            info = self.info
+            info = self
             usage = Usage(
                 input_tokens=info.prompt_tokens_estimate,
                 output_tokens=clamped * info.n,
@@ -253,13 +249,13 @@ class _Call:
             return
         if self.reservation is not None:
             self.meter.release(self.reservation)
-        observe.notify("call_finished", self.info)
+        observe.notify("call_finished", self)
 
     def finish_result(self, result: ChatResult) -> None:
         """Commit a finished (non-streamed) call's result."""
         gens = result.generations
         if observe.state.active:
-            self.info.finish_reasons = _finish_reasons(result)
+            self.finish_reasons = _finish_reasons(result)
         meta = getattr(gens[0].message, "usage_metadata", None) if len(gens) == 1 else None
         if meta:  # the common case, read without building an intermediate Usage
             text = _result_text(result) if self.wants_text else ""
@@ -495,7 +491,7 @@ class BudgetedChatModel(BaseChatModel):
             yield _as_chunk(self._generate_once(messages, stop, run_manager, **kwargs))
             return
         call = _Call(self, messages, kwargs)
-        call.info.streamed = True
+        call.streamed = True
         if hasattr(self.model, "stream_usage"):
             call.kwargs.setdefault("stream_usage", True)
         call.begin()
@@ -509,7 +505,7 @@ class BudgetedChatModel(BaseChatModel):
         except BaseException as exc:
             call.fail(exc, acc.usage, acc.text)
             raise
-        call.info.finish_reasons = acc.finish_reasons
+        call.finish_reasons = acc.finish_reasons
         call.finish(acc.usage, acc.text)
 
     async def _astream_once(
@@ -523,7 +519,7 @@ class BudgetedChatModel(BaseChatModel):
             yield _as_chunk(await self._agenerate_once(messages, stop, run_manager, **kwargs))
             return
         call = _Call(self, messages, kwargs)
-        call.info.streamed = True
+        call.streamed = True
         if hasattr(self.model, "stream_usage"):
             call.kwargs.setdefault("stream_usage", True)
         call.begin()
@@ -537,7 +533,7 @@ class BudgetedChatModel(BaseChatModel):
         except BaseException as exc:
             call.fail(exc, acc.usage, acc.text)
             raise
-        call.info.finish_reasons = acc.finish_reasons
+        call.finish_reasons = acc.finish_reasons
         call.finish(acc.usage, acc.text)
 
 
