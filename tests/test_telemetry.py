@@ -140,7 +140,9 @@ def test_attributes_equal_the_state_spend(budget_tracer, span_exporter):
     assert attr(run, A.USAGE_OUTPUT_TOKENS) == spend.output_tokens
     assert attr(run, A.USAGE_INPUT_TOKENS) == spend.input_tokens
     assert attr(run, A.USAGE_CALLS) == spend.calls
-    assert attr(run, A.USAGE_UNITS) == spend.units
+    # units == input + output: not repeated (cost and count="output" budgets set it)
+    assert attr(run, A.USAGE_UNITS) is None
+    assert spend.units == spend.input_tokens + spend.output_tokens
     for call in llms:
         assert attr(call, A.GEN_AI_OPERATION_NAME) == "chat"
         assert attr(call, A.GEN_AI_RESPONSE_FINISH_REASONS) == ("stop",)
@@ -170,16 +172,29 @@ def test_node_rollups_equal_the_sum_of_their_calls(budget_tracer, span_exporter)
         ):
             assert all(attr(c, rolled) is None for c in calls)  # no budget.usage.* on calls
             assert attr(node, rolled) == total(calls, own) > 0
-        assert attr(node, A.USAGE_UNITS) == total(calls, A.GEN_AI_USAGE_INPUT_TOKENS) + total(
-            calls, A.GEN_AI_USAGE_OUTPUT_TOKENS)
+        assert attr(node, A.USAGE_UNITS) is None  # == input + output: not repeated
         assert attr(node, A.USAGE_CALLS) == len(calls)
     branches = [n for n in spans_of_kind(spans, "node") if n.name == "branch"]
     by_node = out["spend"].by_node["branch"]
     assert total(branches, A.USAGE_OUTPUT_TOKENS) == by_node.output_tokens
-    assert total(branches, A.USAGE_UNITS) == by_node.units
+    assert total(branches, A.USAGE_INPUT_TOKENS) + total(
+        branches, A.USAGE_OUTPUT_TOKENS) == by_node.units
     (run,) = spans_of_kind(spans, "run")
     nodes = spans_of_kind(spans, "node")
-    assert attr(run, A.USAGE_UNITS) == total(nodes, A.USAGE_UNITS)
+    for key in (A.USAGE_INPUT_TOKENS, A.USAGE_OUTPUT_TOKENS, A.USAGE_CALLS):
+        assert attr(run, key) == total(nodes, key)
+
+
+def test_rolled_up_units_appear_when_not_input_plus_output(budget_tracer, span_exporter):
+    llm = budgeted(fake_model(output_tokens=5, input_tokens=20))
+    budget = Budget(max_tokens=10_000, count="output")
+    out = traced(with_budget(fan_graph(llm), budget), "solve").invoke({"outs": []})
+    spend = out["spend"]
+    spans = span_exporter.get_finished_spans()
+    (run,) = spans_of_kind(spans, "run")
+    assert attr(run, A.USAGE_UNITS) == spend.units == spend.output_tokens
+    for node in spans_of_kind(spans, "node"):
+        assert attr(node, A.USAGE_UNITS) == total(children_of(spans, node), A.BUDGET_UNITS) == 5
 
 
 def test_exhaustion_records_events_and_stop_reason(budget_tracer, span_exporter, metric_reader):
@@ -199,6 +214,7 @@ def test_exhaustion_records_events_and_stop_reason(budget_tracer, span_exporter,
     assert exhausted.attributes["budget.requested"] > 0
     stopped = [n for n in nodes if attr(n, A.BUDGET_STOP_REASON) == "budget"]
     assert stopped and all(not children_of(spans, n) for n in stopped)  # refused: no call span
+    assert all(attr(n, A.USAGE_CALLS) is None for n in stopped)  # no call: no budget.usage.*
     (run,) = spans_of_kind(spans, "run")
     assert attr(run, A.BUDGET_STOP_REASON) == "budget"
     assert attr(run, A.BUDGET_SPENT) == out["spend"].units <= 60

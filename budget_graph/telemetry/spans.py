@@ -93,16 +93,21 @@ class Rollup:
             )
 
     def attributes(self) -> dict[str, AttributeValue]:
-        """``budget.usage.*``: the rolled-up total.
+        """``budget.usage.*``: the rolled-up total; empty when no call was billed beneath.
 
-        Reasoning and cached tokens are left out when zero (most models report none).
+        Left out because they add nothing (each attribute costs the SDK a cleaning pass):
+        ``units`` when it equals input + output tokens (the rule LLM spans follow with
+        ``budget.units``), reasoning and cached tokens when zero (most models report none).
         """
+        if not self.calls:
+            return {}
         attrs: dict[str, AttributeValue] = {
             A.USAGE_INPUT_TOKENS: self.input,
             A.USAGE_OUTPUT_TOKENS: self.output,
             A.USAGE_CALLS: self.calls,
-            A.USAGE_UNITS: self.units,
         }
+        if self.units != self.input + self.output:
+            attrs[A.USAGE_UNITS] = self.units
         if self.reasoning:
             attrs[A.USAGE_REASONING_TOKENS] = self.reasoning
         if self.cached:
