@@ -33,6 +33,9 @@ ABSORB_NESTED_RUN = "budget_graph.telemetry.absorb_nested_run"
 """``RunInfo.slot`` flag: the first run reported inside this one is the same run."""
 _ABSORBED = "absorbed"
 
+_CallNames = tuple[str, dict[str, Any], dict[str, Any]]
+"""A call's span name, then its input and output token-record labels."""
+
 # Events whose value also becomes an attribute of the span they land on.
 _ATTRIBUTE_EVENTS = {
     "budget.estimate": ("estimate", A.BUDGET_ESTIMATE),
@@ -79,7 +82,7 @@ class BudgetTracer:
             self._instruments = create_budget_instruments(meter)
         self._key = f"budget_graph.telemetry.{id(self)}"
         self._scope: ContextVar[Rollup | None] = ContextVar(self._key, default=None)
-        self._label_cache: dict[tuple[str, str | None], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._call_names: dict[tuple[str, str | None], _CallNames] = {}
         self._unit_labels: dict[str, dict[str, Any]] = {}
 
     @property
@@ -124,8 +127,11 @@ class BudgetTracer:
         attrs = call_attributes(call, genai_usage=cfg.genai_usage)
         if cfg.capture_content:
             attrs.update(content_attributes(call, cfg.content_max_chars))
+        names = self._call_names.get((call.operation, call.model))
+        if names is None:
+            names = self._names_for(call.operation, call.model)
         span = self._tracer.start_span(
-            f"{call.operation} {call.model}" if call.model else call.operation,
+            names[0],
             context=parent,
             kind=SpanKind.CLIENT,
             attributes=attrs,
@@ -149,24 +155,21 @@ class BudgetTracer:
                 usage.units,
             )
         if self._instruments is not None:
-            labels_in, labels_out = self._labels(call.operation, call.model)
             record = self._instruments.token_usage.record
-            record(usage.input_tokens, labels_in, parent)
-            record(usage.output_tokens, labels_out, parent)
+            record(usage.input_tokens, names[1], parent)
+            record(usage.output_tokens, names[2], parent)
 
-    def _labels(self, operation: str, model: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-        key = (operation, model)
-        labels = self._label_cache.get(key)
-        if labels is None:
-            base: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: operation}
-            if model is not None:
-                base[A.GEN_AI_REQUEST_MODEL] = model
-            labels = (
-                {**base, A.GEN_AI_TOKEN_TYPE: "input"},
-                {**base, A.GEN_AI_TOKEN_TYPE: "output"},
-            )
-            self._label_cache[key] = labels
-        return labels
+    def _names_for(self, operation: str, model: str | None) -> _CallNames:
+        """A call's span name and token-record labels, made once per operation and model."""
+        base: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: operation}
+        if model is not None:
+            base[A.GEN_AI_REQUEST_MODEL] = model
+        names = self._call_names[(operation, model)] = (
+            f"{operation} {model}" if model else operation,
+            {**base, A.GEN_AI_TOKEN_TYPE: "input"},
+            {**base, A.GEN_AI_TOKEN_TYPE: "output"},
+        )
+        return names
 
     # -- nodes and runs -----------------------------------------------------------------
 
