@@ -130,8 +130,10 @@ def test_attributes_equal_the_state_spend(budget_tracer, span_exporter):
     assert total(llms, A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS) == spend.reasoning_tokens == 24
     assert total(llms, A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) == spend.cached_tokens == 60
     assert total(llms, A.BUDGET_UNITS) == 0  # units == input + output: not repeated
-    assert total(llms, A.GEN_AI_USAGE_INPUT_TOKENS) + total(
-        llms, A.GEN_AI_USAGE_OUTPUT_TOKENS) == spend.units
+    assert (
+        total(llms, A.GEN_AI_USAGE_INPUT_TOKENS) + total(llms, A.GEN_AI_USAGE_OUTPUT_TOKENS)
+        == spend.units
+    )
     # Run span: the final budget and the rolled-up usage equal the state's spend.
     assert attr(run, A.BUDGET_LIMIT) == 5_000
     assert attr(run, A.BUDGET_SPENT) == spend.units == app.last_meter.spent
@@ -177,8 +179,10 @@ def test_node_rollups_equal_the_sum_of_their_calls(budget_tracer, span_exporter)
     branches = [n for n in spans_of_kind(spans, "node") if n.name == "branch"]
     by_node = out["spend"].by_node["branch"]
     assert total(branches, A.USAGE_OUTPUT_TOKENS) == by_node.output_tokens
-    assert total(branches, A.USAGE_INPUT_TOKENS) + total(
-        branches, A.USAGE_OUTPUT_TOKENS) == by_node.units
+    assert (
+        total(branches, A.USAGE_INPUT_TOKENS) + total(branches, A.USAGE_OUTPUT_TOKENS)
+        == by_node.units
+    )
     (run,) = spans_of_kind(spans, "run")
     nodes = spans_of_kind(spans, "node")
     for key in (A.USAGE_INPUT_TOKENS, A.USAGE_OUTPUT_TOKENS, A.USAGE_CALLS):
@@ -220,8 +224,9 @@ def test_exhaustion_records_events_and_stop_reason(budget_tracer, span_exporter,
     assert attr(run, A.BUDGET_SPENT) == out["spend"].units <= 60
     (overshoot,) = metric_points(metric_reader, "budget.overshoot.count")
     assert overshoot.value == 0
-    counted = {p.attributes["budget.event"]: p.value for p in metric_points(
-        metric_reader, "budget.events")}
+    counted = {
+        p.attributes["budget.event"]: p.value for p in metric_points(metric_reader, "budget.events")
+    }
     assert counted["budget.exhausted"] == len(stopped)
 
 
@@ -265,7 +270,10 @@ def test_custom_events_land_on_the_node_span(budget_tracer, span_exporter):
     assert attr(node, A.BUDGET_ESTIMATE) == 420
     events = {e.name: dict(e.attributes) for e in node.events}
     assert events["budget.early_stop"] == {
-        "budget.rule": "esc", "budget.statistic": 0.97, "budget.window": (1, 2)}
+        "budget.rule": "esc",
+        "budget.statistic": 0.97,
+        "budget.window": (1, 2),
+    }
     assert events["budget.judge_unparsable"] == {A.GEN_AI_REQUEST_MODEL: "m"}
 
 
@@ -274,8 +282,10 @@ def test_content_only_when_opted_in(tracer_provider, span_exporter, opted_in):
     llm = budgeted(fake_model())
     if not opted_in:  # even a model that keeps its text for someone else: not recorded
         llm.capture_input = llm.capture_output = True
-    handle = instrument(tracer_provider=tracer_provider, config=TelemetryConfig(
-        capture_content=opted_in, metrics=False))
+    handle = instrument(
+        tracer_provider=tracer_provider,
+        config=TelemetryConfig(capture_content=opted_in, metrics=False),
+    )
     try:
         with_budget(fan_graph(llm, branches=1), Budget(max_tokens=1_000)).invoke({"outs": []})
     finally:
@@ -315,8 +325,10 @@ def test_nests_under_an_instrumentor_without_double_counting(
 ):
     outer = tracer_provider.get_tracer("fake-instrumentor")
     llm = _Wrapped(instrumentor_chat(outer, budgeted(fake_model(output_tokens=8))))
-    handle = instrument(tracer_provider=tracer_provider, config=TelemetryConfig(
-        genai_usage=genai_usage, metrics=False))
+    handle = instrument(
+        tracer_provider=tracer_provider,
+        config=TelemetryConfig(genai_usage=genai_usage, metrics=False),
+    )
     try:
         with outer.start_as_current_span("LangGraph") as root:
             out = run_app_of(llm).invoke({"outs": []})
@@ -392,6 +404,7 @@ def test_trace_run_and_traced_for_graphs_without_with_budget(budget_tracer, span
     assert attr(manual, A.BUDGET_SPENT) == meter.spent
     (call,) = children_of(spans, manual)
     assert attr(manual, A.USAGE_OUTPUT_TOKENS) == attr(call, A.GEN_AI_USAGE_OUTPUT_TOKENS) == 3
+
 
 def test_a_run_reported_inside_traced_is_absorbed(budget_tracer, span_exporter):
     # with_budget graphs may report their own runs; traced() around one keeps one run span.
