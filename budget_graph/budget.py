@@ -287,7 +287,7 @@ class Spend:
             u.units,
             by_node,
         )
-        return calls if not total else total + calls
+        return total + calls  # a zero total adds nothing (see __add__)
 
     @property
     def total_tokens(self) -> int:

@@ -9,7 +9,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from pydantic import ConfigDict, Field
 from tenacity import AsyncRetrying, RetryCallState, Retrying
@@ -23,7 +23,7 @@ from budget_graph.accounting import (
     usage_from_message,
 )
 from budget_graph.budget import Budget, Usage
-from budget_graph.context import METER_KEY, current_ledger, current_meter
+from budget_graph.context import current_ledger, current_meter
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter, Reservation
 from budget_graph.retry import RetryPolicy
@@ -44,23 +44,19 @@ class _Call(observe.CallInfo):
 
     def __init__(self, owner: BudgetedChatModel, messages: list[BaseMessage], kwargs: dict) -> None:
         name, default_max, default_n = owner.inner_defaults or (None, None, None)
-        meter, node, allocated = owner.meter, owner.node, None
-        cfg = var_child_runnable_config.get()
-        if cfg:  # the running node, its allocated share and the meter: one config read
-            meta = cfg.get("metadata")
-            if meta:
-                allocated = meta.get("budget_allocated")
-                if node is None:
-                    node = meta.get("langgraph_node")
-            if meter is None:
-                configurable = cfg.get("configurable")
-                if configurable:
-                    meter = configurable.get(METER_KEY)
+        node, allocated = owner.node, None
+        # The running node, its allocated share and the meter: one read of the run config.
+        cfg: RunnableConfig = var_child_runnable_config.get() or {}
+        meta = cfg.get("metadata")
+        if meta:
+            allocated = meta.get("budget_allocated")
+            if node is None:
+                node = meta.get("langgraph_node")
         super().__init__(name, node if isinstance(node, str) else None)
         self.owner = owner
         self.messages = messages
         self.kwargs = kwargs = dict(kwargs)
-        self.meter = meter if meter is not None else current_meter({})
+        self.meter = owner.meter if owner.meter is not None else current_meter(cfg)
         self.reservation: Reservation | None = None
         if isinstance(allocated, int):
             self.allocated = allocated
@@ -72,7 +68,7 @@ class _Call(observe.CallInfo):
         n = kwargs.get("n") or default_n
         if n:
             self.n = int(n)
-        if owner.capture_input or (observe.state.active and observe.content_wanted()):
+        if owner.capture_input or (observe.content_wanted()):
             self.input_messages = messages
 
     def begin(self) -> None:
@@ -80,8 +76,7 @@ class _Call(observe.CallInfo):
         info, meter = self, self.meter
         budget = getattr(meter, "budget", None)
         if budget is None:
-            if observe.state.active:
-                observe.notify("call_started", info)
+            observe.notify("call_started", info)
             return
         model, n, final = info.model, info.n, self.owner.final
         counted = count_messages(self.messages, model=model, tools=self.kwargs.get("tools"))
@@ -91,9 +86,8 @@ class _Call(observe.CallInfo):
         per_call = budget.per_call_max_tokens
         if per_call is not None and (not bound or per_call < bound):
             bound = per_call
-        count = budget.count
-        if count != "cost" and type(meter) is Meter:  # the in-process meter clamps atomically
-            prompt_units = prompt if count == "input+output" else 0
+        if budget.count != "cost" and type(meter) is Meter:  # the in-process meter clamps
+            prompt_units = budget.units(input_tokens=prompt)  # atomically (units = tokens)
             held = meter.reserve_output(
                 prompt_units, n=n, max_output=bound, final=final, node=info.node
             )
@@ -154,7 +148,7 @@ class _Call(observe.CallInfo):
     @property
     def wants_text(self) -> bool:
         """Whether the completion text must be kept (an observer asked for content)."""
-        return self.owner.capture_output or (observe.state.active and observe.content_wanted())
+        return self.owner.capture_output or (observe.content_wanted())
 
     def finish(self, usage: Usage | None, text: str) -> Usage:
         """Commit the real (or, if unreported, locally counted) usage."""
@@ -192,19 +186,16 @@ class _Call(observe.CallInfo):
     ) -> Usage:
         info, meter = self, self.meter
         budget = getattr(meter, "budget", None)
-        count = budget.count if budget is not None else "input+output"
-        if count == "input+output":
-            units = input_tokens + output_tokens
-        elif count == "output":
-            units = output_tokens
-        else:
-            assert budget is not None
-            units = budget.units(
+        units = (
+            budget.units(
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
                 cached_tokens=cached_tokens,
                 model=info.model,
             )
+            if budget is not None
+            else input_tokens + output_tokens
+        )
         usage = Usage(
             input_tokens,
             output_tokens,

@@ -138,16 +138,25 @@ class Meter:
 
     def available(self, *, final: bool = False) -> int:
         """Units a new reservation could take now."""
+        return max(self._room(final), 0)
+
+    def _room(self, final: bool) -> int:
+        """Units left for a new reservation (negative after an overrun)."""
         cap = self._limit if final else self._limit - self.budget.reserve
-        return max(cap - self._spent - self._reserved, 0)
+        return cap - self._spent - self._reserved
+
+    def _hold(self, units: int, final: bool, node: str | None) -> Reservation:
+        res = Reservation(next(_ids), units, final, node)
+        self._reserved += units
+        self._open[res.id] = res
+        return res
 
     def reserve(self, units: int, *, final: bool = False, node: str | None = None) -> Reservation:
         """Hold ``units`` or raise :class:`BudgetExceededError` without holding anything."""
         if units < 0:
             raise ValueError(f"units must be >= 0 (got {units})")
         with self._lock:
-            cap = self._limit if final else self._limit - self.budget.reserve
-            if self._spent + self._reserved + units > cap:
+            if units > self._room(final):
                 self.refused += 1
                 raise BudgetExceededError(
                     limit=self._limit,
@@ -157,10 +166,7 @@ class Meter:
                     reserved=self._reserved,
                     unit=self.budget.unit,
                 )
-            res = Reservation(next(_ids), units, final, node)
-            self._reserved += units
-            self._open[res.id] = res
-            return res
+            return self._hold(units, final, node)
 
     def reserve_output(
         self,
@@ -178,18 +184,13 @@ class Meter:
         nothing) when not even one output token per sample fits.
         """
         with self._lock:
-            cap = self._limit if final else self._limit - self.budget.reserve
-            out = (cap - self._spent - self._reserved - prompt_units) // n
+            out = (self._room(final) - prompt_units) // n
             if max_output and max_output < out:
                 out = max_output
             if out < 1:
                 self.refused += 1
                 return None
-            units = prompt_units + out * n
-            res = Reservation(next(_ids), units, final, node)
-            self._reserved += units
-            self._open[res.id] = res
-            return res, out
+            return self._hold(prompt_units + out * n, final, node), out
 
     def commit(
         self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
@@ -203,8 +204,7 @@ class Meter:
         :class:`UsageOverrunWarning`.
         """
         with self._lock:
-            if self._open.pop(reservation.id, None) is not None:  # _drop, inlined (hot path)
-                self._reserved -= reservation.units
+            self._drop(reservation)
             self._spent += units
             if usage is not None:
                 self._spends.append(

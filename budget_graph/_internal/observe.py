@@ -140,7 +140,7 @@ def remove_observer(observer: Observer) -> None:
 
 def content_wanted() -> bool:
     """Whether any observer asked for prompt/completion text (``capture_content``)."""
-    return any(getattr(o, "capture_content", False) for o in _observers)
+    return bool(_observers) and any(getattr(o, "capture_content", False) for o in _observers)
 
 
 def notify(method: str, arg: Any) -> None:
