@@ -22,6 +22,7 @@ __all__ = [
     "encoding_for_model",
     "get_encoding",
     "model_name",
+    "usage_counts",
     "usage_from_message",
 ]
 
