@@ -22,7 +22,7 @@ from budget_graph.accounting import (
     usage_counts,
     usage_from_message,
 )
-from budget_graph.budget import Budget, Usage
+from budget_graph.budget import Budget, Usage, _usage
 from budget_graph.context import current_ledger, current_meter
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter, Reservation
@@ -196,7 +196,7 @@ class _Call(observe.CallInfo):
             if budget is not None
             else input_tokens + output_tokens
         )
-        usage = Usage(
+        usage = _usage(
             input_tokens,
             output_tokens,
             reasoning_tokens,

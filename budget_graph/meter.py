@@ -14,9 +14,11 @@ from budget_graph.errors import BudgetExceededError, UsageOverrunWarning
 __all__ = ["BaseMeter", "Meter", "Reservation"]
 
 _ids = itertools.count(1)
+_new = object.__new__
+_setattr = object.__setattr__
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: ``_hold`` sets the instance dict in one step (hot path)
 class Reservation:
     """Units held for one in-flight call."""
 
@@ -146,7 +148,8 @@ class Meter:
         return cap - self._spent - self._reserved
 
     def _hold(self, units: int, final: bool, node: str | None) -> Reservation:
-        res = Reservation(next(_ids), units, final, node)
+        res = _new(Reservation)  # Reservation(...) without the frozen dataclass __init__
+        _setattr(res, "__dict__", {"id": next(_ids), "units": units, "final": final, "node": node})
         self._reserved += units
         self._open[res.id] = res
         return res

@@ -1,4 +1,7 @@
+import copy
 import operator
+import pickle
+from dataclasses import fields, replace
 from functools import reduce
 
 import pytest
@@ -74,6 +77,24 @@ def test_spend_is_immutable():
         s.input_tokens = 2  # type: ignore[misc]
 
 
+@given(spends, spends)
+def test_fast_built_values_behave_like_constructed_ones(a, b):
+    # ``+`` and ``Spend.of`` build values without the dataclass __init__ (hot path):
+    # they must be equal, hash-compatible, immutable and picklable like constructed ones.
+    total = a + b
+    rebuilt = Spend(
+        **{f.name: getattr(total, f.name) for f in fields(Spend) if f.name != "by_node"},
+        by_node=dict(total.by_node),
+    )
+    assert total == rebuilt and repr(total) == repr(rebuilt)
+    assert pickle.loads(pickle.dumps(total)) == total
+    assert copy.deepcopy(total.usage) == rebuilt.usage
+    assert hash(total.usage) == hash(rebuilt.usage)
+    assert replace(total, calls=total.calls + 1).calls == total.calls + 1
+    with pytest.raises(AttributeError):
+        total.usage.calls = 0  # type: ignore[misc]
+
+
 def test_spend_rebuilds_by_node_from_plain_dicts_and_lists():
     # LANGGRAPH_STRICT_MSGPACK restores nested dataclasses as plain containers.
     s = Spend(input_tokens=3, calls=1, by_node={"a": {"input_tokens": 3, "calls": 1}, "b": [1, 2]})
@@ -85,7 +106,7 @@ def test_spend_rebuilds_by_node_from_plain_dicts_and_lists():
 @given(spends, spends)
 def test_subtraction_undoes_addition(a, b):
     assert (a + b) - b == Spend(
-        *(getattr(a.usage, f) for f in a.usage.__slots__),
+        *(getattr(a.usage, f) for f in (fld.name for fld in fields(Usage))),
         by_node={k: v for k, v in a.by_node.items() if v != Usage()},
     )
 
