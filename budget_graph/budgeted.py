@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -104,6 +104,14 @@ class _Call(observe.CallInfo):
             info.limit, info.spent_before = meter.limit, meter.spent
             info.remaining_before = meter.remaining
             observe.notify("call_started", info)
+
+    def adopt(self, held: _Held) -> _Call:
+        """Take over a call the fast path reserved (for its rarer endings)."""
+        self.reservation, cap = held.reservation, held.cap
+        self.prompt_tokens_estimate = held.counted
+        self.max_tokens, self.reserved_units = cap, held.reservation.units
+        self.kwargs[self.owner.max_tokens_param] = cap
+        return self
 
     def _reserve_loop(self, budget: Budget, prompt: int, bound: int) -> tuple[int, int]:
         """Look, then grab: for meters without an atomic clamp (Postgres, agent) and cost mode."""
@@ -293,6 +301,82 @@ def _finish_reasons(result: ChatResult) -> list[str]:
     return out
 
 
+class _Held(NamedTuple):
+    """A call the fast path reserved: what it needs to commit, or to hand over to ``_Call``."""
+
+    meter: Meter
+    reservation: Reservation
+    cap: int
+    counted: int
+    kwargs: dict[str, Any]
+    """The call's keyword arguments, ``max_tokens`` clamped."""
+
+
+def _fast_begin(
+    owner: BudgetedChatModel, messages: list[BaseMessage], kwargs: dict[str, Any]
+) -> _Held | None:
+    """Reserve a call in one frame for the common case, else ``None`` (take ``_Call``).
+
+    The common case: the in-process :class:`Meter` on a token budget, no observer and
+    no capture. This is :meth:`_Call.begin` without the call record, which only
+    observers read; ``None`` is also returned, holding nothing, when the call does not
+    fit, so that ``_Call`` refuses it with its event and error.
+    """
+    if observe.state.active or owner.capture_input or owner.capture_output:
+        return None
+    cfg = var_child_runnable_config.get()
+    meter = owner.meter if owner.meter is not None else current_meter(cfg)
+    if type(meter) is not Meter or meter.budget.count == "cost":
+        return None
+    budget = meter.budget
+    node = owner.node
+    if node is None and cfg:
+        meta = cfg.get("metadata")
+        node = meta.get("langgraph_node") if meta else None
+        if not isinstance(node, str):
+            node = None
+    name, default_max, default_n = owner.inner_defaults or (None, None, None)
+    param = owner.max_tokens_param
+    requested = kwargs.get(param)
+    if requested is None:
+        requested = default_max
+    bound = requested if isinstance(requested, int) else 0
+    per_call = budget.per_call_max_tokens
+    if per_call is not None and (not bound or per_call < bound):
+        bound = per_call
+    n = kwargs.get("n") or default_n
+    counted = count_messages(messages, model=name, tools=kwargs.get("tools"))
+    held = meter.reserve_output(
+        budget.units(input_tokens=budget.prompt_reservation(counted)),
+        n=int(n) if n else 1,
+        max_output=bound,
+        final=owner.final,
+        node=node,
+    )
+    if held is None:
+        return None
+    kwargs = dict(kwargs)
+    kwargs[param] = held[1]
+    return _Held(meter, held[0], held[1], counted, kwargs)
+
+
+def _fast_finish(held: _Held, result: ChatResult) -> bool:
+    """Commit a fast-path call's reported usage; ``False`` if it needs ``_Call`` to finish."""
+    gens = result.generations
+    meta = getattr(gens[0].message, "usage_metadata", None) if len(gens) == 1 else None
+    if not meta:
+        return False
+    meter, reservation = held.meter, held.reservation
+    i, o, r, c = usage_counts(meta)
+    units = meter.budget.units(input_tokens=i, output_tokens=o, cached_tokens=c)
+    usage = _usage(i, o, r, c, 1, 0, units)
+    meter.commit(reservation, units, usage=usage)
+    ledger = current_ledger()
+    if ledger is not None:
+        ledger.add(usage, reservation.node)
+    return True
+
+
 class BudgetedChatModel(BaseChatModel):
     """Wraps a chat model so each call is reserved, clamped and committed against a meter.
 
@@ -437,6 +521,18 @@ class BudgetedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> ChatResult:
+        held = _fast_begin(self, messages, kwargs)
+        if held is not None:
+            try:
+                result = self.model._generate(
+                    messages, stop=stop, run_manager=run_manager, **held.kwargs
+                )
+            except BaseException as exc:
+                _Call(self, messages, kwargs).adopt(held).fail(exc)
+                raise
+            if not _fast_finish(held, result):
+                _Call(self, messages, kwargs).adopt(held).finish_result(result)
+            return result
         call = _Call(self, messages, kwargs)
         call.begin()
         try:
@@ -456,6 +552,18 @@ class BudgetedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> ChatResult:
+        held = _fast_begin(self, messages, kwargs)
+        if held is not None:
+            try:
+                result = await self.model._agenerate(
+                    messages, stop=stop, run_manager=run_manager, **held.kwargs
+                )
+            except BaseException as exc:
+                _Call(self, messages, kwargs).adopt(held).fail(exc)
+                raise
+            if not _fast_finish(held, result):
+                _Call(self, messages, kwargs).adopt(held).finish_result(result)
+            return result
         call = _Call(self, messages, kwargs)
         call.begin()
         try:
