@@ -184,3 +184,30 @@ def test_retry_after_header_is_honoured():
     exc = RateLimited()
     assert is_retryable(exc) and retry_after_s(exc) == 2.0
     assert not is_retryable(BudgetExceededError(limit=1, spent=1, requested=1))
+
+
+@pytest.mark.parametrize("report_usage", [True, False])
+@pytest.mark.parametrize("budget_tokens", [1_000, 40])
+def test_fast_path_commits_exactly_what_the_observed_path_commits(report_usage, budget_tokens):
+    # Without an observer a call takes a one-frame fast path; with one, the full call
+    # record. Both must clamp, charge and attribute a call identically.
+    from budget_graph._internal import observe
+
+    class Quiet:
+        pass
+
+    results = []
+    for observer in (None, Quiet()):
+        fake = BillingFakeChat(texts=[TEXT], report_usage=report_usage)
+        meter = Meter(Budget(max_tokens=budget_tokens, per_call_max_tokens=30))
+        llm = budgeted(fake, meter=meter, node="n")
+        if observer is not None:
+            observe.add_observer(observer)
+        try:
+            msg = llm.invoke("hello")
+        finally:
+            if observer is not None:
+                observe.remove_observer(observer)
+        results.append((msg.content, meter.spent, meter.spend, meter.reserved))
+    assert results[0] == results[1]
+    assert results[0][2].by_node["n"].calls == 1 and results[0][3] == 0
