@@ -239,9 +239,15 @@ class BudgetedGraph:
         else:
             used = 0 if self.scope == "run" else start.units
             if isinstance(input, dict):
-                input = {**input, "budget": self.budget}
-                if thread is not None:  # only a checkpointed thread can resume
-                    input["budget_base_units"] = start.units
+                # Every key written: a state channel never written is empty, and LangGraph
+                # pays an EmptyChannelError each time a task reads it (measured: 1% of a
+                # cheap run). ``stop_reason=None`` keeps a reason already set (keep_reason).
+                input = {
+                    **input,
+                    "budget": self.budget,
+                    "budget_base_units": start.units,
+                    "stop_reason": None,
+                }
         meter = Meter(self.budget, spent_units=max(used, 0), scope=self.scope)
         self.last_meter = meter
         # Without a caller config, the meter travels in a context variable only (LangGraph
