@@ -158,13 +158,19 @@ def test_retry_gives_up_and_never_retries_budget_refusals():
     from budget_graph import RetryPolicy
 
     meter = Meter(Budget(max_tokens=1_000))
-    llm = budgeted(FlakyChat(texts=[TEXT], failures=9), meter=meter,
-                   retry=RetryPolicy(max_attempts=3, initial_wait_s=0, max_wait_s=0))
+    llm = budgeted(
+        FlakyChat(texts=[TEXT], failures=9),
+        meter=meter,
+        retry=RetryPolicy(max_attempts=3, initial_wait_s=0, max_wait_s=0),
+    )
     with pytest.raises(ConnectionError):
         llm.invoke("hi")
     assert meter.spent == 0 and meter.reserved == 0
-    tiny = budgeted(FlakyChat(texts=[TEXT], failures=0), meter=Meter(Budget(max_tokens=3)),
-                    retry=RetryPolicy(initial_wait_s=0))
+    tiny = budgeted(
+        FlakyChat(texts=[TEXT], failures=0),
+        meter=Meter(Budget(max_tokens=3)),
+        retry=RetryPolicy(initial_wait_s=0),
+    )
     with pytest.raises(BudgetExceededError):
         tiny.invoke("hi")
     with pytest.raises(ValueError, match=r"max_attempts must be >= 1 \(got 0\)"):
