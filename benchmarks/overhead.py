@@ -66,15 +66,16 @@ def measure(apps: dict[str, Any], inp: dict, pairs: int) -> dict[str, dict[str, 
     The host's CPU speed drifts by tens of percent over seconds; alternating single runs
     gives both variants the same machine, so the ratio of medians stays stable.
     """
-    out: dict[str, dict[str, list[float]]] = {k: {"cpu": [], "wall": []} for k in apps}
+    out: dict[str, dict[str, list[float]]] = {k: {"cpu": [], "wall": [], "calls": []} for k in apps}
     items = list(apps.items())
     for i in range(pairs):
         for name, app in items if i % 2 == 0 else reversed(items):
             w0, c0 = time.perf_counter(), time.process_time()
-            app.invoke(inp)
+            state = app.invoke(inp)
             # CPU time of the whole process (all threads): Send branches run in a pool.
             out[name]["cpu"].append(time.process_time() - c0)
             out[name]["wall"].append(time.perf_counter() - w0)
+            out[name]["calls"].append(state["spend"].calls if "spend" in state else 6)
     return out
 
 
@@ -83,10 +84,17 @@ def main(pairs: int = 1500) -> None:
     usage = {"input_tokens": 120, "output_tokens": 45, "total_tokens": 165}
     fake = GenericFakeChatModel(messages=itertools.repeat(AIMessage(TEXT, usage_metadata=usage)))
     bare = build(fake, Bare, lambda f: f)
-    ours = with_budget(build(budgeted(fake), Budgeted, guard), Budget(max_tokens=10**9))
+    # A per-call cap as real calls have: without one, each call reserves all that is left,
+    # and a parallel branch reserving at the same moment would be refused.
+    budget = Budget(max_tokens=10**9, per_call_max_tokens=1_024)
+    ours = with_budget(build(budgeted(fake), Budgeted, guard), budget)
     inp = {"question": "Plan a three-day trip to Lisbon.", "notes": []}
     measure({"bare": bare, "ours": ours}, inp, 50)  # warm up (tokenizer load, caches)
     res = measure({"bare": bare, "ours": ours}, inp, pairs)
+    short = sum(1 for c in res["ours"].pop("calls") if c != 6)
+    res["bare"].pop("calls")
+    if short:  # a refused call would make a budgeted run cheaper than the bare one
+        raise SystemExit(f"{short} budgeted runs made fewer than 6 calls; ratio not comparable")
     med = {k: {m: statistics.median(v[m]) for m in v} for k, v in res.items()}
     for name, label in (("bare", "bare LangGraph"), ("ours", "budgeted")):
         print(
