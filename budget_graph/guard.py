@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command
+from langgraph.types import Command, Overwrite
 
 from budget_graph._internal import observe
 from budget_graph.budget import Budget, Spend
@@ -223,9 +223,10 @@ class BudgetedGraph:
         thread = (config or {}).get("configurable", {}).get("thread_id")
         if getattr(self.graph, "checkpointer", None) is None:
             thread = None
-        start, base = Spend(), 0
+        start, base, stale = Spend(), 0, False
         if thread is not None:
             values = self.graph.get_state(config).values or {}
+            stale = values.get("stop_reason") is not None
             if isinstance(values.get("spend"), Spend):
                 start = values["spend"]
             base = int(values.get("budget_base_units", 0) or 0)
@@ -241,12 +242,14 @@ class BudgetedGraph:
             if isinstance(input, dict):
                 # Every key written: a state channel never written is empty, and LangGraph
                 # pays an EmptyChannelError each time a task reads it (measured: 1% of a
-                # cheap run). ``stop_reason=None`` keeps a reason already set (keep_reason).
+                # cheap run). A new run also clears the reason the thread's last run
+                # stopped for, past its reducer (keep_reason ignores None); Overwrite only
+                # then, as an empty channel would store the Overwrite itself.
                 input = {
                     **input,
                     "budget": self.budget,
                     "budget_base_units": start.units,
-                    "stop_reason": None,
+                    "stop_reason": Overwrite(None) if stale else None,
                 }
         meter = Meter(self.budget, spent_units=max(used, 0), scope=self.scope)
         self.last_meter = meter
@@ -371,7 +374,8 @@ def with_budget(
     :func:`~budget_graph.budgeted` model inside the graph reserves on. On resume
     (input ``None`` or a ``Command``) the meter is rebuilt from the spend in the
     checkpointed state, so a resumed run never spends more than its budget in total.
-    ``scope="thread"`` caps the whole thread's spend instead of each run's.
+    ``scope="thread"`` caps the whole thread's spend instead of each run's. A new run
+    (not a resume) clears the ``stop_reason`` the thread's previous run ended with.
 
     Example:
         >>> # app = with_budget(builder.compile(checkpointer=saver), Budget(max_tokens=5_000))

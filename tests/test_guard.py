@@ -127,6 +127,21 @@ def test_resume_cannot_exceed_the_budget(tmp_path):
     assert out["spend"].units <= spent + 8
 
 
+def test_a_new_run_on_a_thread_clears_the_last_runs_stop_reason(tmp_path):
+    fake = BillingFakeChat(texts=[TEXT])
+    graph = three_step_graph(fake, {}).compile(
+        checkpointer=SqliteSaver(sqlite3.connect(tmp_path / "c.sqlite", check_same_thread=False))
+    )
+    cfg = {"configurable": {"thread_id": "t3"}}
+    # The first run's budget runs out: it stops for budget.
+    first = with_budget(graph, Budget(max_tokens=30)).invoke({"steps": []}, cfg)
+    assert first["stop_reason"] == "budget"
+    # A new run on the same thread, with room, must not inherit that reason.
+    second = with_budget(graph, Budget(max_tokens=10_000)).invoke({"steps": []}, cfg)
+    assert second["stop_reason"] is None
+    assert second["spend"].calls == first["spend"].calls + 3
+
+
 def test_on_exhausted_error_propagates():
     fake = BillingFakeChat(texts=[TEXT])
     llm = budgeted(fake)
