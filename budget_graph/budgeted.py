@@ -60,15 +60,13 @@ class _Call(observe.CallInfo):
         self.reservation: Reservation | None = None
         if isinstance(allocated, int):
             self.allocated = allocated
-        requested = kwargs.get(owner.max_tokens_param)
-        if requested is None:
-            requested = default_max
-        if isinstance(requested, int):
+        requested = _requested_max(kwargs, owner.max_tokens_param, default_max)
+        if requested is not None:
             self.requested_max_tokens = requested
         n = kwargs.get("n") or default_n
         if n:
             self.n = int(n)
-        if owner.capture_input or (observe.content_wanted()):
+        if owner.capture_input or observe.content_wanted():
             self.input_messages = messages
 
     def begin(self) -> None:
@@ -82,10 +80,7 @@ class _Call(observe.CallInfo):
         counted = count_messages(self.messages, model=model, tools=self.kwargs.get("tools"))
         info.prompt_tokens_estimate = counted
         prompt = budget.prompt_reservation(counted)
-        bound = info.requested_max_tokens or 0
-        per_call = budget.per_call_max_tokens
-        if per_call is not None and (not bound or per_call < bound):
-            bound = per_call
+        bound = _output_bound(info.requested_max_tokens, budget)
         if budget.count != "cost" and type(meter) is Meter:  # the in-process meter clamps
             prompt_units = budget.units(input_tokens=prompt)  # atomically (units = tokens)
             held = meter.reserve_output(
@@ -156,7 +151,7 @@ class _Call(observe.CallInfo):
     @property
     def wants_text(self) -> bool:
         """Whether the completion text must be kept (an observer asked for content)."""
-        return self.owner.capture_output or (observe.content_wanted())
+        return self.owner.capture_output or observe.content_wanted()
 
     def finish(self, usage: Usage | None, text: str) -> Usage:
         """Commit the real (or, if unreported, locally counted) usage."""
@@ -252,10 +247,9 @@ class _Call(observe.CallInfo):
 
     def finish_result(self, result: ChatResult) -> None:
         """Commit a finished (non-streamed) call's result."""
-        gens = result.generations
         if observe.state.active:
             self.finish_reasons = _finish_reasons(result)
-        meta = getattr(gens[0].message, "usage_metadata", None) if len(gens) == 1 else None
+        meta = _single_usage_metadata(result)
         if meta:  # the common case, read without building an intermediate Usage
             text = _result_text(result) if self.wants_text else ""
             self._commit(*usage_counts(meta), 1, 0, text)
@@ -273,6 +267,29 @@ def _is_timeout(exc: BaseException) -> bool:
     if isinstance(exc, TimeoutError):
         return True
     return any(cls.__name__ in _TIMEOUT_NAMES for cls in type(exc).__mro__)
+
+
+def _requested_max(kwargs: dict[str, Any], param: str, default: Any) -> int | None:
+    """The call's output cap: its keyword, else the wrapped model's default, if an int."""
+    requested = kwargs.get(param)
+    if requested is None:
+        requested = default
+    return requested if isinstance(requested, int) else None
+
+
+def _output_bound(requested: int | None, budget: Budget) -> int:
+    """Per-sample output cap from the request and ``per_call_max_tokens`` (0: unbounded)."""
+    bound = requested or 0
+    per_call = budget.per_call_max_tokens
+    if per_call is not None and (not bound or per_call < bound):
+        bound = per_call
+    return bound
+
+
+def _single_usage_metadata(result: ChatResult) -> Any:
+    """The ``usage_metadata`` of a one-generation result (the common case), else ``None``."""
+    gens = result.generations
+    return getattr(gens[0].message, "usage_metadata", None) if len(gens) == 1 else None
 
 
 def _result_usage(result: ChatResult) -> Usage | None:
@@ -319,8 +336,8 @@ def _fast_begin(
 
     The common case: the in-process :class:`Meter` on a token budget, no observer and
     no capture. This is :meth:`_Call.begin` without the call record, which only
-    observers read; ``None`` is also returned, holding nothing, when the call does not
-    fit, so that ``_Call`` refuses it with its event and error.
+    observers read. A call that does not fit is refused here, with ``_Call``'s event
+    and error.
     """
     if observe.state.active or owner.capture_input or owner.capture_output:
         return None
@@ -337,24 +354,13 @@ def _fast_begin(
             node = None
     name, default_max, default_n = owner.inner_defaults or (None, None, None)
     param = owner.max_tokens_param
-    requested = kwargs.get(param)
-    if requested is None:
-        requested = default_max
-    bound = requested if isinstance(requested, int) else 0
-    per_call = budget.per_call_max_tokens
-    if per_call is not None and (not bound or per_call < bound):
-        bound = per_call
-    n = kwargs.get("n") or default_n
+    bound = _output_bound(_requested_max(kwargs, param, default_max), budget)
+    n = int(kwargs.get("n") or default_n or 1)
     counted = count_messages(messages, model=name, tools=kwargs.get("tools"))
-    held = meter.reserve_output(
-        budget.units(input_tokens=budget.prompt_reservation(counted)),
-        n=int(n) if n else 1,
-        max_output=bound,
-        final=owner.final,
-        node=node,
-    )
-    if held is None:
-        return None
+    prompt_units = budget.units(input_tokens=budget.prompt_reservation(counted))
+    held = meter.reserve_output(prompt_units, n=n, max_output=bound, final=owner.final, node=node)
+    if held is None:  # refused (and counted) by the meter once; _Call only reports it
+        _Call(owner, messages, kwargs)._refuse(prompt_units + n, meter.available(final=owner.final))
     kwargs = dict(kwargs)
     kwargs[param] = held[1]
     return _Held(meter, held[0], held[1], counted, kwargs)
@@ -362,8 +368,7 @@ def _fast_begin(
 
 def _fast_finish(held: _Held, result: ChatResult) -> bool:
     """Commit a fast-path call's reported usage; ``False`` if it needs ``_Call`` to finish."""
-    gens = result.generations
-    meta = getattr(gens[0].message, "usage_metadata", None) if len(gens) == 1 else None
+    meta = _single_usage_metadata(result)
     if not meta:
         return False
     meter, reservation = held.meter, held.reservation

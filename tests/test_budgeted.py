@@ -20,6 +20,7 @@ def test_commits_real_usage_and_clamps_max_tokens():
     with pytest.raises(BudgetExceededError, match="would exceed the run budget of 30 tokens"):
         llm.invoke("hi")
     assert meter.spent == sum(fake.billed) and meter.reserved == 0
+    assert meter.refused == 1  # one refused call counts once
 
 
 @pytest.mark.parametrize("mode", ["invoke", "stream", "ainvoke", "astream"])
