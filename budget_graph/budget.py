@@ -30,6 +30,11 @@ class ModelPrice(BaseModel):
     """USD per million cached prompt tokens; ``None`` bills them as ordinary input."""
 
 
+def _with_margin(counted: int, margin: float) -> int:
+    """``counted`` tokens plus a fraction ``margin`` of them, rounded up."""
+    return counted + math.ceil(counted * margin)
+
+
 class Budget(BaseModel):
     """A token (or cost) budget for one run.
 
@@ -63,7 +68,7 @@ class Budget(BaseModel):
 
     def prompt_reservation(self, counted: int) -> int:
         """Prompt tokens to reserve for a locally counted prompt of ``counted`` tokens."""
-        return counted + math.ceil(counted * self.prompt_margin)
+        return _with_margin(counted, self.prompt_margin)
 
     @model_validator(mode="after")
     def _check_limits(self) -> Budget:

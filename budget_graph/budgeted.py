@@ -79,18 +79,16 @@ class _Call(observe.CallInfo):
         model, n, final = info.model, info.n, self.owner.final
         counted = count_messages(self.messages, model=model, tools=self.kwargs.get("tools"))
         info.prompt_tokens_estimate = counted
-        prompt = budget.prompt_reservation(counted)
-        bound = _output_bound(info.requested_max_tokens, budget)
-        if budget.count != "cost" and type(meter) is Meter:  # the in-process meter clamps
-            prompt_units = budget.units(input_tokens=prompt)  # atomically (units = tokens)
-            held = meter.reserve_output(
-                prompt_units, n=n, max_output=bound, final=final, node=info.node
-            )
+        if type(meter) is Meter and meter.counts_tokens:  # the in-process meter clamps atomically
+            requested = info.requested_max_tokens or 0
+            held = meter._reserve_prompt(counted, n, requested, final, info.node)
             if held is None:
-                self._refuse(prompt_units + n, meter.available(final=final))
+                self._refuse(meter._prompt_units(counted) + n, meter.available(final=final))
             self.reservation, cap = held
             units = self.reservation.units
         else:
+            prompt = budget.prompt_reservation(counted)
+            bound = _output_bound(info.requested_max_tokens, budget)
             cap, units = self._reserve_loop(budget, prompt, bound)
         info.max_tokens = cap
         info.reserved_units = units
@@ -339,28 +337,34 @@ def _fast_begin(
     observers read. A call that does not fit is refused here, with ``_Call``'s event
     and error.
     """
-    if observe.state.active or owner.capture_input or owner.capture_output:
+    if observe.state.active:
+        return None
+    # One read of the model's fields: an attribute read on a pydantic model goes through
+    # its ``__getattr__`` hook, six times a plain read (and this runs on every call).
+    fields = owner.__dict__
+    if fields["capture_input"] or fields["capture_output"]:
         return None
     cfg = var_child_runnable_config.get()
-    meter = owner.meter if owner.meter is not None else current_meter(cfg)
-    if type(meter) is not Meter or meter.budget.count == "cost":
+    meter = fields["meter"]
+    if meter is None:
+        meter = current_meter(cfg)
+    if type(meter) is not Meter or not meter.counts_tokens:
         return None
-    budget = meter.budget
-    node = owner.node
+    node = fields["node"]
     if node is None and cfg:
         meta = cfg.get("metadata")
         node = meta.get("langgraph_node") if meta else None
         if not isinstance(node, str):
             node = None
-    name, default_max, default_n = owner.inner_defaults or (None, None, None)
-    param = owner.max_tokens_param
-    bound = _output_bound(_requested_max(kwargs, param, default_max), budget)
+    name, default_max, default_n = fields["inner_defaults"] or (None, None, None)
+    param, final = fields["max_tokens_param"], fields["final"]
     n = int(kwargs.get("n") or default_n or 1)
     counted = count_messages(messages, model=name, tools=kwargs.get("tools"))
-    prompt_units = budget.units(input_tokens=budget.prompt_reservation(counted))
-    held = meter.reserve_output(prompt_units, n=n, max_output=bound, final=owner.final, node=node)
+    requested = _requested_max(kwargs, param, default_max) or 0
+    held = meter._reserve_prompt(counted, n, requested, final, node)
     if held is None:  # refused (and counted) by the meter once; _Call only reports it
-        _Call(owner, messages, kwargs)._refuse(prompt_units + n, meter.available(final=owner.final))
+        needed = meter._prompt_units(counted) + n
+        _Call(owner, messages, kwargs)._refuse(needed, meter.available(final=final))
     kwargs = dict(kwargs)
     kwargs[param] = held[1]
     return _Held(meter, held[0], held[1], counted, kwargs)
@@ -371,11 +375,8 @@ def _fast_finish(held: _Held, result: ChatResult) -> bool:
     meta = _single_usage_metadata(result)
     if not meta:
         return False
-    meter, reservation = held.meter, held.reservation
-    i, o, r, c = usage_counts(meta)
-    units = meter.budget.units(input_tokens=i, output_tokens=o, cached_tokens=c)
-    usage = _usage(i, o, r, c, 1, 0, units)
-    meter.commit(reservation, units, usage=usage)
+    reservation = held.reservation
+    usage = held.meter._commit_tokens(reservation, *usage_counts(meta))
     ledger = current_ledger()
     if ledger is not None:
         ledger.add(usage, reservation.node)

@@ -8,7 +8,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from budget_graph.budget import Budget, Spend, Usage
+from budget_graph.budget import Budget, Spend, Usage, _usage, _with_margin
 from budget_graph.errors import BudgetExceededError, UsageOverrunWarning
 
 __all__ = ["BaseMeter", "Meter", "Reservation"]
@@ -89,6 +89,14 @@ class Meter:
         self.scope = scope
         self._lock = threading.Lock()
         self._limit = budget.limit
+        # Plain copies of what every call reads from the (frozen) budget: an attribute read
+        # on a pydantic model goes through its ``__getattr__`` hook, six times a plain read.
+        self._call_limit = self._limit - budget.reserve
+        self.counts_tokens = budget.count != "cost"
+        """Whether the budget counts tokens (not cost), so units are tokens."""
+        self._counts_input = budget.count == "input+output"
+        self._prompt_margin = budget.prompt_margin
+        self._per_call_max = budget.per_call_max_tokens or 0
         if spent_units is None:
             spent_units = spend.units if spend is not None else 0
         if spent_units < 0:
@@ -144,8 +152,7 @@ class Meter:
 
     def _room(self, final: bool) -> int:
         """Units left for a new reservation (negative after an overrun)."""
-        cap = self._limit if final else self._limit - self.budget.reserve
-        return cap - self._spent - self._reserved
+        return (self._limit if final else self._call_limit) - self._spent - self._reserved
 
     def _hold(self, units: int, final: bool, node: str | None) -> Reservation:
         res = _new(Reservation)  # Reservation(...) without the frozen dataclass __init__
@@ -186,8 +193,31 @@ class Meter:
         bound). Returns the reservation and the per-sample cap, or ``None`` (holding
         nothing) when not even one output token per sample fits.
         """
+        return self._clamp_hold(prompt_units, n, max_output, final, node)
+
+    def _prompt_units(self, prompt_tokens: int) -> int:
+        """Units to hold for a prompt of ``prompt_tokens`` counted locally (token budgets)."""
+        return _with_margin(prompt_tokens, self._prompt_margin) if self._counts_input else 0
+
+    def _reserve_prompt(
+        self, prompt_tokens: int, n: int, max_output: int, final: bool, node: str | None
+    ) -> tuple[Reservation, int] | None:
+        """:meth:`reserve_output` for a locally counted prompt (token budgets).
+
+        Adds the budget's ``prompt_margin`` to the prompt and caps each sample's output at
+        ``per_call_max_tokens`` as well as at ``max_output``.
+        """
+        bound = self._per_call_max
+        if max_output and (not bound or max_output < bound):
+            bound = max_output
+        return self._clamp_hold(self._prompt_units(prompt_tokens), n, bound, final, node)
+
+    def _clamp_hold(
+        self, prompt_units: int, n: int, max_output: int, final: bool, node: str | None
+    ) -> tuple[Reservation, int] | None:
         with self._lock:
-            out = (self._room(final) - prompt_units) // n
+            room = (self._limit if final else self._call_limit) - self._spent - self._reserved
+            out = (room - prompt_units) // n
             if max_output and max_output < out:
                 out = max_output
             if out < 1:
@@ -223,6 +253,20 @@ class Meter:
                 UsageOverrunWarning,
                 stacklevel=2,
             )
+
+    def _commit_tokens(
+        self,
+        reservation: Reservation,
+        input_tokens: int,
+        output_tokens: int,
+        reasoning_tokens: int,
+        cached_tokens: int,
+    ) -> Usage:
+        """Commit one call's reported token usage (token budgets) and return it."""
+        units = input_tokens + output_tokens if self._counts_input else output_tokens
+        usage = _usage(input_tokens, output_tokens, reasoning_tokens, cached_tokens, 1, 0, units)
+        self.commit(reservation, units, usage=usage)
+        return usage
 
     def release(self, reservation: Reservation) -> None:
         """Drop a reservation without charging it (idempotent)."""
