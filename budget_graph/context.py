@@ -14,17 +14,26 @@ from budget_graph.budget import Spend, Usage
 from budget_graph.meter import Meter
 
 __all__ = [
+    "BASE_UNITS_KEY",
     "METER_KEY",
     "Ledger",
     "budget_config",
     "current_ledger",
     "current_meter",
     "open_ledger",
+    "run_base_units",
     "use_meter",
 ]
 
 METER_KEY = "budget_graph_meter"
 """``config["configurable"]`` key holding the run's meter."""
+
+BASE_UNITS_KEY = "budget_base_units"
+"""``config["metadata"]`` key holding the units a thread had spent when its run started.
+
+LangGraph's checkpointers copy int metadata into each checkpoint's metadata, so a resumed
+run finds it there (``with_budget`` does).
+"""
 
 _meter_var: ContextVar[Meter | None] = ContextVar("budget_graph_meter", default=None)
 
@@ -36,6 +45,12 @@ def budget_config(meter: Any, config: RunnableConfig | None = None) -> RunnableC
     configurable[METER_KEY] = meter
     merged["configurable"] = configurable
     return merged  # type: ignore[return-value]
+
+
+def run_base_units(config: RunnableConfig | None = None) -> int:
+    """Units the thread had spent when the current run started (0 outside ``with_budget``)."""
+    cfg = config if config is not None else var_child_runnable_config.get()
+    return int(((cfg or {}).get("metadata") or {}).get(BASE_UNITS_KEY) or 0)
 
 
 def current_meter(config: RunnableConfig | None = None) -> Any:

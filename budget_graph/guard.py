@@ -14,7 +14,7 @@ from langgraph.types import Command, Overwrite
 
 from budget_graph._internal import observe
 from budget_graph.budget import Budget, Spend
-from budget_graph.context import Ledger, budget_config, current_meter, use_meter
+from budget_graph.context import BASE_UNITS_KEY, Ledger, budget_config, current_meter, use_meter
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter
 
@@ -225,11 +225,12 @@ class BudgetedGraph:
             thread = None
         start, base, stale = Spend(), 0, False
         if thread is not None:
-            values = self.graph.get_state(config).values or {}
+            snapshot = self.graph.get_state(config)
+            values = snapshot.values or {}
             stale = values.get("stop_reason") is not None
             if isinstance(values.get("spend"), Spend):
                 start = values["spend"]
-            base = int(values.get("budget_base_units", 0) or 0)
+            base = int((snapshot.metadata or {}).get(BASE_UNITS_KEY) or 0)
             with self._lock:
                 pending = self._unrecorded.pop(str(thread), None)
             if pending is not None:
@@ -239,6 +240,7 @@ class BudgetedGraph:
             used = start.units - (0 if self.scope == "thread" else base)
         else:
             used = 0 if self.scope == "run" else start.units
+            base = start.units
             if isinstance(input, dict):
                 # Every key written: a state channel never written is empty, and LangGraph
                 # pays an EmptyChannelError each time a task reads it (measured: 1% of a
@@ -248,14 +250,18 @@ class BudgetedGraph:
                 input = {
                     **input,
                     "budget": self.budget,
-                    "budget_base_units": start.units,
                     "stop_reason": Overwrite(None) if stale else None,
                 }
         meter = Meter(self.budget, spent_units=max(used, 0), scope=self.scope)
         self.last_meter = meter
         # Without a caller config, the meter travels in a context variable only (LangGraph
         # copies the context into its task threads): a config would cost a merge per task.
-        run_config = budget_config(meter, config) if config is not None else None
+        run_config = None
+        if config is not None:
+            run_config = budget_config(meter, config)
+            # The run's base rides in the config metadata, which checkpoints keep (a state
+            # key would cost every task a channel read).
+            run_config["metadata"] = {**(config.get("metadata") or {}), BASE_UNITS_KEY: base}
         return input, _Run(meter, run_config, thread, start)
 
     def _settle(self, run: _Run) -> None:

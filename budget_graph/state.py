@@ -43,8 +43,6 @@ class BudgetState(TypedDict):
     """Everything the thread has spent (additive reducer)."""
     budget: NotRequired[Budget | None]
     """The budget of the current run (set by ``with_budget``)."""
-    budget_base_units: NotRequired[int]
-    """Units already spent on the thread when the current run started."""
     stop_reason: NotRequired[Annotated[StopReason | None, keep_reason]]
     """Why the run stopped (or is stopping), if it did."""
 

@@ -17,6 +17,7 @@ from budget_graph import (
     guard,
     with_budget,
 )
+from budget_graph.context import BASE_UNITS_KEY
 from tests.core_fakes import BillingFakeChat
 
 TEXT = "alpha beta gamma delta epsilon zeta eta theta"
@@ -189,3 +190,22 @@ def test_budget_edge_and_remaining_tokens_route_out_of_a_loop():
     assert out["spend"].units <= 100
     assert seen == sorted(seen, reverse=True) and seen[0] == 100  # RemainingTokens counts down
     assert app.last_meter.available() < 30
+
+
+def test_a_resumed_second_run_on_a_thread_counts_only_its_own_spend(tmp_path):
+    fake = BillingFakeChat(texts=[TEXT])
+    fail: dict[str, bool] = {}
+    graph = three_step_graph(fake, fail).compile(
+        checkpointer=SqliteSaver(sqlite3.connect(tmp_path / "c.sqlite", check_same_thread=False))
+    )
+    cfg = {"configurable": {"thread_id": "t4"}}
+    app = with_budget(graph, Budget(max_tokens=10_000))
+    first = app.invoke({"steps": []}, cfg)["spend"]
+    fail["c"] = True
+    with pytest.raises(RuntimeError, match="crash before c"):
+        app.invoke({"steps": []}, cfg)
+    # The run's base (the thread's spend when it started) comes back from the checkpoint.
+    assert graph.get_state(cfg).metadata[BASE_UNITS_KEY] == first.units
+    total = app.invoke(None, cfg)["spend"]
+    assert total.calls == 2 * first.calls
+    assert app.last_meter.spent == total.units - first.units

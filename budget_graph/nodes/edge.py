@@ -14,7 +14,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Send
 
-from budget_graph.context import current_meter
+from budget_graph.context import current_meter, run_base_units
 from budget_graph.nodes.allocation import Action
 from budget_graph.nodes.tree import SearchStats, Tree
 
@@ -34,7 +34,7 @@ def remaining_units(state: Mapping[str, Any], config: RunnableConfig | None = No
     estimate = state.get("budget_tokens")
     if estimate is not None:
         spend = state.get("spend")
-        spent = (spend.units if spend is not None else 0) - int(state.get("budget_base_units") or 0)
+        spent = (spend.units if spend is not None else 0) - run_base_units(config)
         left = max(int(estimate) - spent, 0)
         avail = left if avail is None else min(avail, left)
     return avail
