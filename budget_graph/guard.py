@@ -259,9 +259,11 @@ class BudgetedGraph:
         run_config = None
         if config is not None:
             run_config = budget_config(meter, config)
-            # The run's base rides in the config metadata, which checkpoints keep (a state
-            # key would cost every task a channel read).
-            run_config["metadata"] = {**(config.get("metadata") or {}), BASE_UNITS_KEY: base}
+            if thread is not None:
+                # The run's base rides in the config metadata, which checkpoints keep (a
+                # state key would cost every task a channel read).
+                meta = {**(config.get("metadata") or {}), BASE_UNITS_KEY: base}
+                run_config["metadata"] = meta
         return input, _Run(meter, run_config, thread, start)
 
     def _settle(self, run: _Run) -> None:
