@@ -22,7 +22,7 @@ from budget_graph.accounting import (
     usage_counts,
     usage_from_message,
 )
-from budget_graph.budget import Budget, Usage, _usage
+from budget_graph.budget import Budget, Usage, _tighter_cap, _usage
 from budget_graph.context import current_ledger, current_meter
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter, Reservation
@@ -83,7 +83,7 @@ class _Call(observe.CallInfo):
             requested = info.requested_max_tokens or 0
             held = meter._reserve_prompt(counted, n, requested, final, info.node)
             if held is None:
-                self._refuse(meter._prompt_units(counted) + n, meter.available(final=final))
+                self._refuse_prompt(meter, counted, n, final)
             self.reservation, cap = held
             units = self.reservation.units
         else:
@@ -126,6 +126,10 @@ class _Call(observe.CallInfo):
                 continue
             return cap, units
         self._refuse(units, None)
+
+    def _refuse_prompt(self, meter: Meter, counted: int, n: int, final: bool) -> NoReturn:
+        """Refuse a call the in-process meter could not fit (one output token per sample)."""
+        self._refuse(meter._prompt_units(counted) + n, meter.available(final=final))
 
     def _refuse(self, requested: int, remaining: int | None) -> NoReturn:
         info, meter = self, self.meter
@@ -277,11 +281,7 @@ def _requested_max(kwargs: dict[str, Any], param: str, default: Any) -> int | No
 
 def _output_bound(requested: int | None, budget: Budget) -> int:
     """Per-sample output cap from the request and ``per_call_max_tokens`` (0: unbounded)."""
-    bound = requested or 0
-    per_call = budget.per_call_max_tokens
-    if per_call is not None and (not bound or per_call < bound):
-        bound = per_call
-    return bound
+    return _tighter_cap(requested or 0, budget.per_call_max_tokens or 0)
 
 
 def _single_usage_metadata(result: ChatResult) -> Any:
@@ -363,8 +363,7 @@ def _fast_begin(
     requested = _requested_max(kwargs, param, default_max) or 0
     held = meter._reserve_prompt(counted, n, requested, final, node)
     if held is None:  # refused (and counted) by the meter once; _Call only reports it
-        needed = meter._prompt_units(counted) + n
-        _Call(owner, messages, kwargs)._refuse(needed, meter.available(final=final))
+        _Call(owner, messages, kwargs)._refuse_prompt(meter, counted, n, final)
     kwargs = dict(kwargs)
     kwargs[param] = held[1]
     return _Held(meter, held[0], held[1], counted, kwargs)

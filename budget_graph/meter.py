@@ -8,7 +8,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from budget_graph.budget import Budget, Spend, Usage, _usage, _with_margin
+from budget_graph.budget import Budget, Spend, Usage, _tighter_cap, _usage, _with_margin
 from budget_graph.errors import BudgetExceededError, UsageOverrunWarning
 
 __all__ = ["BaseMeter", "Meter", "Reservation"]
@@ -193,7 +193,14 @@ class Meter:
         bound). Returns the reservation and the per-sample cap, or ``None`` (holding
         nothing) when not even one output token per sample fits.
         """
-        return self._clamp_hold(prompt_units, n, max_output, final, node)
+        with self._lock:
+            out = (self._room(final) - prompt_units) // n
+            if max_output and max_output < out:
+                out = max_output
+            if out < 1:
+                self.refused += 1
+                return None
+            return self._hold(prompt_units + out * n, final, node), out
 
     def _prompt_units(self, prompt_tokens: int) -> int:
         """Units to hold for a prompt of ``prompt_tokens`` counted locally (token budgets)."""
@@ -207,23 +214,13 @@ class Meter:
         Adds the budget's ``prompt_margin`` to the prompt and caps each sample's output at
         ``per_call_max_tokens`` as well as at ``max_output``.
         """
-        bound = self._per_call_max
-        if max_output and (not bound or max_output < bound):
-            bound = max_output
-        return self._clamp_hold(self._prompt_units(prompt_tokens), n, bound, final, node)
-
-    def _clamp_hold(
-        self, prompt_units: int, n: int, max_output: int, final: bool, node: str | None
-    ) -> tuple[Reservation, int] | None:
-        with self._lock:
-            room = (self._limit if final else self._call_limit) - self._spent - self._reserved
-            out = (room - prompt_units) // n
-            if max_output and max_output < out:
-                out = max_output
-            if out < 1:
-                self.refused += 1
-                return None
-            return self._hold(prompt_units + out * n, final, node), out
+        return self.reserve_output(
+            self._prompt_units(prompt_tokens),
+            n=n,
+            max_output=_tighter_cap(max_output, self._per_call_max),
+            final=final,
+            node=node,
+        )
 
     def commit(
         self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
