@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from budget_graph import Budget, BudgetExceededError, Meter, Spend, Usage, UsageOverrunWarning
+from budget_graph import (
+    Budget,
+    BudgetExceededError,
+    Meter,
+    ModelPrice,
+    Spend,
+    Usage,
+    UsageOverrunWarning,
+)
 
 
 def test_reserve_commit_release():
@@ -119,6 +127,9 @@ def test_asyncio_never_overshoots(limit, sizes):
 
 def test_reserve_output_clamps_atomically_and_refuses_without_holding() -> None:
     m = Meter(Budget(max_tokens=100, reserve=10))
+    assert m.counts_tokens
+    prices = {"m": ModelPrice(input_per_mtok=1, output_per_mtok=1)}
+    assert not Meter(Budget(count="cost", max_cost_usd=1, prices=prices)).counts_tokens
     held = m.reserve_output(30, n=2, max_output=50)
     assert held is not None
     res, cap = held

@@ -159,10 +159,11 @@ async def test_ainvoke_runs_the_same_search() -> None:
 
 def test_remaining_units_counts_the_runs_own_spend_against_the_estimate() -> None:
     from budget_graph import Spend
-    from budget_graph.context import BASE_UNITS_KEY
+    from budget_graph.context import BASE_UNITS_KEY, run_base_units
     from budget_graph.nodes import remaining_units
 
     state = {"budget_tokens": 100, "spend": Spend(units=70)}
     assert remaining_units(state, {}) == 30
     # The thread had spent 50 units before this run started: the run spent 20 of its 100.
     assert remaining_units(state, {"metadata": {BASE_UNITS_KEY: 50}}) == 80
+    assert run_base_units({"metadata": {BASE_UNITS_KEY: 50}}) == 50 and run_base_units({}) == 0
