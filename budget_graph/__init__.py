@@ -21,7 +21,12 @@ from budget_graph.guard import BudgetedGraph, budget_edge, guard, with_budget
 from budget_graph.meter import BaseMeter, Meter, Reservation
 from budget_graph.planner import PlannerState, build_planner
 from budget_graph.retry import RetryPolicy
-from budget_graph.state import BudgetState, RemainingTokens, RemainingTokensManager
+from budget_graph.state import (
+    CHECKPOINT_TYPES,
+    BudgetState,
+    RemainingTokens,
+    RemainingTokensManager,
+)
 from budget_graph.stopping import (
     AdaptiveConsistency,
     FixedSamples,
@@ -49,6 +54,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'budget_graph' has no attribute {name!r}")
 
 __all__ = [
+    "CHECKPOINT_TYPES",
     "METER_KEY",
     "AdaptiveConsistency",
     "BaseMeter",

@@ -250,7 +250,7 @@ def _spend(
     calls: int,
     estimated_calls: int,
     units: int,
-    by_node: Mapping[str, Usage],
+    by_node: dict[str, Usage],
 ) -> Spend:
     """``Spend(...)`` from trusted parts, without the dataclass ``__init__``.
 
@@ -304,7 +304,9 @@ class Spend:
     estimated_calls: int = 0
     units: int = 0
     """What the budget charged, in meter units (tokens, or micro-USD in cost mode)."""
-    by_node: Mapping[str, Usage] = field(default_factory=dict)
+    # ``dict``, not ``Mapping``: LangGraph's strict checkpoint mode allows the types it finds
+    # in the state schema, and it looks inside ``dict[...]`` but not ``Mapping[...]``.
+    by_node: dict[str, Usage] = field(default_factory=dict)
     """Per-node breakdown; treat as read-only."""
 
     def __post_init__(self) -> None:

@@ -8,9 +8,10 @@ from typing import Annotated, NotRequired
 from langgraph.managed.base import ManagedValue
 from typing_extensions import TypedDict
 
-from budget_graph.budget import Budget, Spend
+from budget_graph.budget import Budget, Spend, Usage
 
 __all__ = [
+    "CHECKPOINT_TYPES",
     "BudgetState",
     "RemainingTokens",
     "RemainingTokensManager",
@@ -45,6 +46,18 @@ class BudgetState(TypedDict):
     """The budget of the current run (set by ``with_budget``)."""
     stop_reason: NotRequired[Annotated[StopReason | None, keep_reason]]
     """Why the run stopped (or is stopping), if it did."""
+
+
+CHECKPOINT_TYPES: tuple[tuple[str, str], ...] = tuple(
+    (t.__module__, t.__name__) for t in (Budget, Spend, Usage)
+)
+"""``(module, name)`` of every type ``BudgetState`` puts in checkpoints.
+
+Pass them to LangGraph's serializer to load them without its "unregistered type" message:
+``JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES)``. Under
+``LANGGRAPH_STRICT_MSGPACK=true`` this is not needed: LangGraph allows the types it finds
+in the state schema, and ``BudgetState`` names them all.
+"""
 
 
 class RemainingTokensManager(ManagedValue[int]):

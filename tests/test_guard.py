@@ -209,3 +209,42 @@ def test_a_resumed_second_run_on_a_thread_counts_only_its_own_spend(tmp_path):
     total = app.invoke(None, cfg)["spend"]
     assert total.calls == 2 * first.calls
     assert app.last_meter.spent == total.units - first.units
+
+
+class _PricedFake(BillingFakeChat):
+    model_name: str = "billing-fake"
+    """The name a cost budget prices the calls by."""
+
+
+@pytest.mark.parametrize("listed", [False, True])
+def test_checkpoint_types_load_as_registered_types(tmp_path, listed):
+    from langgraph.checkpoint.serde.event_hooks import register_serde_event_listener
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from budget_graph import CHECKPOINT_TYPES, ModelPrice
+
+    events: list[tuple[str, str, str]] = []
+    stop = register_serde_event_listener(
+        lambda e: events.append((e["kind"], e["module"], e["name"]))
+    )
+    serde = JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES) if listed else None
+    conn = sqlite3.connect(tmp_path / "ckpt.sqlite", check_same_thread=False)
+    # A cost budget: its prices come back as ModelPrice (the Budget rebuilds them).
+    budget = Budget(
+        count="cost",
+        max_cost_usd=1.0,
+        prices={"billing-fake": ModelPrice(input_per_mtok=1.0, output_per_mtok=2.0)},
+    )
+    graph = three_step_graph(_PricedFake(texts=[TEXT]), {"c": False})
+    app = with_budget(graph.compile(checkpointer=SqliteSaver(conn, serde=serde)), budget)
+    cfg = {"configurable": {"thread_id": "t"}}
+    try:
+        app.invoke({"steps": []}, cfg)
+        values = app.get_state(cfg).values
+    finally:
+        stop()
+    assert values["budget"] == budget and values["spend"].calls == 3
+    assert {type(u).__name__ for u in values["spend"].by_node.values()} == {"Usage"}
+    ours = {name for _, module, name in events if module == "budget_graph.budget"}
+    # LangGraph reports every one of our types as unregistered unless they are listed.
+    assert ours == (set() if listed else {"Budget", "Spend", "Usage"})
