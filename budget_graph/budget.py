@@ -310,8 +310,8 @@ class Spend:
     """Per-node breakdown; treat as read-only."""
 
     def __post_init__(self) -> None:
-        # Strict checkpoint deserialisation (LANGGRAPH_STRICT_MSGPACK) restores nested
-        # dataclasses as plain dicts/lists: rebuild them so ``+`` keeps working.
+        # A checkpoint serializer that does not allow ``Usage`` (e.g. an explicit allowlist
+        # without it) restores it as a plain dict/list: rebuild them so ``+`` keeps working.
         for u in self.by_node.values():  # a loop, not all(genexpr): runs on every merge
             if type(u) is not Usage:
                 fixed = {

@@ -96,7 +96,7 @@ def test_fast_built_values_behave_like_constructed_ones(a, b):
 
 
 def test_spend_rebuilds_by_node_from_plain_dicts_and_lists():
-    # LANGGRAPH_STRICT_MSGPACK restores nested dataclasses as plain containers.
+    # A serializer that does not allow Usage restores it as a plain container.
     s = Spend(input_tokens=3, calls=1, by_node={"a": {"input_tokens": 3, "calls": 1}, "b": [1, 2]})
     assert s.by_node["a"] == Usage(input_tokens=3, calls=1)
     assert s.by_node["b"] == Usage(1, 2)
