@@ -42,7 +42,13 @@ class _Call(observe.CallInfo):
 
     __slots__ = ("kwargs", "meter", "owner", "reservation", "messages")
 
-    def __init__(self, owner: BudgetedChatModel, messages: list[BaseMessage], kwargs: dict) -> None:
+    def __init__(
+        self,
+        owner: BudgetedChatModel,
+        messages: list[BaseMessage],
+        kwargs: dict,
+        run_manager: Any = None,
+    ) -> None:
         name, default_max, default_n = owner.inner_defaults or (None, None, None)
         node, allocated = owner.node, None
         # The running node, its allocated share and the meter: one read of the run config.
@@ -68,6 +74,10 @@ class _Call(observe.CallInfo):
             self.n = int(n)
         if owner.capture_input or observe.content_wanted():
             self.input_messages = messages
+        if observe.state.active:  # what observers describe the call with (telemetry)
+            self.chat_model, self.request = owner.model, kwargs
+            if run_manager is not None:
+                self.run_id = run_manager.run_id
 
     def begin(self) -> None:
         """Reserve prompt + clamped output, then set the clamped ``max_tokens``."""
@@ -251,6 +261,7 @@ class _Call(observe.CallInfo):
         """Commit a finished (non-streamed) call's result."""
         if observe.state.active:
             self.finish_reasons = _finish_reasons(result)
+            self.response = result
         meta = _single_usage_metadata(result)
         if meta:  # the common case, read without building an intermediate Usage
             text = _result_text(result) if self.wants_text else ""
@@ -538,7 +549,7 @@ class BudgetedChatModel(BaseChatModel):
             if not _fast_finish(held, result):
                 _Call(self, messages, kwargs).adopt(held).finish_result(result)
             return result
-        call = _Call(self, messages, kwargs)
+        call = _Call(self, messages, kwargs, run_manager)
         call.begin()
         try:
             result = self.model._generate(
@@ -569,7 +580,7 @@ class BudgetedChatModel(BaseChatModel):
             if not _fast_finish(held, result):
                 _Call(self, messages, kwargs).adopt(held).finish_result(result)
             return result
-        call = _Call(self, messages, kwargs)
+        call = _Call(self, messages, kwargs, run_manager)
         call.begin()
         try:
             result = await self.model._agenerate(
@@ -594,7 +605,7 @@ class BudgetedChatModel(BaseChatModel):
         if not self._inner_streams():
             yield _as_chunk(self._generate_once(messages, stop, run_manager, **kwargs))
             return
-        call = _Call(self, messages, kwargs)
+        call = _Call(self, messages, kwargs, run_manager)
         call.streamed = True
         if hasattr(self.model, "stream_usage"):
             call.kwargs.setdefault("stream_usage", True)
@@ -622,7 +633,7 @@ class BudgetedChatModel(BaseChatModel):
         if type(self.model)._astream is BaseChatModel._astream and not self._inner_streams():
             yield _as_chunk(await self._agenerate_once(messages, stop, run_manager, **kwargs))
             return
-        call = _Call(self, messages, kwargs)
+        call = _Call(self, messages, kwargs, run_manager)
         call.streamed = True
         if hasattr(self.model, "stream_usage"):
             call.kwargs.setdefault("stream_usage", True)

@@ -51,6 +51,15 @@ class CallInfo:
     error: BaseException | None = None
     slot: dict[str, Any] = field(default_factory=dict)
     """Per-observer scratch space (e.g. the open span)."""
+    run_id: Any = None
+    """The LangChain run id of the chat-model run making the call (another LangChain
+    tracer's span for the same call is found by it), when known."""
+    chat_model: Any = None
+    """The wrapped chat model (its provider, server and default sampling parameters)."""
+    request: dict[str, Any] | None = None
+    """The call's keyword arguments as sent (``max_tokens`` clamped)."""
+    response: Any = None
+    """The model's reply: the ``ChatResult``, or the last streamed chunk."""
 
 
 @dataclass(slots=True)
