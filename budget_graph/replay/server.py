@@ -1,9 +1,16 @@
-"""An OpenAI-compatible HTTP server replaying recorded completions (``budget-graph serve-replay``).
+"""An HTTP server replaying recorded completions (``budget-graph serve-replay``).
 
-``langchain_openai.ChatOpenAI(base_url=f"{url}/v1", api_key="replay", model="gpt-4")``
-works against it unchanged: ``/v1/chat/completions`` (JSON or SSE streaming with
-``stream_options.include_usage``, ``n``, ``max_tokens``/``max_completion_tokens``, ``stop``)
-and ``/v1/models``. Test endpoints: ``GET /v1/replay/usage`` (what the server billed),
+It speaks three chat APIs, so their LangChain clients run against it unchanged:
+
+- OpenAI chat completions, ``/v1/chat/completions`` (JSON or SSE streaming with
+  ``stream_options.include_usage``, ``n``, ``max_tokens``/``max_completion_tokens``,
+  ``stop``): ``ChatOpenAI(base_url=f"{url}/v1", api_key="replay", model="gpt-4")``;
+- Anthropic Messages, ``/v1/messages`` (SSE streaming, usage in ``message_start`` and
+  ``message_delta``): ``ChatAnthropic(base_url=url, api_key="replay", model=...)``;
+- Ollama chat, ``/api/chat`` (NDJSON streaming, ``options.num_predict``, usage as
+  ``prompt_eval_count``/``eval_count``): ``ChatOllama(base_url=url, model=...)``.
+
+Plus ``/v1/models``. Test endpoints: ``GET /v1/replay/usage`` (what the server billed),
 ``POST /v1/replay/reset``, ``POST /v1/replay/faults``. Faults: see ``faults.py``.
 
 Billing: a request is billed (its prompt once plus every served completion token) when its
@@ -24,10 +31,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from budget_graph.replay.chat_model import split_stream_chunks
 from budget_graph.replay.faults import FAULT_HEADER, Fault, FaultBook, parse_fault
 from budget_graph.replay.format import DATASETS
-from budget_graph.replay.store import NotRecordedError, ReplayError, ReplayResponse, ReplayStore
+from budget_graph.replay.protocols import PROTOCOLS, Protocol
+from budget_graph.replay.store import NotRecordedError, ReplayError, ReplayStore
 
 __all__ = ["BillingEntry", "ReplayServer", "add_serve_parser", "create_app", "main", "serve"]
 
@@ -43,6 +50,14 @@ class BillingEntry:
     completion_tokens: int = 0
     stream: bool = False
     reason: str = "ok"
+    protocol: str = "openai"
+    """``"openai"``, ``"anthropic"`` or ``"ollama"``."""
+    max_tokens: int | None = None
+    """The output cap the request carried (``None``: none)."""
+    cap_param: str | None = None
+    """The field the cap came in (``max_tokens``, ``max_completion_tokens``,
+    ``options.num_predict``)."""
+    model: str | None = None
 
 
 class _Ledger:
@@ -70,11 +85,17 @@ class _Ledger:
             self.entries.clear()
 
 
-def _error(status: int, message: str, *, code: str, type_: str = "invalid_request_error",
-           headers: dict[str, str] | None = None) -> Any:
+def _error(
+    status: int,
+    message: str,
+    *,
+    code: str,
+    protocol: Protocol | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
     from starlette.responses import JSONResponse
 
-    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    body = (protocol or PROTOCOLS["openai"]).error(status, message, code)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -89,56 +110,83 @@ def create_app(store: ReplayStore | None = None, *, fault: Fault | None = None) 
     faults = FaultBook(fault)
     ledger = _Ledger()
     ids = itertools.count(1)
+    prefixes = {"openai": "chatcmpl-replay-", "anthropic": "msg_replay_", "ollama": "ollama-"}
 
-    async def chat_completions(request: Request) -> Response:
-        rid = f"chatcmpl-replay-{next(ids)}"
+    async def serve_chat(request: Request, protocol: Protocol) -> Response:
+        rid = f"{prefixes[protocol.name]}{next(ids)}"
         try:
             body = await request.json()
             fault_spec = faults.pick(request.headers.get(FAULT_HEADER))
         except (ValueError, json.JSONDecodeError) as exc:
-            return _error(400, f"Invalid request: {exc}", code="invalid_request")
+            return _error(400, f"Invalid request: {exc}", code="invalid_request", protocol=protocol)
         if fault_spec and fault_spec.latency_s:
             await asyncio.sleep(fault_spec.latency_s)
         if fault_spec and fault_spec.status:
-            ledger.add(BillingEntry(rid, fault_spec.status, False, reason="fault"))
+            ledger.add(
+                BillingEntry(rid, fault_spec.status, False, reason="fault", protocol=protocol.name)
+            )
             if fault_spec.status == 429:
-                return _error(429, "Rate limit reached (injected by the replay server)",
-                              code="rate_limit_exceeded", type_="requests",
-                              headers={"Retry-After": f"{fault_spec.retry_after_s:g}",
-                                       "retry-after-ms": f"{fault_spec.retry_after_s * 1000:g}"})
-            return _error(fault_spec.status, "Server error (injected by the replay server)",
-                          code="server_error", type_="server_error")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return _error(400, "'messages' must be a non-empty list", code="invalid_request")
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        stop = body.get("stop")
-        stop = [stop] if isinstance(stop, str) else stop
+                return _error(
+                    429,
+                    "Rate limit reached (injected by the replay server)",
+                    code="rate_limit_exceeded",
+                    protocol=protocol,
+                    headers={
+                        "Retry-After": f"{fault_spec.retry_after_s:g}",
+                        "retry-after-ms": f"{fault_spec.retry_after_s * 1000:g}",
+                    },
+                )
+            return _error(
+                fault_spec.status,
+                "Server error (injected by the replay server)",
+                code="server_error",
+                protocol=protocol,
+            )
         try:
-            resp = store.complete(messages, n=int(body.get("n") or 1), max_tokens=max_tokens,
-                                  stop=stop)
+            req = protocol.parse(body if isinstance(body, dict) else {})
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc), code="invalid_request", protocol=protocol)
+        seen: dict[str, Any] = {
+            "protocol": protocol.name,
+            "max_tokens": req.max_tokens,
+            "cap_param": req.cap_param,
+            "model": req.model,
+        }
+        try:
+            resp = store.complete(req.messages, n=req.n, max_tokens=req.max_tokens, stop=req.stop)
         except NotRecordedError as exc:
-            ledger.add(BillingEntry(rid, 400, False, reason="not_recorded"))
-            return _error(400, str(exc), code="not_recorded")
+            ledger.add(BillingEntry(rid, 400, False, reason="not_recorded", **seen))
+            return _error(400, str(exc), code="not_recorded", protocol=protocol)
         except (ReplayError, ValueError) as exc:
-            ledger.add(BillingEntry(rid, 400, False, reason="replay_error"))
-            return _error(400, str(exc), code="replay_error")
-        model = str(body.get("model") or resp.model)
+            ledger.add(BillingEntry(rid, 400, False, reason="replay_error", **seen))
+            return _error(400, str(exc), code="replay_error", protocol=protocol)
+        model = str(req.model or resp.model)
         drop = fault_spec.drop_after_chunks if fault_spec else None
-        entry = BillingEntry(rid, 200, True, resp.prompt_tokens, resp.completion_tokens,
-                             stream=bool(body.get("stream")))
-        if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            events = _sse_events(rid, model, resp, include_usage)
-            return StreamingResponse(_guarded(events, drop, entry, ledger),
-                                     media_type="text/event-stream")
-        payload = json.dumps(_completion_body(rid, model, resp)).encode()
+        entry = BillingEntry(
+            rid, 200, True, resp.prompt_tokens, resp.completion_tokens, stream=req.stream, **seen
+        )
+        if req.stream:
+            events = protocol.events(rid, model, resp, req)
+            return StreamingResponse(
+                _guarded(events, drop, entry, ledger), media_type=protocol.stream_media_type
+            )
+        payload = json.dumps(protocol.body(rid, model, resp)).encode()
         if drop is not None:
-            halves = [payload[: len(payload) // 2], payload[len(payload) // 2:]]
-            return StreamingResponse(_guarded(halves, 1, entry, ledger),
-                                     media_type="application/json")
+            halves = [payload[: len(payload) // 2], payload[len(payload) // 2 :]]
+            return StreamingResponse(
+                _guarded(halves, 1, entry, ledger), media_type="application/json"
+            )
         ledger.add(entry)
         return Response(payload, media_type="application/json")
+
+    async def chat_completions(request: Request) -> Response:
+        return await serve_chat(request, PROTOCOLS["openai"])
+
+    async def anthropic_messages(request: Request) -> Response:
+        return await serve_chat(request, PROTOCOLS["anthropic"])
+
+    async def ollama_chat(request: Request) -> Response:
+        return await serve_chat(request, PROTOCOLS["ollama"])
 
     async def models(request: Request) -> Response:
         names = sorted({"replay", "gpt-4", "code-davinci-002"})
@@ -163,67 +211,41 @@ def create_app(store: ReplayStore | None = None, *, fault: Fault | None = None) 
             return _error(400, f"Invalid fault: {exc}", code="invalid_fault")
         return JSONResponse({"ok": True})
 
-    app = Starlette(routes=[
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/replay/usage", usage, methods=["GET"]),
-        Route("/v1/replay/reset", reset, methods=["POST"]),
-        Route("/v1/replay/faults", inject, methods=["POST"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/messages", anthropic_messages, methods=["POST"]),
+            Route("/api/chat", ollama_chat, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/replay/usage", usage, methods=["GET"]),
+            Route("/v1/replay/reset", reset, methods=["POST"]),
+            Route("/v1/replay/faults", inject, methods=["POST"]),
+        ]
+    )
     app.state.store, app.state.faults, app.state.ledger = store, faults, ledger
     return app
-
-
-def _usage_json(resp: ReplayResponse) -> dict[str, int]:
-    return {"prompt_tokens": resp.prompt_tokens, "completion_tokens": resp.completion_tokens,
-            "total_tokens": resp.total_tokens}
-
-
-def _completion_body(rid: str, model: str, resp: ReplayResponse) -> dict[str, Any]:
-    return {
-        "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [
-            {"index": i, "message": {"role": "assistant", "content": c.text},
-             "finish_reason": c.finish_reason, "logprobs": None}
-            for i, c in enumerate(resp.choices)
-        ],
-        "usage": _usage_json(resp),
-        "system_fingerprint": "replay",
-    }
-
-
-def _sse_events(rid: str, model: str, resp: ReplayResponse, include_usage: bool) -> list[bytes]:
-    created = int(time.time())
-
-    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        obj = {"id": rid, "object": "chat.completion.chunk", "created": created,
-               "model": model, "choices": choices, **extra}
-        return f"data: {json.dumps(obj)}\n\n".encode()
-
-    out = []
-    for i, choice in enumerate(resp.choices):
-        out.append(event([{"index": i, "delta": {"role": "assistant", "content": ""},
-                           "finish_reason": None}]))
-        for piece in split_stream_chunks(choice.text):
-            out.append(event([{"index": i, "delta": {"content": piece},
-                               "finish_reason": None}]))
-        out.append(event([{"index": i, "delta": {}, "finish_reason": choice.finish_reason}]))
-    if include_usage:
-        out.append(event([], usage=_usage_json(resp)))
-    out.append(b"data: [DONE]\n\n")
-    return out
 
 
 class _DroppedConnection(Exception):
     """Raised inside a response body to make the server close the connection mid-response."""
 
 
-async def _guarded(chunks: Sequence[bytes], drop: int | None, entry: BillingEntry,
-                   ledger: _Ledger) -> AsyncIterator[bytes]:
+async def _guarded(
+    chunks: Sequence[bytes], drop: int | None, entry: BillingEntry, ledger: _Ledger
+) -> AsyncIterator[bytes]:
     for i, chunk in enumerate(chunks):
         if drop is not None and i >= drop:
-            ledger.add(BillingEntry(entry.request_id, 200, False, entry.prompt_tokens,
-                                    entry.completion_tokens, entry.stream, reason="dropped"))
+            ledger.add(
+                BillingEntry(
+                    entry.request_id,
+                    200,
+                    False,
+                    entry.prompt_tokens,
+                    entry.completion_tokens,
+                    entry.stream,
+                    reason="dropped",
+                )
+            )
             raise _DroppedConnection(entry.request_id)
         yield chunk
     ledger.add(entry)
@@ -244,8 +266,14 @@ class ReplayServer:
 
     """
 
-    def __init__(self, store: ReplayStore | None = None, *, host: str = "127.0.0.1",
-                 port: int = 0, fault: Fault | None = None) -> None:
+    def __init__(
+        self,
+        store: ReplayStore | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        fault: Fault | None = None,
+    ) -> None:
         self.app = create_app(store, fault=fault)
         self.host, self.port = host, port
         self._server: Any = None
@@ -255,6 +283,11 @@ class ReplayServer:
     def base_url(self) -> str:
         """The OpenAI base URL (``http://host:port/v1``)."""
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """The server's root URL (``http://host:port``): Anthropic's and Ollama's base URL."""
+        return f"http://{self.host}:{self.port}"
 
     @property
     def store(self) -> ReplayStore:
@@ -280,11 +313,16 @@ class ReplayServer:
         """Start serving in a daemon thread; returns when the socket listens."""
         import uvicorn
 
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="critical",
-                                lifespan="off", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(
+            self.app,
+            host=self.host,
+            port=self.port,
+            log_level="critical",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="replay-server",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.run, name="replay-server", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
@@ -309,10 +347,16 @@ class ReplayServer:
         self.stop()
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, *,
-          datasets: Sequence[str] | None = None, seed: int | None = None,
-          on_exhausted: str = "cycle", fault: Fault | None = None,
-          log_level: str = "info") -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    datasets: Sequence[str] | None = None,
+    seed: int | None = None,
+    on_exhausted: str = "cycle",
+    fault: Fault | None = None,
+    log_level: str = "info",
+) -> None:
     """Serve the replay API in the foreground until interrupted."""
     import uvicorn
 
@@ -322,25 +366,38 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *,
 
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``serve-replay`` subcommand to an argparse ``subparsers``; sets ``func``."""
-    p = subparsers.add_parser("serve-replay", help="serve recorded completions over an "
-                              "OpenAI-compatible HTTP API")
+    p = subparsers.add_parser(
+        "serve-replay", help="serve recorded completions over an OpenAI-compatible HTTP API"
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--datasets", nargs="*", default=None, choices=DATASETS,
-                   help="recordings to serve (default: all)")
+    p.add_argument(
+        "--datasets",
+        nargs="*",
+        default=None,
+        choices=DATASETS,
+        help="recordings to serve (default: all)",
+    )
     p.add_argument("--seed", type=int, default=None, help="shuffle each request's completions")
     p.add_argument("--on-exhausted", choices=["cycle", "error"], default="cycle")
-    p.add_argument("--fault", default=None,
-                   help="fault for every request, e.g. '429', 'latency=0.2', 'drop=3'")
+    p.add_argument(
+        "--fault", default=None, help="fault for every request, e.g. '429', 'latency=0.2', 'drop=3'"
+    )
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=_run_from_args)
     return p  # type: ignore[no-any-return]
 
 
 def _run_from_args(args: argparse.Namespace) -> int:
-    serve(args.host, args.port, datasets=args.datasets, seed=args.seed,
-          on_exhausted=args.on_exhausted,
-          fault=parse_fault(args.fault) if args.fault else None, log_level=args.log_level)
+    serve(
+        args.host,
+        args.port,
+        datasets=args.datasets,
+        seed=args.seed,
+        on_exhausted=args.on_exhausted,
+        fault=parse_fault(args.fault) if args.fault else None,
+        log_level=args.log_level,
+    )
     return 0
 
 

@@ -1,0 +1,397 @@
+"""Wire protocols of the replay server: OpenAI chat completions, Anthropic Messages, Ollama chat.
+
+Each protocol reads a request body into one :class:`Request` (the messages in OpenAI form,
+the output cap and the keyword it came in) and writes a served
+:class:`~budget_graph.replay.store.ReplayResponse` back in its own shape, with its own
+usage fields, as one JSON body or as stream events (SSE for OpenAI and Anthropic,
+NDJSON for Ollama). The billing is the same for all three: the store's usage.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from typing_extensions import override
+
+from budget_graph.replay.chat_model import split_stream_chunks
+from budget_graph.replay.store import ReplayResponse
+
+__all__ = ["PROTOCOLS", "AnthropicMessages", "OllamaChat", "OpenAIChat", "Protocol", "Request"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request, whatever protocol it came in."""
+
+    messages: list[dict[str, Any]]
+    """Chat messages in OpenAI form (Anthropic's ``system`` becomes the first message)."""
+    n: int
+    max_tokens: int | None
+    """The output cap the client sent (``None``: it sent none)."""
+    cap_param: str | None
+    """The field the cap came in (``max_tokens``, ``max_completion_tokens``,
+    ``options.num_predict``)."""
+    stop: list[str] | None
+    stream: bool
+    include_usage: bool
+    """Whether a streamed response carries usage (always, except OpenAI without
+    ``stream_options.include_usage``)."""
+    model: str | None
+
+
+def _stop(value: Any) -> list[str] | None:
+    if isinstance(value, str):
+        return [value]
+    return list(value) if isinstance(value, list) and value else None
+
+
+def _sse(obj: Mapping[str, Any], event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(obj)}\n\n".encode()
+
+
+class Protocol:
+    """How one API reads requests and writes responses."""
+
+    name: ClassVar[str]
+    stream_media_type: ClassVar[str] = "text/event-stream"
+
+    def parse(self, body: Mapping[str, Any]) -> Request:
+        """The request in a body (raises ``ValueError`` naming the bad field)."""
+        raise NotImplementedError
+
+    def body(self, rid: str, model: str, resp: ReplayResponse) -> dict[str, Any]:
+        """The non-streamed response body."""
+        raise NotImplementedError
+
+    def events(self, rid: str, model: str, resp: ReplayResponse, req: Request) -> list[bytes]:
+        """The streamed response, event by event."""
+        raise NotImplementedError
+
+    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
+        """An error body in this protocol's shape."""
+        kind = (
+            "rate_limit_error"
+            if status == 429
+            else ("api_error" if status >= 500 else "invalid_request_error")
+        )
+        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+class OpenAIChat(Protocol):
+    """``POST /v1/chat/completions``."""
+
+    name = "openai"
+
+    @override
+    def parse(self, body: Mapping[str, Any]) -> Request:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("'messages' must be a non-empty list")
+        param = next((k for k in ("max_completion_tokens", "max_tokens") if k in body), None)
+        return Request(
+            messages=messages,
+            n=int(body.get("n") or 1),
+            max_tokens=body.get(param) if param else None,
+            cap_param=param,
+            stop=_stop(body.get("stop")),
+            stream=bool(body.get("stream")),
+            include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            model=body.get("model"),
+        )
+
+    @staticmethod
+    def _usage(resp: ReplayResponse) -> dict[str, int]:
+        return {
+            "prompt_tokens": resp.prompt_tokens,
+            "completion_tokens": resp.completion_tokens,
+            "total_tokens": resp.total_tokens,
+        }
+
+    @override
+    def body(self, rid: str, model: str, resp: ReplayResponse) -> dict[str, Any]:
+        return {
+            "id": rid,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": c.text},
+                    "finish_reason": c.finish_reason,
+                    "logprobs": None,
+                }
+                for i, c in enumerate(resp.choices)
+            ],
+            "usage": self._usage(resp),
+            "system_fingerprint": "replay",
+        }
+
+    @override
+    def events(
+        self,
+        rid: str,
+        model: str,
+        resp: ReplayResponse,
+        req: Request,
+    ) -> list[bytes]:
+        created = int(time.time())
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            return _sse(
+                {
+                    "id": rid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": choices,
+                    **extra,
+                }
+            )
+
+        out = []
+        for i, choice in enumerate(resp.choices):
+            out.append(
+                event(
+                    [
+                        {
+                            "index": i,
+                            "delta": {"role": "assistant", "content": ""},
+                            "finish_reason": None,
+                        }
+                    ]
+                )
+            )
+            for piece in split_stream_chunks(choice.text):
+                out.append(
+                    event([{"index": i, "delta": {"content": piece}, "finish_reason": None}])
+                )
+            out.append(event([{"index": i, "delta": {}, "finish_reason": choice.finish_reason}]))
+        if req.include_usage:
+            out.append(event([], usage=self._usage(resp)))
+        out.append(b"data: [DONE]\n\n")
+        return out
+
+
+_ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens"}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") for b in content or () if isinstance(b, dict))
+
+
+class AnthropicMessages(Protocol):
+    """``POST /v1/messages`` (what ``langchain-anthropic``'s ``ChatAnthropic`` calls)."""
+
+    name = "anthropic"
+
+    @override
+    def parse(self, body: Mapping[str, Any]) -> Request:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("messages: must be a non-empty list")
+        if not isinstance(body.get("max_tokens"), int):
+            raise ValueError(f"max_tokens: Field required (got {body.get('max_tokens')!r})")
+        system = _text(body.get("system"))
+        chat = [
+            {"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in messages
+        ]
+        if system:
+            chat.insert(0, {"role": "system", "content": system})
+        return Request(
+            messages=chat,
+            n=1,
+            max_tokens=body["max_tokens"],
+            cap_param="max_tokens",
+            stop=_stop(body.get("stop_sequences")),
+            stream=bool(body.get("stream")),
+            include_usage=True,
+            model=body.get("model"),
+        )
+
+    @staticmethod
+    def _usage(resp: ReplayResponse) -> dict[str, int]:
+        return {
+            "input_tokens": resp.prompt_tokens,
+            "output_tokens": resp.completion_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+
+    @override
+    def body(self, rid: str, model: str, resp: ReplayResponse) -> dict[str, Any]:
+        choice = resp.choices[0]
+        return {
+            "id": rid,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": choice.text}],
+            "stop_reason": _ANTHROPIC_STOP.get(choice.finish_reason, "end_turn"),
+            "stop_sequence": None,
+            "usage": self._usage(resp),
+        }
+
+    @override
+    def events(
+        self,
+        rid: str,
+        model: str,
+        resp: ReplayResponse,
+        req: Request,
+    ) -> list[bytes]:
+        choice = resp.choices[0]
+        start: dict[str, Any] = {
+            "id": rid,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**self._usage(resp), "output_tokens": 1},
+        }
+        out = [
+            _sse({"type": "message_start", "message": start}, "message_start"),
+            _sse(
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+                "content_block_start",
+            ),
+            _sse({"type": "ping"}, "ping"),
+        ]
+        for piece in split_stream_chunks(choice.text):
+            out.append(
+                _sse(
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": piece},
+                    },
+                    "content_block_delta",
+                )
+            )
+        out.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+        # As the real API does: message_delta carries the final, cumulative usage.
+        out.append(
+            _sse(
+                {
+                    "type": "message_delta",
+                    "delta": {
+                        "stop_reason": _ANTHROPIC_STOP.get(choice.finish_reason, "end_turn"),
+                        "stop_sequence": None,
+                    },
+                    "usage": self._usage(resp),
+                },
+                "message_delta",
+            )
+        )
+        out.append(_sse({"type": "message_stop"}, "message_stop"))
+        return out
+
+    @override
+    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
+        kind = (
+            "rate_limit_error"
+            if status == 429
+            else ("api_error" if status >= 500 else "invalid_request_error")
+        )
+        return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+
+
+class OllamaChat(Protocol):
+    """``POST /api/chat`` (what ``langchain-ollama``'s ``ChatOllama`` calls)."""
+
+    name = "ollama"
+    stream_media_type = "application/x-ndjson"
+
+    @override
+    def parse(self, body: Mapping[str, Any]) -> Request:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("messages: must be a non-empty list")
+        options = body.get("options") or {}
+        cap = options.get("num_predict")
+        cap = cap if isinstance(cap, int) and cap > 0 else None  # -1/-2: no limit
+        chat = [
+            {"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in messages
+        ]
+        return Request(
+            messages=chat,
+            n=1,
+            max_tokens=cap,
+            cap_param="options.num_predict" if "num_predict" in options else None,
+            stop=_stop(options.get("stop")),
+            stream=body.get("stream", True) is not False,
+            include_usage=True,
+            model=body.get("model"),
+        )
+
+    @staticmethod
+    def _done(model: str, resp: ReplayResponse) -> dict[str, Any]:
+        reason = resp.choices[0].finish_reason
+        return {
+            "model": model,
+            "created_at": _now(),
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": "length" if reason == "length" else "stop",
+            "total_duration": 0,
+            "load_duration": 0,
+            "prompt_eval_count": resp.prompt_tokens,
+            "prompt_eval_duration": 0,
+            "eval_count": resp.completion_tokens,
+            "eval_duration": 0,
+        }
+
+    @override
+    def body(self, rid: str, model: str, resp: ReplayResponse) -> dict[str, Any]:
+        out = self._done(model, resp)
+        out["message"] = {"role": "assistant", "content": resp.choices[0].text}
+        return out
+
+    @override
+    def events(
+        self,
+        rid: str,
+        model: str,
+        resp: ReplayResponse,
+        req: Request,
+    ) -> list[bytes]:
+        lines = [
+            json.dumps(
+                {
+                    "model": model,
+                    "created_at": _now(),
+                    "message": {"role": "assistant", "content": piece},
+                    "done": False,
+                }
+            )
+            for piece in split_stream_chunks(resp.choices[0].text)
+        ]
+        lines.append(json.dumps(self._done(model, resp)))
+        return [f"{line}\n".encode() for line in lines]
+
+    @override
+    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
+        return {"error": message}
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p for p in (OpenAIChat(), AnthropicMessages(), OllamaChat())
+}
+"""The protocols by name."""
