@@ -22,7 +22,20 @@ def test_docs_examples_run(capsys):
 
 
 @pytest.mark.parametrize(
-    "module", ["", ".config", ".attributes", ".spans", ".metrics", ".tracer", ".runs", ".export"]
+    "module",
+    [
+        "",
+        ".config",
+        ".attributes",
+        ".spans",
+        ".metrics",
+        ".tracer",
+        ".runs",
+        ".export",
+        ".content",
+        ".genai",
+        ".coexist",
+    ],
 )
 def test_module_doctests_and_exports(module):
     mod = importlib.import_module(f"budget_graph.telemetry{module}")
@@ -38,18 +51,19 @@ def test_config_from_env():
         "BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "0",
         "BUDGET_GRAPH_OTEL_GENAI_USAGE": "false",
         "BUDGET_GRAPH_OTEL_METRICS": "no",
+        "BUDGET_GRAPH_OTEL_COEXIST": "false",
     })
     assert cfg == TelemetryConfig(
-        capture_content=True, content_max_chars=None, genai_usage=False, metrics=False
+        capture_content=True, content_max_chars=None, genai_usage=False, metrics=False,
+        coexist=False,
     )
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "maybe"},
-         "Invalid OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'maybe'. "
-         "Must be 'true' or 'false'"),
+        ({"BUDGET_GRAPH_OTEL_COEXIST": "maybe"},
+         "Invalid BUDGET_GRAPH_OTEL_COEXIST: 'maybe'. Must be 'true' or 'false'"),
         ({"BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "lots"},
          "Invalid BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS: 'lots'. Must be an integer"),
         ({"BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "-1"},
@@ -59,6 +73,28 @@ def test_config_from_env():
 def test_config_rejects_bad_env(env, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         TelemetryConfig.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("value", "captured"),
+    [
+        ("SPAN_ONLY", True),
+        ("span_and_event", True),
+        ("true", True),
+        ("NO_CONTENT", False),
+        ("EVENT_ONLY", False),  # we emit no log events: nothing to record
+        ("false", False),
+    ],
+)
+def test_capture_content_takes_the_official_genai_values(value, captured):
+    env = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": value}
+    assert TelemetryConfig.from_env(env).capture_content is captured
+
+
+def test_unknown_capture_value_warns_and_records_nothing(caplog):
+    env = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "maybe"}
+    assert TelemetryConfig.from_env(env).capture_content is False
+    assert "Invalid OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'maybe'" in caplog.text
 
 
 def test_config_validates_eagerly():

@@ -84,6 +84,8 @@ class RunInfo:
     """The run's final state (a dict with ``spend``/``stop_reason``), when known."""
     error: BaseException | None = None
     slot: dict[str, Any] = field(default_factory=dict)
+    input: Any = None
+    """The run's input, when known (shown only when content capture is on)."""
 
 
 class Observer(Protocol):

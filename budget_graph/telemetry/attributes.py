@@ -1,21 +1,21 @@
-"""Attribute names: the GenAI semantic conventions we use and our ``budget.*`` names.
+"""Attribute names: the GenAI semantic conventions we use, our ``budget.*`` names, span kinds.
 
-Every span we create carries :data:`SPAN_KIND` (``"llm"``, ``"node"`` or ``"run"``), so a
-backend can tell our spans apart from an outer instrumentor's. Usage is reported twice
-on purpose, under distinct names:
+The GenAI names are spelled out here (semantic conventions v1.37, the ``gen_ai.*``
+registry) rather than imported from ``opentelemetry-semconv``'s private ``_incubating``
+package, whose names move between releases.
 
-* ``gen_ai.usage.*`` only on LLM-call spans (one call, counted once);
-* ``budget.usage.*`` on node and run spans: the rolled-up sum of the calls beneath.
+Every span we create, and every span of another instrumentor we enrich, carries
+:data:`SPAN_KIND` (``"llm"``, ``"node"`` or ``"run"``), plus the OpenInference span kind
+(:data:`OPENINFERENCE_SPAN_KIND`: ``CHAIN`` for runs and nodes, ``LLM`` for calls) so
+backends built on OpenInference (Arize Phoenix) can show it. Usage is reported under
+distinct names on purpose:
 
-Sum ``gen_ai.usage.*`` over spans; read a node's or run's total off its own
-``budget.usage.*``. Under another instrumentor that already reports usage on its own
-LLM span, turn ``genai_usage`` off: our LLM spans then carry ``budget.usage.*``
-instead, and ``gen_ai.usage.*`` stays counted once, on theirs.
+* token counts (``gen_ai.usage.*``) on exactly one span per LLM call;
+* ``budget.usage.*`` on node and run spans: the rolled-up sum of the calls beneath,
+  which no backend adds to the calls' counts.
 """
 
 from __future__ import annotations
-
-from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _gen_ai
 
 __all__ = [
     "BUDGET_ALLOCATED",
@@ -32,6 +32,25 @@ __all__ = [
     "BUDGET_UNITS",
     "BUDGET_UTILIZATION",
     "ERROR_TYPE",
+    "GEN_AI_PROVIDER_NAME",
+    "GEN_AI_REQUEST_FREQUENCY_PENALTY",
+    "GEN_AI_REQUEST_PRESENCE_PENALTY",
+    "GEN_AI_REQUEST_SEED",
+    "GEN_AI_REQUEST_STOP_SEQUENCES",
+    "GEN_AI_REQUEST_TEMPERATURE",
+    "GEN_AI_REQUEST_TOP_K",
+    "GEN_AI_REQUEST_TOP_P",
+    "GEN_AI_RESPONSE_ID",
+    "GEN_AI_RESPONSE_MODEL",
+    "INPUT_MIME_TYPE",
+    "INPUT_VALUE",
+    "OPENINFERENCE_CHAIN",
+    "OPENINFERENCE_LLM",
+    "OPENINFERENCE_SPAN_KIND",
+    "OUTPUT_MIME_TYPE",
+    "OUTPUT_VALUE",
+    "SERVER_ADDRESS",
+    "SERVER_PORT",
     "GEN_AI_INPUT_MESSAGES",
     "GEN_AI_OPERATION_NAME",
     "GEN_AI_OUTPUT_MESSAGES",
@@ -57,20 +76,41 @@ __all__ = [
     "USAGE_UNITS",
 ]
 
-# GenAI semantic conventions (incubating).
-GEN_AI_OPERATION_NAME = _gen_ai.GEN_AI_OPERATION_NAME
-GEN_AI_REQUEST_MODEL = _gen_ai.GEN_AI_REQUEST_MODEL
-GEN_AI_REQUEST_MAX_TOKENS = _gen_ai.GEN_AI_REQUEST_MAX_TOKENS
-GEN_AI_REQUEST_CHOICE_COUNT = _gen_ai.GEN_AI_REQUEST_CHOICE_COUNT
-GEN_AI_RESPONSE_FINISH_REASONS = _gen_ai.GEN_AI_RESPONSE_FINISH_REASONS
-GEN_AI_USAGE_INPUT_TOKENS = _gen_ai.GEN_AI_USAGE_INPUT_TOKENS
-GEN_AI_USAGE_OUTPUT_TOKENS = _gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
-GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = _gen_ai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS
-GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = _gen_ai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
-GEN_AI_TOKEN_TYPE = _gen_ai.GEN_AI_TOKEN_TYPE
-GEN_AI_INPUT_MESSAGES = _gen_ai.GEN_AI_INPUT_MESSAGES
-GEN_AI_OUTPUT_MESSAGES = _gen_ai.GEN_AI_OUTPUT_MESSAGES
+# GenAI semantic conventions (development status; names as of semconv v1.37).
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_CHOICE_COUNT = "gen_ai.request.choice.count"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
+GEN_AI_REQUEST_TOP_K = "gen_ai.request.top_k"
+GEN_AI_REQUEST_STOP_SEQUENCES = "gen_ai.request.stop_sequences"
+GEN_AI_REQUEST_SEED = "gen_ai.request.seed"
+GEN_AI_REQUEST_FREQUENCY_PENALTY = "gen_ai.request.frequency_penalty"
+GEN_AI_REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
+
+# OpenInference (the span kind and the input/output a backend's trace list shows).
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+OPENINFERENCE_CHAIN = "CHAIN"
+OPENINFERENCE_LLM = "LLM"
+INPUT_VALUE = "input.value"
+INPUT_MIME_TYPE = "input.mime_type"
+OUTPUT_VALUE = "output.value"
+OUTPUT_MIME_TYPE = "output.mime_type"
 
 # Ours.
 SPAN_KIND = "budget_graph.span.kind"
@@ -83,9 +123,9 @@ BUDGET_PREFIX = "budget."
 BUDGET_LIMIT = "budget.limit"
 """The run's limit in meter units (LLM and run spans)."""
 BUDGET_SPENT = "budget.spent"
-"""Units spent on the run: before the call (LLM span), at the end (node and run spans)."""
+"""Units spent on the run when the span ended (an LLM call's own usage included)."""
 BUDGET_REMAINING = "budget.remaining"
-"""Units left, at the same moment as :data:`BUDGET_SPENT`."""
+"""Units left to reserve, read at the same moment as :data:`BUDGET_SPENT`."""
 BUDGET_RESERVED = "budget.reserved"
 """Units reserved for the call (prompt + clamped ``max_tokens``)."""
 BUDGET_UNITS = "budget.units"

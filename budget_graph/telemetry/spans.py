@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +16,6 @@ __all__ = [
     "Rollup",
     "add_budget_attributes",
     "call_attributes",
-    "content_attributes",
     "event_attributes",
     "usage_attributes",
 ]
@@ -41,20 +39,28 @@ class Rollup:
         "input",
         "meter",
         "output",
+        "owned",
         "parent",
         "reasoning",
         "span",
+        "state",
         "units",
     )
 
-    def __init__(self, span: Any, parent: Rollup | None, meter: Any = None) -> None:
+    def __init__(
+        self, span: Any, parent: Rollup | None, meter: Any = None, *, owned: bool = True
+    ) -> None:
         self.span = span
+        self.owned = owned
+        """Whether the span is ours to end (else another instrumentor's, which we enrich)."""
         self.parent = parent
         self.meter: Any = meter
         self.input = self.output = self.reasoning = self.cached = self.calls = self.units = 0
         self.closed = False
         self.absorb = False
         """A wrapper run span waiting to absorb the run reported inside it."""
+        self.state: Any = None
+        """The final state the absorbed run reported (a wrapper may not see it)."""
         self._lock = threading.Lock()
 
     def find_meter(self) -> Any:
@@ -138,6 +144,8 @@ def add_budget_attributes(
 ) -> None:
     """Add ``budget.spent/remaining`` read off a meter now, plus ``limit`` and ``unit`` for a run.
 
+    Every span reads them the same way, when it ends: one moment for both numbers.
+
     Adds nothing when the meter is unknown or unreachable. Span attributes are the main
     cost of tracing, so node spans skip the run-constant ones.
     """
@@ -157,14 +165,19 @@ def add_budget_attributes(
             attrs[A.BUDGET_UNIT] = name
 
 
-def call_attributes(call: CallInfo, *, genai_usage: bool) -> dict[str, AttributeValue]:
-    """An LLM-call span's attributes: the request as sent, the budget around it, usage.
+def call_attributes(
+    call: CallInfo, meter: Any, *, genai_usage: bool, foreign: bool = False
+) -> dict[str, AttributeValue]:
+    """An LLM call's attributes: the request as sent, the budget when it ended, usage.
 
     Built once, when the call ends, in a single dict: the SDK cleans every attribute it
     is given, so each one set costs (see ``benchmarks/telemetry_overhead.py``).
+    ``foreign=True`` builds them for another instrumentor's span of the call, which
+    already counts its tokens: no usage is added there.
     """
     attrs: dict[str, AttributeValue] = {
         A.SPAN_KIND: A.SPAN_KIND_LLM,
+        A.OPENINFERENCE_SPAN_KIND: A.OPENINFERENCE_LLM,
         A.GEN_AI_OPERATION_NAME: call.operation,
     }
     if call.model is not None:
@@ -176,10 +189,7 @@ def call_attributes(call: CallInfo, *, genai_usage: bool) -> dict[str, Attribute
     if call.limit is not None:
         attrs[A.BUDGET_LIMIT] = call.limit
         attrs[A.BUDGET_RESERVED] = call.reserved_units
-    if call.spent_before is not None:
-        attrs[A.BUDGET_SPENT] = call.spent_before
-    if call.remaining_before is not None:
-        attrs[A.BUDGET_REMAINING] = call.remaining_before
+    add_budget_attributes(attrs, meter)
     if call.allocated is not None:
         attrs[A.BUDGET_ALLOCATED] = call.allocated
     if call.finish_reasons:
@@ -187,55 +197,22 @@ def call_attributes(call: CallInfo, *, genai_usage: bool) -> dict[str, Attribute
     usage = call.usage
     if usage is None:
         return attrs
-    if genai_usage:
+    if foreign:
+        pass  # the instrumentor's span counts the tokens
+    elif genai_usage:
         attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
         attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
         if usage.reasoning_tokens:
             attrs[A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
         if usage.cached_tokens:
             attrs[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cached_tokens
-    else:  # an outer instrumentor reports gen_ai.usage.*; ours stay under budget.usage.*
+    else:  # another span counts gen_ai.usage.*; ours stay under budget.usage.*
         attrs.update(usage_attributes(usage))
     units = call.units if call.units is not None else usage.units
     if units != usage.input_tokens + usage.output_tokens:  # "output" or cost budgets
         attrs[A.BUDGET_UNITS] = units
     if call.estimated:
         attrs[A.BUDGET_ESTIMATED] = True
-    return attrs
-
-
-def _truncate(text: str, max_chars: int | None) -> str:
-    if max_chars is None or len(text) <= max_chars:
-        return text
-    return text[:max_chars] + "…"
-
-
-def _message_dicts(messages: Any) -> list[dict[str, Any]]:
-    out = []
-    for msg in messages or ():
-        role = getattr(msg, "type", None) or "user"
-        content = getattr(msg, "content", msg)
-        if not isinstance(content, str):
-            content = json.dumps(content, default=str)
-        out.append(
-            {
-                "role": {"human": "user", "ai": "assistant"}.get(role, role),
-                "parts": [{"type": "text", "content": content}],
-            }
-        )
-    return out
-
-
-def content_attributes(call: CallInfo, max_chars: int | None) -> dict[str, AttributeValue]:
-    """``gen_ai.input.messages`` / ``gen_ai.output.messages`` (only when opted in)."""
-    attrs: dict[str, AttributeValue] = {}
-    if call.input_messages is not None:
-        attrs[A.GEN_AI_INPUT_MESSAGES] = _truncate(
-            json.dumps(_message_dicts(call.input_messages), ensure_ascii=False), max_chars
-        )
-    if call.output_text is not None:
-        out = [{"role": "assistant", "parts": [{"type": "text", "content": call.output_text}]}]
-        attrs[A.GEN_AI_OUTPUT_MESSAGES] = _truncate(json.dumps(out, ensure_ascii=False), max_chars)
     return attrs
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from contextvars import ContextVar
 from dataclasses import replace
@@ -16,13 +17,20 @@ from budget_graph._internal import observe
 from budget_graph._internal.observe import CallInfo, NodeInfo, RunInfo
 from budget_graph.context import current_meter
 from budget_graph.telemetry import attributes as A
+from budget_graph.telemetry.coexist import Foreign, foreign_tracer, parent_run_id
 from budget_graph.telemetry.config import TelemetryConfig
+from budget_graph.telemetry.content import content_attributes, run_io_attributes
+from budget_graph.telemetry.genai import (
+    ModelFacts,
+    model_facts,
+    request_attributes,
+    response_attributes,
+)
 from budget_graph.telemetry.metrics import BudgetInstruments, create_budget_instruments
 from budget_graph.telemetry.spans import (
     Rollup,
     add_budget_attributes,
     call_attributes,
-    content_attributes,
     event_attributes,
 )
 
@@ -33,8 +41,8 @@ ABSORB_NESTED_RUN = "budget_graph.telemetry.absorb_nested_run"
 """``RunInfo.slot`` flag: the first run reported inside this one is the same run."""
 _ABSORBED = "absorbed"
 
-_CallNames = tuple[str, dict[str, Any], dict[str, Any]]
-"""A call's span name, then its input and output token-record labels."""
+_Labels = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
+"""A call's metric labels: for its duration, then its input and output token records."""
 
 # Events whose value also becomes an attribute of the span they land on.
 _ATTRIBUTE_EVENTS = {
@@ -82,8 +90,12 @@ class BudgetTracer:
             self._instruments = create_budget_instruments(meter)
         self._key = f"budget_graph.telemetry.{id(self)}"
         self._scope: ContextVar[Rollup | None] = ContextVar(self._key, default=None)
-        self._call_names: dict[tuple[str, str | None], _CallNames] = {}
+        self._call_labels: dict[tuple[Any, ...], _Labels] = {}
         self._unit_labels: dict[str, dict[str, Any]] = {}
+        self._claim_key = f"{self._key}.claimed"
+        self._claimed: set[Any] = set()
+        """Run ids of instrumentor spans a call of ours is enriching."""
+        self._lock = threading.Lock()
 
     @property
     def capture_content(self) -> bool:
@@ -113,39 +125,80 @@ class BudgetTracer:
         """Remember the parent context and start time; the span is written when the call ends.
 
         Writing the whole span at the end (with its real start time) sets every attribute
-        once, which halves the tracing cost per call.
+        once, which halves the tracing cost per call. Under another LangChain
+        instrumentor, its span of the same call is looked up now, while it is open.
         """
-        call.slot[self._key] = (otel_context.get_current(), time.time_ns(), self._scope.get())
+        foreign = foreign_tracer() if self.config.coexist else None
+        span = self._claim(foreign, call) if foreign is not None else None
+        call.slot[self._key] = (
+            otel_context.get_current(),
+            time.time_ns(),
+            self._scope.get(),
+            foreign,
+            span,
+        )
+
+    def _claim(self, foreign: Foreign, call: CallInfo) -> Any:
+        """The instrumentor's span of this call: by its run id, else its one open chat run."""
+        with self._lock:
+            run_id = call.run_id
+            if run_id is None:
+                runs = [r for r in foreign.llm_children(parent_run_id()) if r not in self._claimed]
+                run_id = runs[0] if len(runs) == 1 else None
+            if run_id is None or run_id in self._claimed:
+                return None
+            span = foreign.span(run_id)
+            if span is not None:
+                self._claimed.add(run_id)
+                call.slot[self._claim_key] = run_id
+            return span
 
     def call_finished(self, call: CallInfo) -> None:
-        """Write the call's span (child of the span current at its start), roll usage up."""
+        """Write the call's span (or enrich the instrumentor's); roll usage up; record metrics."""
         entry = call.slot.pop(self._key, None)
         if entry is None:
             return
-        parent, started_ns, scope = entry
+        parent, started_ns, scope, foreign, foreign_span = entry
+        claimed = call.slot.pop(self._claim_key, None)
+        if claimed is not None:
+            with self._lock:
+                self._claimed.discard(claimed)
+        ended_ns = time.time_ns()
         cfg = self.config
-        attrs = call_attributes(call, genai_usage=cfg.genai_usage)
-        if cfg.capture_content:
-            attrs.update(content_attributes(call, cfg.content_max_chars))
-        names = self._call_names.get((call.operation, call.model))
-        if names is None:
-            names = self._names_for(call.operation, call.model)
-        span = self._tracer.start_span(
-            names[0],
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes=attrs,
-            start_time=started_ns,
+        facts = model_facts(call.chat_model)
+        meter = current_meter()
+        attrs = call_attributes(
+            call,
+            meter,
+            genai_usage=cfg.genai_usage and foreign is None,
+            foreign=foreign_span is not None,
         )
-        if call.error is not None:
-            _error(span, call.error, record=False)
-        span.end()
+        if facts.attributes or call.request:
+            attrs.update(request_attributes(call, facts))
+        if call.response is not None:
+            attrs.update(response_attributes(call))
+        if foreign_span is not None:  # enrich theirs; content stays under their settings
+            foreign_span.set_attributes(attrs)
+            if call.error is not None:
+                foreign_span.set_attribute(A.ERROR_TYPE, type(call.error).__qualname__)
+        else:
+            if cfg.capture_content:
+                attrs.update(content_attributes(call, cfg.content_max_chars))
+            model = call.model
+            span = self._tracer.start_span(
+                f"{call.operation} {model}" if model else call.operation,
+                context=parent,
+                kind=SpanKind.CLIENT,
+                attributes=attrs,
+                start_time=started_ns,
+            )
+            if call.error is not None:
+                _error(span, call.error, record=False)
+            span.end(end_time=ended_ns)
         usage = call.usage
-        if usage is None:
-            return
-        if scope is not None:
+        if usage is not None and scope is not None:
             if scope.meter is None:
-                scope.meter = scope.find_meter() or current_meter()
+                scope.meter = scope.find_meter() or meter
             scope.add(
                 usage.input_tokens,
                 usage.output_tokens,
@@ -154,31 +207,49 @@ class BudgetTracer:
                 usage.calls,
                 usage.units,
             )
-        if self._instruments is not None:
-            record = self._instruments.token_usage.record
-            record(usage.input_tokens, names[1], parent)
-            record(usage.output_tokens, names[2], parent)
+        inst = self._instruments
+        if inst is None or (foreign is not None and foreign.records_genai_metrics):
+            return  # that instrumentor records the gen_ai.client.* metrics of the call
+        labels = self._labels(call.operation, call.model, facts)
+        if usage is not None:
+            inst.token_usage.record(usage.input_tokens, labels[1], parent)
+            inst.token_usage.record(usage.output_tokens, labels[2], parent)
+        duration_labels = labels[0]
+        if call.error is not None:
+            duration_labels = {**duration_labels, A.ERROR_TYPE: type(call.error).__qualname__}
+        inst.duration.record((ended_ns - started_ns) / 1e9, duration_labels, parent)
 
-    def _names_for(self, operation: str, model: str | None) -> _CallNames:
-        """A call's span name and token-record labels, made once per operation and model."""
-        base: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: operation}
-        if model is not None:
-            base[A.GEN_AI_REQUEST_MODEL] = model
-        names = self._call_names[(operation, model)] = (
-            f"{operation} {model}" if model else operation,
-            {**base, A.GEN_AI_TOKEN_TYPE: "input"},
-            {**base, A.GEN_AI_TOKEN_TYPE: "output"},
-        )
-        return names
+    def _labels(self, operation: str, model: str | None, facts: ModelFacts) -> _Labels:
+        """A call's metric labels (duration, input and output tokens), made once per kind."""
+        key = (operation, model, facts.label_key)
+        labels = self._call_labels.get(key)
+        if labels is None:
+            base: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: operation, **facts.metric_labels}
+            if model is not None:
+                base[A.GEN_AI_REQUEST_MODEL] = model
+            labels = self._call_labels[key] = (
+                base,
+                {**base, A.GEN_AI_TOKEN_TYPE: "input"},
+                {**base, A.GEN_AI_TOKEN_TYPE: "output"},
+            )
+        return labels
 
     # -- nodes and runs -----------------------------------------------------------------
 
-    def _open(self, name: str, slot: dict[str, Any], meter: Any = None) -> Rollup:
+    def _open(
+        self, name: str, slot: dict[str, Any], meter: Any = None, *, parent: Any = None
+    ) -> Rollup:
         # Attributes (the span kind included) are set once, at the end: one SDK call.
-        span = self._tracer.start_span(name)
+        span = self._tracer.start_span(name, context=parent)
         rollup = Rollup(span, self._scope.get(), meter)
         otel_token = otel_context.attach(trace.set_span_in_context(span))
         slot[self._key] = (rollup, otel_token, self._scope.set(rollup))
+        return rollup
+
+    def _adopt(self, span: Any, slot: dict[str, Any]) -> Rollup:
+        """Count into another instrumentor's open span (LangChain already parents by it)."""
+        rollup = Rollup(span, self._scope.get(), owned=False)
+        slot[self._key] = (rollup, None, self._scope.set(rollup))
         return rollup
 
     def _close(self, slot: dict[str, Any]) -> Rollup | None:
@@ -188,41 +259,58 @@ class BudgetTracer:
         rollup, otel_token, scope_token = entry
         try:
             self._scope.reset(scope_token)
-            otel_context.detach(otel_token)
         except ValueError:  # ended in another context than it started; the span still ends
             pass
+        else:
+            if otel_token is not None:
+                otel_context.detach(otel_token)
         rollup.close()
         return rollup
 
+    def _framework_span(self) -> Any:
+        """Another instrumentor's open span of the LangChain run the code runs in, if any."""
+        if not self.config.coexist:
+            return None
+        foreign = foreign_tracer()
+        return foreign.span(parent_run_id()) if foreign is not None else None
+
     def node_started(self, node: NodeInfo) -> None:
-        """Open the node's span and make it current for the node's calls."""
-        self._open(node.name, node.slot)
+        """Open the node's span (or adopt the instrumentor's) and make it current."""
+        span = self._framework_span()
+        if span is not None:
+            self._adopt(span, node.slot)
+        else:
+            self._open(node.name, node.slot)
 
     def node_finished(self, node: NodeInfo) -> None:
-        """Set the node's rolled-up usage, budget and stop reason; end its span."""
+        """Set the node's rolled-up usage, budget and stop reason; end its span if ours."""
         rollup = self._close(node.slot)
         if rollup is None:
             return
         span = rollup.span
         attrs = rollup.attributes()
         attrs[A.SPAN_KIND] = A.SPAN_KIND_NODE
+        attrs[A.OPENINFERENCE_SPAN_KIND] = A.OPENINFERENCE_CHAIN
         add_budget_attributes(attrs, rollup.find_meter() or current_meter())
         if node.stop_reason is not None:
             attrs[A.BUDGET_STOP_REASON] = node.stop_reason
         span.set_attributes(attrs)
-        if node.error is not None:
-            _error(span, node.error)
-        span.end()
+        if rollup.owned:
+            if node.error is not None:
+                _error(span, node.error)
+            span.end()
 
     def run_started(self, run: RunInfo) -> None:
-        """Open the run's span and make it current for the graph run."""
+        """Open the run's span (under an instrumentor's span around it) and make it current."""
         outer = self._scope.get()
         if outer is not None and outer.absorb:  # traced(with_budget(...)): one run, one span
             outer.absorb = False
             outer.meter = outer.meter or run.meter
             run.slot[self._key] = (_ABSORBED, outer)
             return
-        rollup = self._open(run.name, run.slot, run.meter)
+        around = self._framework_span()
+        parent = trace.set_span_in_context(around) if around is not None else None
+        rollup = self._open(run.name, run.slot, run.meter, parent=parent)
         rollup.absorb = bool(run.slot.get(ABSORB_NESTED_RUN))
 
     def run_finished(self, run: RunInfo) -> None:
@@ -230,7 +318,9 @@ class BudgetTracer:
         entry = run.slot.get(self._key)
         if entry is not None and entry[0] == _ABSORBED:
             del run.slot[self._key]
-            entry[1].meter = entry[1].meter or run.meter
+            outer = entry[1]
+            outer.meter = outer.meter or run.meter
+            outer.state = run.state
             return
         rollup = self._close(run.slot)
         if rollup is None:
@@ -238,22 +328,29 @@ class BudgetTracer:
         span, meter = rollup.span, rollup.meter or run.meter
         attrs = rollup.attributes()
         attrs[A.SPAN_KIND] = A.SPAN_KIND_RUN
+        attrs[A.OPENINFERENCE_SPAN_KIND] = A.OPENINFERENCE_CHAIN
         add_budget_attributes(attrs, meter, run=True)
-        state = run.state if isinstance(run.state, dict) else {}
-        stop_reason = state.get("stop_reason")
+        state = run.state if run.state is not None else rollup.state
+        stop_reason = state.get("stop_reason") if isinstance(state, dict) else None
         if isinstance(stop_reason, str):
             attrs[A.BUDGET_STOP_REASON] = stop_reason
         limit, spent = attrs.get(A.BUDGET_LIMIT), attrs.get(A.BUDGET_SPENT)
         if isinstance(limit, int) and isinstance(spent, int) and limit > 0:
             attrs[A.BUDGET_UTILIZATION] = spent / limit
+        if self.config.capture_content:
+            attrs.update(run_io_attributes(run.input, state, self.config.content_max_chars))
         span.set_attributes(attrs)
         if run.error is not None:
             _error(span, run.error)
         span.end()
         inst = self._instruments
         if inst is not None and isinstance(limit, int) and isinstance(spent, int):
-            labels = self._run_labels(str(attrs.get(A.BUDGET_UNIT, "tokens")))
-            inst.run_spend.record(spent, labels)
+            unit = str(attrs.get(A.BUDGET_UNIT, "tokens"))
+            labels = self._run_labels(unit)
+            if unit == "micro-USD":
+                inst.run_cost.record(spent / 1e6, labels)
+            else:
+                inst.run_spend.record(spent, labels)
             if limit > 0:
                 inst.utilization.record(spent / limit, labels)
             inst.overshoot.add(1 if spent > limit else 0, labels)
@@ -282,6 +379,11 @@ class BudgetTracer:
             self._instruments.events.add(1, {"budget.event": name})
 
 
+_installed: list[BudgetTracer] = []
+"""The tracer :func:`instrument` registered last (at most one)."""
+_install_lock = threading.Lock()
+
+
 def instrument(
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
@@ -290,6 +392,10 @@ def instrument(
     config: TelemetryConfig | None = None,
 ) -> BudgetTracer:
     """Trace every budgeted call, guarded node and run from now on.
+
+    Idempotent: a second call replaces the tracer the first one registered, so spans
+    are never written twice (build :class:`BudgetTracer` objects yourself to export to
+    two places at once).
 
     Args:
         tracer_provider: Where spans go; the global provider by default.
@@ -304,6 +410,8 @@ def instrument(
     Example:
         >>> from opentelemetry.sdk.trace import TracerProvider
         >>> handle = instrument(tracer_provider=TracerProvider())
+        >>> instrument(tracer_provider=TracerProvider()) is not handle  # replaced, not added
+        True
         >>> handle.uninstrument()
 
     """
@@ -313,4 +421,8 @@ def instrument(
     tracer = BudgetTracer(
         tracer_provider=tracer_provider, meter_provider=meter_provider, config=cfg
     )
-    return tracer.instrument()
+    with _install_lock:
+        while _installed:
+            _installed.pop().uninstrument()
+        _installed.append(tracer)
+        return tracer.instrument()
