@@ -46,15 +46,20 @@ def test_module_doctests_and_exports(module):
 
 def test_config_from_env():
     assert TelemetryConfig.from_env({}) == TelemetryConfig()
-    cfg = TelemetryConfig.from_env({
-        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "True",
-        "BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "0",
-        "BUDGET_GRAPH_OTEL_GENAI_USAGE": "false",
-        "BUDGET_GRAPH_OTEL_METRICS": "no",
-        "BUDGET_GRAPH_OTEL_COEXIST": "false",
-    })
+    cfg = TelemetryConfig.from_env(
+        {
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "True",
+            "BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "0",
+            "BUDGET_GRAPH_OTEL_GENAI_USAGE": "false",
+            "BUDGET_GRAPH_OTEL_METRICS": "no",
+            "BUDGET_GRAPH_OTEL_COEXIST": "false",
+        }
+    )
     assert cfg == TelemetryConfig(
-        capture_content=True, content_max_chars=None, genai_usage=False, metrics=False,
+        capture_content=True,
+        content_max_chars=None,
+        genai_usage=False,
+        metrics=False,
         coexist=False,
     )
 
@@ -62,12 +67,18 @@ def test_config_from_env():
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"BUDGET_GRAPH_OTEL_COEXIST": "maybe"},
-         "Invalid BUDGET_GRAPH_OTEL_COEXIST: 'maybe'. Must be 'true' or 'false'"),
-        ({"BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "lots"},
-         "Invalid BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS: 'lots'. Must be an integer"),
-        ({"BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "-1"},
-         "Invalid BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS: '-1'. Must be >= 0"),
+        (
+            {"BUDGET_GRAPH_OTEL_COEXIST": "maybe"},
+            "Invalid BUDGET_GRAPH_OTEL_COEXIST: 'maybe'. Must be 'true' or 'false'",
+        ),
+        (
+            {"BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "lots"},
+            "Invalid BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS: 'lots'. Must be an integer",
+        ),
+        (
+            {"BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS": "-1"},
+            "Invalid BUDGET_GRAPH_OTEL_CONTENT_MAX_CHARS: '-1'. Must be >= 0",
+        ),
     ],
 )
 def test_config_rejects_bad_env(env, message):
