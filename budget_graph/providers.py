@@ -162,13 +162,22 @@ _GENERIC = ProviderClient(
 
 
 def unwrap_chat_model(model: Any) -> tuple[Any, dict[str, Any]]:
-    """The chat model inside ``RunnableBinding``s (``bind_tools``, ``bind``) and their kwargs."""
+    """The provider's chat model inside bindings and wrappers, and the bindings' kwargs.
+
+    Looks through ``RunnableBinding``s (``bind_tools``, ``bind``) and chat-model
+    wrappers that hold the wrapped chat model in ``.model`` (``budgeted()``).
+    """
+    from langchain_core.language_models import BaseChatModel
+
     kwargs: dict[str, Any] = {}
-    seen = 0
-    while hasattr(model, "bound") and hasattr(model, "kwargs") and seen < 16:
-        kwargs = {**model.kwargs, **kwargs}  # the outer binding's kwargs win
-        model = model.bound
-        seen += 1
+    for _ in range(16):
+        if hasattr(model, "bound") and hasattr(model, "kwargs"):
+            kwargs = {**model.kwargs, **kwargs}  # the outer binding's kwargs win
+            model = model.bound
+        elif isinstance(getattr(model, "model", None), BaseChatModel):
+            model = model.model
+        else:
+            break
     return model, kwargs
 
 

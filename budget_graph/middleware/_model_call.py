@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from langchain.agents.middleware.types import ExtendedModelResponse, ModelRequest, ModelResponse
@@ -13,11 +15,49 @@ from budget_graph.accounting import count_messages
 from budget_graph.budgeted import budgeted
 from budget_graph.errors import BudgetExceededError
 from budget_graph.middleware._common import FINAL_NOTE, _budget_message, _with_note
+from budget_graph.providers import client_of, model_label, output_cap, unwrap_chat_model
 
 if TYPE_CHECKING:
     from budget_graph.middleware.token_budget import TokenBudgetMiddleware
 
-__all__ = ["ModelCall"]
+__all__ = ["CappedRequest", "ModelCall"]
+
+
+@dataclass(init=False)
+class CappedRequest(ModelRequest[Any]):
+    """A model request whose model stays budgeted when another middleware swaps it.
+
+    ``ModelFallbackMiddleware`` and routers swap the model with
+    ``request.override(model=...)``; on this request the new model is wrapped by
+    ``rewrap`` (the same meter) first, so the middleware order does not matter.
+    """
+
+    rewrap: Callable[[Any], Any] | None = None
+
+    def __init__(self, *, rewrap: Callable[[Any], Any] | None = None, **fields: Any) -> None:
+        super().__init__(**fields)
+        object.__setattr__(self, "rewrap", rewrap)  # as ModelRequest sets its fields
+
+    def override(self, **overrides: Any) -> ModelRequest[Any]:  # type: ignore[override]
+        """``ModelRequest.override``, budgeting a swapped-in model."""
+        if self.rewrap is not None and overrides.get("model") is not None:
+            overrides["model"] = self.rewrap(overrides["model"])
+        return super().override(**overrides)
+
+
+def _capped(request: ModelRequest[Any], model: Any, rewrap: Callable[[Any], Any]) -> CappedRequest:
+    return CappedRequest(
+        rewrap=rewrap,
+        model=model,
+        messages=request.messages,
+        system_message=request.system_message,
+        tool_choice=request.tool_choice,
+        tools=request.tools,
+        response_format=request.response_format,
+        state=request.state,
+        runtime=request.runtime,
+        model_settings=request.model_settings,
+    )
 
 
 class ModelCall:
@@ -32,20 +72,61 @@ class ModelCall:
         self.meter = mw.meter(self.state)
         self.final = False
 
+    def _budgeted(self, model: Any, final: bool) -> Any:
+        param = self.mw.max_tokens_param
+        if param:
+            return budgeted(model, meter=self.meter, final=final, max_tokens_param=param)
+        return budgeted(model, meter=self.meter, final=final)
+
     def _wrap(self, request: ModelRequest[Any], *, final: bool) -> ModelRequest[Any]:
-        model = budgeted(
-            request.model,
-            meter=self.meter,
-            final=final,
-            max_tokens_param=self.mw.max_tokens_param,
+        model = self._budgeted(request.model, final)
+        return _capped(request, model, lambda swapped: self._budgeted(swapped, final))
+
+    def _prompt_units(self, request: ModelRequest[Any], *, tools: bool = True) -> int:
+        """Units the prompt of ``request`` reserves (counted for its provider, with margin)."""
+        inner = unwrap_chat_model(request.model)[0]
+        messages = [request.system_message] if request.system_message else []
+        schemas = (
+            [t if isinstance(t, dict) else convert_to_openai_tool(t) for t in request.tools]
+            if tools
+            else []
         )
-        return request.override(model=model)
+        name = model_label(inner)
+        counted = count_messages(
+            [*messages, *request.messages],
+            model=name,
+            tools=schemas or None,
+            counting=client_of(inner).counting,
+        )
+        budget = self.meter.budget
+        return budget.units(input_tokens=budget.prompt_reservation(counted), model=name)
+
+    def _hold_for_final(self, request: ModelRequest[Any]) -> None:
+        """Size the reserve from the final call's real prompt (``exit_behavior="finalize"``).
+
+        The final call sends the messages so far without tools, plus ``FINAL_NOTE``. An
+        ordinary call leaves that prompt plus the configured ``reserve`` for the answer;
+        when prompt tokens count, it also leaves room for its own output, which the final
+        prompt will repeat: it may use half of what is free after its prompt and that.
+        """
+        mw = self.mw
+        hold = mw.reserve
+        if self.meter.budget.count != "output":
+            final = self.base.override(
+                tools=[], system_message=_with_note(self.base.system_message, FINAL_NOTE)
+            )
+            hold += self._prompt_units(final, tools=False)
+            free = self.meter.available(final=True) - self._prompt_units(request) - hold
+            hold += max(free // 2, 0)
+        self.meter = mw.meter(self.state, extra_spent=self.committed, reserve=hold)
 
     def request(self) -> ModelRequest[Any]:
         req = self.base
         note = self.mw.warning(self.meter)
         if note is not None:
             req = req.override(system_message=_with_note(req.system_message, note))
+        if self.mw.exit_behavior == "finalize":
+            self._hold_for_final(req)
         return self._wrap(req, final=False)
 
     def precheck(self, request: ModelRequest[Any]) -> None:
@@ -57,20 +138,12 @@ class ModelCall:
         need = self.mw.min_output_tokens
         if self.final or need <= 1:
             return
-        asked = request.model_settings.get(self.mw.max_tokens_param)
-        inner = getattr(request.model, "model", request.model)
-        if asked is None:
-            asked = getattr(inner, self.mw.max_tokens_param, None)
-        if isinstance(asked, int):
-            need = min(need, asked)
-        name = _model_name(inner)
-        messages = [request.system_message] if request.system_message else []
-        tools = [t if isinstance(t, dict) else convert_to_openai_tool(t) for t in request.tools]
+        inner = unwrap_chat_model(request.model)[0]
+        asked = output_cap(inner, request.model_settings, cap_param=self.mw.max_tokens_param)
+        need = max(min(need, asked.cap), asked.minimum)
+        name = model_label(inner)
         budget = self.meter.budget
-        prompt = budget.prompt_reservation(
-            count_messages([*messages, *request.messages], model=name, tools=tools or None)
-        )
-        prompt_units = budget.units(input_tokens=prompt, model=name)
+        prompt_units = self._prompt_units(request)
         cap = budget.max_output_for(self.meter.available() - prompt_units, model=name)
         if cap < need:
             bind = self.meter.binding
@@ -149,14 +222,6 @@ class ModelCall:
         if not update:
             return response
         return ExtendedModelResponse(model_response=response, command=Command(update=update))
-
-
-def _model_name(model: Any) -> str | None:
-    for attr in ("model_name", "model", "model_id"):
-        value = getattr(model, attr, None)
-        if isinstance(value, str):
-            return value
-    return None
 
 
 def _strip_tool_calls(message: Any) -> Any:

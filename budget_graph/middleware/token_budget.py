@@ -69,8 +69,9 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
     inside tools, see :func:`~budget_graph.current_meter`) and ``tool_costs`` declares
     a fixed cost per tool. Parallel tool calls of one step share one meter.
 
-    Put it last in ``middleware=[...]`` so it wraps the model that is really called
-    (after routers or fallbacks that swap the model).
+    Its place in ``middleware=[...]`` does not matter: a model that a middleware
+    wrapped inside it swaps in (``ModelFallbackMiddleware``, a router) through
+    ``request.override(model=...)`` is budgeted on the same meter.
 
     Example:
         ```python
@@ -105,7 +106,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         tool_costs: Mapping[str, int] | None = None,
         reserve: int | None = None,
         min_output_tokens: int = 16,
-        max_tokens_param: str = "max_tokens",
+        max_tokens_param: str | None = None,
         prompt_margin: float = 0.05,
     ) -> None:
         """Configure the limits.
@@ -124,20 +125,23 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
                 AIMessage naming the limit and the numbers; ``"error"`` raises
                 :class:`TokenBudgetExceededError`; ``"finalize"`` makes one last call
                 with tools unbound, clamped to ``reserve`` plus what is left;
-                ``"interrupt"`` asks a human (LangGraph ``interrupt``) for a new limit:
-                resume with ``Command(resume={"run_limit": n})`` (or ``thread_limit``,
-                ``*_limit_usd``), or ``Command(resume=False)`` to end.
+                the reserve grows to pay for the final call's real prompt, counted before
+                each ordinary call; ``"interrupt"`` asks a human (LangGraph ``interrupt``)
+                for a new limit: resume with ``Command(resume={"run_limit": n})`` (or
+                ``thread_limit``, ``*_limit_usd``), or ``Command(resume=False)`` to end.
             warn_at: Fraction of a limit (e.g. ``0.8``) from which each model call gets a
                 system note saying how much remains, so the model can wrap up.
             tool_costs: Tool name -> units charged whenever that tool runs (tokens, or
                 micro-USD with ``count="cost"``), reserved before it runs.
             reserve: Units held back for the final answer of ``"finalize"`` (ordinary
-                calls cannot use them). Defaults to a tenth of the smallest limit with
+                calls cannot use them), on top of the final call's prompt when prompt
+                tokens count. Defaults to a tenth of the smallest limit with
                 ``"finalize"``, else 0.
             min_output_tokens: An ordinary call whose output the budget would clamp below
                 this many tokens is refused (and ``exit_behavior`` applies) instead of
                 being sent for a truncated, useless answer. ``1`` clamps to the last token.
-            max_tokens_param: The model's keyword for its output cap.
+            max_tokens_param: The output-cap keyword of a chat model client budget_graph
+                does not know; known clients are detected (see ``docs/providers.md``).
             prompt_margin: Fraction added to the locally counted prompt when reserving.
 
         Raises:
@@ -213,17 +217,15 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         self.prompt_margin = prompt_margin
         self.unit = "micro-USD" if self._mode == "cost" else "tokens"
         self._steps = StepMeters()
-        self._budgets: dict[int, Budget] = {}
+        self._budgets: dict[tuple[int, int], Budget] = {}
 
     # --- meters -------------------------------------------------------------------
 
-    def _budget(self, limit: int) -> Budget:
-        budget = self._budgets.get(limit)
+    def _budget(self, limit: int, reserve: int | None = None) -> Budget:
+        reserve = min(self.reserve if reserve is None else reserve, limit - 1)
+        budget = self._budgets.get((limit, reserve))
         if budget is None:
-            common: dict[str, Any] = {
-                "reserve": min(self.reserve, limit - 1),
-                "prompt_margin": self.prompt_margin,
-            }
+            common: dict[str, Any] = {"reserve": reserve, "prompt_margin": self.prompt_margin}
             if self._mode == "cost":
                 budget = Budget(
                     count="cost", max_cost_usd=limit / 1_000_000, prices=self.prices, **common
@@ -231,7 +233,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
             else:
                 budget = Budget(max_tokens=limit, count=self._mode, **common)  # type: ignore[arg-type]
             if len(self._budgets) < 256:
-                self._budgets[limit] = budget
+                self._budgets[limit, reserve] = budget
         return budget
 
     def limits(self, state: Mapping[str, Any]) -> tuple[int | None, int | None]:
@@ -240,16 +242,24 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         thread = state.get("token_budget_thread_limit") or self.thread_limit
         return run, thread
 
-    def meter(self, state: Mapping[str, Any], extra_spent: int = 0) -> AgentMeter:
-        """A meter holding the run's and the thread's spend recorded in ``state``."""
+    def meter(
+        self, state: Mapping[str, Any], extra_spent: int = 0, *, reserve: int | None = None
+    ) -> AgentMeter:
+        """A meter holding the run's and the thread's spend recorded in ``state``.
+
+        ``reserve`` replaces the configured reserve (the units ordinary calls leave for
+        the final answer) for this meter.
+        """
         run_limit, thread_limit = self.limits(state)
         meters = []
         if run_limit is not None:
             spent = max(int(state.get("run_token_spend") or 0) + extra_spent, 0)
-            meters.append(Meter(self._budget(run_limit), spent_units=spent, scope="run"))
+            budget = self._budget(run_limit, reserve)
+            meters.append(Meter(budget, spent_units=spent, scope="run"))
         if thread_limit is not None:
             spent = max(int(state.get("thread_token_spend") or 0) + extra_spent, 0)
-            meters.append(Meter(self._budget(thread_limit), spent_units=spent, scope="thread"))
+            budget = self._budget(thread_limit, reserve)
+            meters.append(Meter(budget, spent_units=spent, scope="thread"))
         return AgentMeter(meters)
 
     def _spent(self, state: Mapping[str, Any]) -> tuple[int, int]:
