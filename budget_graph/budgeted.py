@@ -235,12 +235,21 @@ class _Call(observe.CallInfo):
     def fail(self, error: BaseException, usage: Usage | None = None, text: str = "") -> None:
         """A failed call: commit what the provider reported billing, else release.
 
+        An error carrying a :class:`~budget_graph.budget.Usage` as ``billed_usage`` is
+        charged that usage (its ``estimated_calls`` say whether it was estimated).
+
         A timed-out request may still finish and be billed by the provider, so its
         outcome is unknown: it is charged in full (prompt + clamped output, marked
         estimated) rather than released, erring on the side of the cap.
         """
         self.error = error
         clamped = self.max_tokens
+        billed = getattr(error, "billed_usage", None)
+        if usage is None and isinstance(billed, Usage):
+            # The error says what the request was billed (e.g. a replayed benchmark bills an
+            # unrecorded request at an estimate, so a miss is never a free probe).
+            usage = billed
+            self.estimated = True
         if usage is None and _is_timeout(error) and clamped is not None:
             info = self
             usage = Usage(

@@ -1,19 +1,103 @@
-"""``budget-graph``: ``bench`` on the shipped replay data, ``report`` on runs, ``serve-replay``."""
+"""``budget-graph``: the ``bench``, ``report``, ``convert`` and ``serve-replay`` commands.
+
+Building the parser imports nothing but the standard library, so ``--help`` is instant;
+each command imports what it needs when it runs. Every argument and path is checked
+before any work starts: bad input is one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import inspect
+import math
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["BENCH_TASKS", "main"]
+__all__ = ["BENCH_TASKS", "UsageError", "build_parser", "main"]
 
 BENCH_TASKS = ("game24", "date")
-"""Tasks ``budget-graph bench`` knows; ``all`` runs each of them."""
+"""Benchmarks ``budget-graph bench`` knows; ``all`` runs each of them."""
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _split(text: str, option: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise UsageError(f"{option} {text!r}: expected a comma-separated list")
+    return parts
+
+
+def parse_budget_tokens(text: str) -> list[int]:
+    """``"4000,8000"`` -> ``[4000, 8000]``; each a whole number of tokens >= 1."""
+    out = []
+    for part in _split(text, "--budget-tokens"):
+        try:
+            value = int(part.replace("_", ""))
+        except ValueError:
+            raise UsageError(
+                f"invalid --budget-tokens entry {part!r}: expected a whole number of tokens"
+            ) from None
+        if value < 1:
+            raise UsageError(f"invalid --budget-tokens entry {part!r}: must be >= 1")
+        out.append(value)
+    return out
+
+
+def parse_budget_fractions(text: str) -> list[float]:
+    """``"0.25,50%"`` -> ``[0.25, 0.5]``; each finite and > 0."""
+    out = []
+    for part in _split(text, "--budget-fractions"):
+        try:
+            value = float(part[:-1]) / 100 if part.endswith("%") else float(part)
+        except ValueError:
+            raise UsageError(
+                f"invalid --budget-fractions entry {part!r}: expected a number like 0.5 or 50%"
+            ) from None
+        if not math.isfinite(value) or value <= 0:
+            raise UsageError(
+                f"invalid --budget-fractions entry {part!r}: must be a finite number > 0"
+            )
+        out.append(value)
+    return out
+
+
+def check_out_dir(path: str, option: str = "--out") -> Path:
+    """``path`` if it is (or can be created as) a writable directory."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{option} {path!r} exists and is not a directory")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path!r}: {str(parent)!r} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path!r}: {str(parent)!r} is not writable")
+    return out
+
+
+def check_file(path: str, option: str) -> Path:
+    """``path`` if it is a readable file."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{option}: no such file: {path!r}")
+    if p.is_dir():
+        raise UsageError(f"{option}: {path!r} is a directory, not a file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{option}: {path!r} is not readable")
+    return p
 
 
 class _Progress:
@@ -23,8 +107,9 @@ class _Progress:
         self._bar = bar
         self._task = bar.add_task(label, total=None)
 
-    def __call__(self, advance: int = 1, *, total: int | None = None,
-                 description: str | None = None) -> None:
+    def __call__(
+        self, advance: int = 1, *, total: int | None = None, description: str | None = None
+    ) -> None:
         kwargs: dict[str, Any] = {"advance": advance}
         if total is not None:
             kwargs["total"] = total
@@ -33,102 +118,289 @@ class _Progress:
         self._bar.update(self._task, **kwargs)
 
 
-def _bench_module(task: str) -> Any:
-    return importlib.import_module(f"budget_graph.bench.{task}")
+_FLAGS = {
+    "budget_tokens": "--budget-tokens",
+    "budget_fractions": "--budget-fractions",
+    "reference": "--reference",
+    "recordings": "--recording",
+    "items": "--items",
+    "task": "--task",
+}
 
 
-def _parse_budgets(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    out: list[float] = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            value = float(part[:-1]) / 100 if part.endswith("%") else float(part)
-        except ValueError:
-            raise SystemExit(
-                f"budget-graph bench: invalid --budgets entry {part!r}: expected numbers "
-                "(tokens, or fractions like 0.5 / percentages like 50%), comma-separated"
-            ) from None
-        if value <= 0:
-            raise SystemExit(f"budget-graph bench: --budgets entries must be > 0 (got {part!r})")
-        out.append(value)
-    return out
+def _runner_kwargs(task: str, mod: Any, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The runner's keyword arguments; options it does not take are a usage error."""
+    params = inspect.signature(mod.run).parameters
+    wanted = {k: v for k, v in wanted.items() if v is not None}
+    if "budget_tokens" not in params and "budgets" in params:
+        # An older runner signature: ``budgets`` in tokens (values <= 10 read as fractions).
+        tokens, fractions = wanted.pop("budget_tokens", None), wanted.pop("budget_fractions", None)
+        if tokens is not None:
+            small = [t for t in tokens if t <= 10]
+            if small:
+                raise UsageError(f"bench {task}: --budget-tokens must be > 10 (got {small[0]})")
+            wanted["budgets"] = tokens
+        elif fractions is not None:
+            mean = float(mod.reference_tokens())
+            wanted["budgets"] = [max(int(round(f * mean)), 11) for f in fractions]
+    missing = [k for k in wanted if k not in params]
+    if missing:
+        raise UsageError(f"bench {task} does not take {', '.join(_FLAGS[k] for k in missing)}")
+    return wanted
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+def _bench_plan(args: argparse.Namespace) -> list[tuple[str, Any, dict[str, Any]]]:
+    """Validate every bench argument; return (task, module, runner kwargs) per benchmark."""
+    import importlib
 
-    from budget_graph.efficiency import write_report
-
+    if args.budgets is not None:
+        raise UsageError(
+            "--budgets was removed (it read values <= 10 as fractions and larger "
+            "ones as tokens): use --budget-tokens or --budget-fractions"
+        )
     tasks = list(BENCH_TASKS) if args.task == "all" else [args.task]
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    budgets = _parse_budgets(args.budgets)
     if args.limit is not None and args.limit < 1:
-        raise SystemExit(f"budget-graph bench: --limit must be >= 1 (got {args.limit})")
-    modules = {t: _bench_module(t) for t in tasks}
+        raise UsageError(f"--limit must be >= 1 (got {args.limit})")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1 (got {args.workers})")
+    tokens = parse_budget_tokens(args.budget_tokens) if args.budget_tokens else None
+    fractions = parse_budget_fractions(args.budget_fractions) if args.budget_fractions else None
+    if tokens is not None and fractions is not None:
+        raise UsageError("give --budget-tokens or --budget-fractions, not both")
+    check_out_dir(args.out)
+    own = {"--recording": args.recording, "--items": args.items, "--task": args.task_spec}
+    given = [k for k, v in own.items() if v]
+    if given and args.task == "all":
+        raise UsageError(f"{', '.join(given)} need one benchmark (game24 or date), not 'all'")
+    for path in args.recording or ():
+        check_file(path, "--recording")
+    if args.items:
+        check_file(args.items, "--items")
+    methods = _split(args.methods, "--methods") if args.methods else None
+
+    from budget_graph.replay import ReplayError, load_records
+    from budget_graph.tasks.base import TaskError, load_items, load_task
+
+    recordings = None
+    if args.recording:
+        recordings = []
+        for path in args.recording:
+            try:
+                if not any(True for _ in load_records(path)):
+                    raise UsageError(f"--recording {path!r}: no records")
+            except (ReplayError, UnicodeDecodeError, OSError, EOFError) as exc:
+                raise UsageError(f"--recording {path!r}: {exc}".splitlines()[0]) from None
+            recordings.append(path)
+    try:
+        items = load_items(args.items) if args.items else None
+        task_obj = load_task(args.task_spec) if args.task_spec else None
+    except TaskError as exc:
+        raise UsageError(str(exc)) from None
+    modules = {t: importlib.import_module(f"budget_graph.bench.{t}") for t in tasks}
     if methods is not None:
         known = sorted({m for mod in modules.values() for m in mod.METHODS})
         unknown = [m for m in methods if m not in known]
         if unknown:
-            raise SystemExit(
-                f"budget-graph bench: unknown method(s) {', '.join(map(repr, unknown))}; "
+            raise UsageError(
+                f"unknown method(s) {', '.join(map(repr, unknown))}; "
                 f"valid methods for {args.task}: {', '.join(known)}"
             )
-    console = Console(stderr=True)
+    plan = []
+    for task, mod in modules.items():
+        task_methods = [m for m in methods if m in mod.METHODS] if methods else None
+        if methods and not task_methods:
+            continue
+        if args.reference is not None and args.reference not in mod.METHODS:
+            raise UsageError(
+                f"unknown --reference {args.reference!r} for bench {task}; "
+                f"valid: {', '.join(mod.METHODS)}"
+            )
+        if args.reference is not None and getattr(mod.METHODS[args.reference], "budgeted", False):
+            raise UsageError(
+                f"invalid --reference {args.reference!r}: must be an unbudgeted method"
+            )
+        kwargs = _runner_kwargs(
+            task,
+            mod,
+            {
+                "budget_tokens": tokens,
+                "budget_fractions": fractions,
+                "reference": args.reference,
+                "recordings": recordings,
+                "items": items,
+                "task": task_obj,
+            },
+        )
+        kwargs.update(methods=task_methods, limit=args.limit, workers=args.workers)
+        plan.append((task, mod, kwargs))
+    return plan
+
+
+def _bench(args: argparse.Namespace) -> int:
+    plan = _bench_plan(args)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    console = Console(stderr=True, quiet=args.quiet)
     records: list[Any] = []
     tables: list[str] = []
+    last_lines: list[str] = []
     start = time.perf_counter()
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, disable=args.quiet,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.quiet,
     ) as bar:
-        for task, mod in modules.items():
-            task_methods = [m for m in methods if m in mod.METHODS] if methods else None
-            if methods and not task_methods:
-                continue
-            recs = mod.run(
-                methods=task_methods, budgets=budgets, limit=args.limit,
-                progress=_Progress(bar, task),
-            )
+        for task, mod, kwargs in plan:
+            try:
+                recs = mod.run(progress=_Progress(bar, task), **kwargs)
+            except ValueError as exc:
+                raise UsageError(str(exc).splitlines()[0]) from None
             records.extend(recs)
             tables.append(f"## {task}\n\n{mod.table(recs)}")
-    out = Path(args.out)
-    paths = write_report(out, records, plots=not args.no_plots)
+            if hasattr(mod, "frontier_line"):
+                last_lines.append(mod.frontier_line(recs))
+    ran = time.perf_counter() - start
+    paths = _write(Path(args.out), records, plots=not args.no_plots, console=console)
     print("\n\n".join(tables))
     print(
-        f"\nwrote {', '.join(sorted(paths))} to {out} "
-        f"({len(records)} runs in {time.perf_counter() - start:.1f}s)"
+        f"\nwrote {', '.join(sorted(paths))} to {args.out} ({len(records)} runs in "
+        f"{ran:.1f}s, report in {time.perf_counter() - start - ran:.1f}s)"
+    )
+    for line in last_lines:
+        print(line)
+    return 0
+
+
+def _write(out: Path, records: Sequence[Any], *, plots: bool, console: Any) -> dict[str, Path]:
+    from budget_graph.efficiency import write_report
+
+    with console.status("writing report.md, report.json and results.jsonl") as status:
+        paths = dict(write_report(out, records, plots=False))
+        if plots:
+            from budget_graph.efficiency.plots import write_plots
+
+            def step(name: str) -> None:
+                status.update(f"drawing {name}")
+
+            for path in write_plots(out, records, progress=step):
+                paths[path.name] = path
+            from budget_graph.efficiency.plots import embed_plots
+
+            embed_plots(out / "report.md", [p for p in paths.values() if p.suffix == ".png"])
+    return paths
+
+
+def _report(args: argparse.Namespace) -> int:
+    path = check_file(args.path, "report")
+    if args.out is not None:
+        check_out_dir(args.out)
+    from budget_graph.efficiency import RecordsError, read_jsonl
+    from budget_graph.efficiency.report import render_markdown
+
+    try:
+        records = read_jsonl(path)
+    except (RecordsError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{args.path}: {str(exc).splitlines()[0]}") from None
+    if not records:
+        raise UsageError(f"{args.path}: no run records (the file is empty)")
+    if args.out is not None:
+        from rich.console import Console
+
+        _write(Path(args.out), records, plots=True, console=Console(stderr=True))
+    print(render_markdown(records), end="")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from budget_graph.replay import convert
+
+    return convert.main_from_args(args, UsageError)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0..65535 (got {args.port})")
+    from budget_graph.replay.faults import parse_fault
+    from budget_graph.replay.format import DATASETS
+    from budget_graph.replay.server import serve
+
+    bad = [d for d in args.datasets or () if d not in DATASETS]
+    if bad:
+        raise UsageError(f"unknown --datasets {bad}; valid: {', '.join(DATASETS)}")
+    try:
+        fault = parse_fault(args.fault) if args.fault else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    serve(
+        args.host,
+        args.port,
+        datasets=args.datasets,
+        seed=args.seed,
+        on_exhausted=args.on_exhausted,
+        fault=fault,
+        log_level=args.log_level,
     )
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
-    from budget_graph.efficiency import report_main
-
-    report_main(args.path, args.out)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """The ``budget-graph`` argument parser."""
-    parser = argparse.ArgumentParser(
+    """The ``budget-graph`` argument parser (standard library only)."""
+    parser = _Parser(
         prog="budget-graph",
         description="Token budgets for LangGraph: benchmarks on recorded LLM outputs, reports.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser(
-        "bench", help="run the budget benchmarks on the shipped replay data (no API key)"
+        "bench", help="run the budget benchmarks on recorded outputs (no API key)"
     )
-    bench.add_argument("task", nargs="?", default="all", choices=[*BENCH_TASKS, "all"],
-                       help="which benchmark (default: all)")
+    bench.add_argument(
+        "task",
+        nargs="?",
+        default="all",
+        choices=[*BENCH_TASKS, "all"],
+        help="which benchmark (default: all)",
+    )
     bench.add_argument("--out", default="bench-out", help="output directory (default: bench-out)")
     bench.add_argument("--methods", help="comma-separated method names (default: all)")
-    bench.add_argument("--budgets", help="comma-separated budgets: tokens, or fractions/percent "
-                       "of the reference method's mean spend")
+    bench.add_argument(
+        "--budget-tokens", metavar="N,...", help="per-item budgets in tokens, e.g. 4000,8000"
+    )
+    bench.add_argument(
+        "--budget-fractions",
+        metavar="F,...",
+        help="per-item budgets as fractions of the reference method's mean "
+        "tokens per item, e.g. 0.25,0.5 or 25%%,50%% (default: the benchmark's)",
+    )
+    bench.add_argument("--budgets", help=argparse.SUPPRESS)  # removed: see _bench_plan
+    bench.add_argument(
+        "--reference", help="the unbudgeted method --budget-fractions refer to (game24: tot-bfs)"
+    )
+    bench.add_argument(
+        "--recording",
+        nargs="+",
+        metavar="PATH",
+        help="replay recordings (JSONL or .jsonl.gz, see budget-graph convert) "
+        "instead of the shipped ones",
+    )
+    bench.add_argument(
+        "--items",
+        metavar="FILE",
+        help='JSONL of items {"id", "input", "gold"} (gold: a string or a list '
+        "of acceptable answers)",
+    )
+    bench.add_argument(
+        "--task",
+        dest="task_spec",
+        metavar="MODULE:ATTR",
+        help="your task object or class, e.g. mypkg.tasks:MyTask",
+    )
     bench.add_argument("--limit", type=int, help="only the first N items (quick run)")
+    bench.add_argument("--workers", type=int, help="worker processes (default: up to 2)")
     bench.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=_bench)
@@ -138,10 +410,92 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="also write report.md/report.json and plots here")
     report.set_defaults(func=_report)
 
-    from budget_graph.replay.server import add_serve_parser
+    convert = sub.add_parser(
+        "convert",
+        help="convert recorded runs (ToT BFS logs, CoT sample "
+        "logs, Faithful-CoT predictions) into the replay format",
+    )
+    _add_convert_args(convert)
+    convert.set_defaults(func=_convert)
 
-    add_serve_parser(sub)
+    serve = sub.add_parser(
+        "serve-replay", help="serve recorded completions over an OpenAI-compatible HTTP API"
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    serve.add_argument(
+        "--datasets",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="shipped recordings to serve (default: all)",
+    )
+    serve.add_argument(
+        "--seed", type=int, default=None, help="shuffle each request's completions with this seed"
+    )
+    serve.add_argument(
+        "--on-exhausted",
+        choices=["cycle", "error"],
+        default="cycle",
+        help="when a request's recorded completions run out: start over "
+        "(cycle, default) or answer an error",
+    )
+    serve.add_argument(
+        "--fault", default=None, help="fault for every request, e.g. '429', 'latency=0.2', 'drop=3'"
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="server log level (default: info)",
+    )
+    serve.set_defaults(func=_serve)
     return parser
+
+
+def _add_convert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "format",
+        choices=["tot", "cot", "faithful-cot", "shipped"],
+        help="tot: a Tree-of-Thoughts BFS log; cot: a naive CoT/standard sample log; "
+        "faithful-cot: Faithful-CoT predictions; shipped: regenerate the shipped "
+        "recordings from a copy of the raw logs",
+    )
+    p.add_argument(
+        "source",
+        help="the log file (for shipped: the directory of raw logs, with game24/ and date/)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output .jsonl/.jsonl.gz file (for shipped: the data directory)",
+    )
+    p.add_argument(
+        "--prompts", help="tot/cot: the task's prompts module (prompts_game24.py) or a prompts.json"
+    )
+    p.add_argument("--puzzles", help="cot: the puzzles CSV (24.csv) the log's idx refers to")
+    p.add_argument(
+        "--kind",
+        default="cot",
+        choices=["cot", "standard"],
+        help="cot: which prompt the samples answered (default: cot)",
+    )
+    p.add_argument("--questions", help="faithful-cot: the questions JSONL with gold answers")
+    p.add_argument("--prompt", help="faithful-cot: the few-shot prompt text file")
+    p.add_argument("--template", help="faithful-cot: the per-question template file")
+    p.add_argument(
+        "--dataset", help="dataset name written in the records (default: from the format)"
+    )
+    p.add_argument(
+        "--final-states",
+        choices=["rule", "judged", "auto"],
+        default="rule",
+        help="tot: replay four-step states as valued 0 by the depth rule (rule, "
+        "default: how the shipped recording was made) or by the judge's logged "
+        "values (judged); auto: judged if any has a nonzero logged value",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,11 +503,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UsageError as exc:
+        print(f"budget-graph {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except FileNotFoundError as exc:
-        print(f"budget-graph {args.command}: no such file: {exc.filename}", file=sys.stderr)
+        print(f"budget-graph {args.command}: error: no such file: {exc.filename}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; nothing half-written was left behind", file=sys.stderr)
+        print("interrupted: pending work cancelled, workers stopped", file=sys.stderr)
         return 130
 
 

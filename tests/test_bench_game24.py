@@ -1,12 +1,15 @@
-"""Tests for the Game of 24 benchmark runner (on the shipped replay)."""
+"""Tests for the Game of 24 benchmark runner (on the shipped replay): billing, rows, frontier."""
 
 from __future__ import annotations
 
 import pytest
 
 from budget_graph.bench import game24
+from budget_graph.bench.game24_tools import depth_rule, one_number_check
 from budget_graph.efficiency import RunRecord
+from budget_graph.replay import NotRecordedError
 from budget_graph.tasks.base import Item
+from budget_graph.tasks.game24 import Game24Task
 
 ITEM = Item(id="900", input="4 5 6 10")
 
@@ -29,44 +32,108 @@ def test_game24_reward_decides_only_trivial_states(text: str, expected: float | 
     assert game24.game24_reward(ITEM, text) == expected
 
 
-def test_run_all_methods_on_two_puzzles_with_zero_overshoot() -> None:
-    records = game24.run(budgets=[0.5], limit=2, workers=1)
+def test_value_tools_split_the_solver_from_the_checks() -> None:
+    two_left = "a (left: 6 9 10)\nb (left: 4 6)\n"
+    assert one_number_check(ITEM, two_left) is None  # only the task solver decides these
+    assert one_number_check(ITEM, two_left + "4 * 6 = 24 (left: 24)\n") == 60.0
+    assert depth_rule(ITEM, "a (left: 1 2 3)\nb (left: 1 2)\nc (left: 3)\nd (left: 5)\n") == 0.0
+    assert depth_rule(ITEM, two_left) is None
+
+
+def test_unrecorded_request_is_billed_exact_prompt_plus_mean_completion() -> None:
+    task = Game24Task()
+    model = game24.replay_model(ITEM)
+    state = "4 + 5 = 9 (left: 6 9 10)\n9 + 10 = 19 (left: 6 19)\n6 + 19 = 25 (left: 25)\n"
+    prompt = task.propose_prompt(ITEM, "1 + 1 = 2 (left: 2 2 2)\n")  # never recorded
+    with pytest.raises(NotRecordedError) as info:
+        model.invoke(prompt, max_tokens=1000)
+    usage = info.value.billed_usage  # type: ignore[attr-defined]
+    mean = game24._recording(game24.RECORDINGS).means.mean("propose", 1)
+    assert usage.output_tokens == round(mean) and usage.estimated_calls == 1
+    from budget_graph.accounting import count_messages
+
+    assert usage.input_tokens == count_messages([{"role": "user", "content": prompt}])
+    assert game24.classify([_msg(task.value_prompt(ITEM, state))]) == ("value", 2)
+    assert model.tally.requests == 1
+
+
+def _msg(text: str):  # type: ignore[no-untyped-def]
+    from langchain_core.messages import HumanMessage
+
+    return HumanMessage(text)
+
+
+def test_run_on_two_puzzles_bills_every_request_with_zero_overshoot() -> None:
+    methods = ["tot-bfs", "budget-search", "budget-search-judge", "tot-bfs-5", "cot-verify"]
+    records = game24.run(methods=methods, budget_fractions=[0.5], limit=2, workers=1)
     assert all(isinstance(r, RunRecord) for r in records)
-    by = {(r.method, r.budget) for r in records}
-    budget = round(0.5 * game24.TOT_MEAN_TOKENS)
-    assert by == {("tot-bfs", None), ("budget-search", budget),
-                  ("tot-bfs-truncated", budget), ("cot-verify", budget)}
-    assert len(records) == 8
+    tot = {r.item: r for r in records if r.method == "tot-bfs"}
+    budget = round(0.5 * sum(r.total_tokens for r in tot.values()) / 2)
+    assert {(r.method, r.budget) for r in records} == {
+        ("tot-bfs", None),
+        ("tot-bfs-5", None),
+        ("budget-search", budget),
+        ("budget-search-judge", budget),
+        ("cot-verify", budget),
+    }
     for r in records:
         assert r.extra["overshoot"] == 0
         if r.budget is not None:
             assert r.total_tokens <= r.budget
-    tot = {r.item: r for r in records if r.method == "tot-bfs"}
     ours = {r.item: r for r in records if r.method == "budget-search"}
     assert tot["900"].correct and ours["900"].correct
     assert ours["900"].stop_reason == "solved"
     assert ours["900"].total_tokens < tot["900"].total_tokens
     text = game24.table(records)
     header = text.splitlines()[0]
-    for col in ("method", "budget", "solved", "prompt tokens", "completion tokens",
-                "total tokens", "correct per 1k total tokens"):
+    for col in ("method", "budget", "solved", "total tokens", "unbilled", "estimated"):
         assert col in header
     assert "| tot-bfs | - | 2/2 |" in text
+    assert game24.frontier_line(records).startswith("frontier_billed: s67=none s68=none")
 
 
-def test_run_rejects_unknown_methods() -> None:
+def test_frontier_is_the_smallest_share_reaching_the_count() -> None:
+    def runs(method: str, budget: int | None, solved: int, tokens: int) -> list[RunRecord]:
+        return [
+            RunRecord(
+                task="game24",
+                item=str(i),
+                method=method,
+                budget=budget,
+                correct=i < solved,
+                prompt_tokens=tokens,
+            )
+            for i in range(100)
+        ]
+
+    records = (
+        runs("tot-bfs", None, 69, 100)
+        + runs("budget-search", 10, 66, 20)
+        + runs("budget-search", 20, 67, 30)
+        + runs("budget-search", 40, 68, 45)
+    )
+    assert game24.frontier(records, solved=67) == pytest.approx(30.0)
+    assert game24.frontier_line(records) == "frontier_billed: s67=30.0 s68=45.0"
+    assert game24.frontier(records, solved=69) is None
+
+
+def test_run_rejects_unknown_methods_and_bad_budgets() -> None:
     with pytest.raises(ValueError, match=r"Unknown method\(s\) \['nope'\]"):
         game24.run(methods=["nope"], limit=1)
+    with pytest.raises(ValueError, match="budget_fractions entry nan"):
+        game24.run(methods=["cot-verify"], budget_fractions=[float("nan")], limit=1)
 
 
-def test_budgets_accept_fractions_and_token_counts() -> None:
+def test_budget_tokens_and_progress() -> None:
     seen: list[int] = []
 
-    def progress(advance: int = 1, *, total: int | None = None,
-                 description: str | None = None) -> None:
+    def progress(
+        advance: int = 1, *, total: int | None = None, description: str | None = None
+    ) -> None:
         seen.append(advance)
 
-    records = game24.run(methods=["cot-verify"], budgets=[0.1, 3000], limit=1, workers=1,
-                         progress=progress)
-    assert sorted({r.budget for r in records}) == [round(0.1 * game24.TOT_MEAN_TOKENS), 3000]
+    records = game24.run(
+        methods=["cot-verify"], budget_tokens=[2000, 3000], limit=1, workers=1, progress=progress
+    )
+    assert sorted({r.budget for r in records}) == [2000, 3000]
     assert sum(seen) == 2

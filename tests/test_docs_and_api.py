@@ -60,13 +60,13 @@ def test_cli_rejects_unknown_task_with_the_valid_ones(capsys):
 
 
 def test_cli_rejects_bad_budgets():
-    from budget_graph.cli import _parse_budgets
+    from budget_graph.cli import UsageError, parse_budget_fractions, parse_budget_tokens
 
-    with pytest.raises(SystemExit, match="invalid --budgets entry 'lots'"):
-        _parse_budgets("0.5,lots")
-    with pytest.raises(SystemExit, match=r"must be > 0 \(got '-5'\)"):
-        _parse_budgets("-5")
-    assert _parse_budgets("25%,0.5,1000") == [0.25, 0.5, 1000.0]
+    with pytest.raises(UsageError, match="invalid --budget-tokens entry 'lots'"):
+        parse_budget_tokens("500,lots")
+    with pytest.raises(UsageError, match=r"'-5': must be >= 1"):
+        parse_budget_tokens("-5")
+    assert parse_budget_fractions("25%,0.5") == [0.25, 0.5]
 
 
 def test_readme_results_come_from_the_committed_bench_report():

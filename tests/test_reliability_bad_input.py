@@ -144,10 +144,10 @@ CASES: list[Case] = [
          lambda: ReplayStore([], on_exhausted="stop"), ("on_exhausted", "'stop'")),
     Case("CLI", "budget-graph bench chess", lambda: _cli("bench", "chess"),
          ("exit 2", "'chess'", "game24")),
-    Case("CLI", "budget-graph bench --budgets lots", lambda: _cli("bench", "--budgets", "lots"),
-         ("--budgets", "'lots'")),
-    Case("CLI", "budget-graph bench --budgets=-5", lambda: _cli("bench", "--budgets=-5"),
-         ("--budgets", "'-5'")),
+    Case("CLI", "budget-graph bench --budget-tokens lots",
+         lambda: _cli("bench", "--budget-tokens", "lots"), ("exit 2", "--budget-tokens", "'lots'")),
+    Case("CLI", "budget-graph bench --budget-tokens=-5",
+         lambda: _cli("bench", "--budget-tokens=-5"), ("exit 2", "--budget-tokens", "'-5'")),
     Case("CLI", "budget-graph bench --limit 0", lambda: _cli("bench", "--limit", "0"),
          ("--limit", "0")),
     Case("CLI", "budget-graph bench --limit abc", lambda: _cli("bench", "--limit", "abc"),
@@ -217,7 +217,8 @@ def test_bad_input_is_named(case: Case) -> None:
 
 def test_cli_errors_leave_no_result_files(tmp_path) -> None:
     out = tmp_path / "bench-out"
-    for argv in (["bench", "chess"], ["bench", "--budgets", "lots"], ["bench", "--limit", "0"],
+    for argv in (["bench", "chess"], ["bench", "--budget-tokens", "lots"],
+                 ["bench", "--limit", "0"],
                  ["bench", "game24", "--methods", "nope"]):
         with pytest.raises(SystemExit):
             _cli(*argv, "--out", str(out))

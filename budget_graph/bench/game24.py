@@ -1,153 +1,193 @@
-"""Game of 24 benchmark on the recorded GPT-4 outputs: ToT BFS vs budget-aware search vs CoT.
+"""Game of 24 benchmark on recorded GPT-4 outputs: search policies vs ToT BFS-k vs CoT.
 
-Every method runs through the replay (:class:`~budget_graph.replay.ReplayChatModel`), so
-each request is answered with a recorded GPT-4 completion and billed with its real token
-counts; each puzzle runs under its own hard cap (``with_budget``), and the overshoot of
-every run is measured (``extra["overshoot"]``, must be 0).
+Every method runs through a replay model, so each request is answered with a recorded
+completion and billed with its real token counts; each puzzle runs under its own hard cap
+(``with_budget``) and the overshoot of every run is measured (``extra["overshoot"]``).
+A request the recording never saw is billed too (exact prompt + the mean recorded
+completion of that kind at that step, marked estimated; see
+:mod:`budget_graph.bench.billing`), and its branch is dead.
 
-Replay protocol (see ``docs/planner.md``): a puzzle's model serves that puzzle's recorded
-propose completions and the run's recorded value judgements (the value prompt depends only
-on the numbers left, and the original run cached it across puzzles; so do we, with one
-:class:`~budget_graph.nodes.ValueCache` per method and budget). A request the recording
-never saw is a typed, zero-cost "not recorded" outcome, counted in ``extra["unrecorded"]``.
+Rows separate the search policy from task knowledge: the value tools are named
+configurations (:data:`VALUE_TOOLS`), the baselines are ToT BFS-k with the same tools and
+early stop, and CoT with a verifier. The recorded ToT BFS (``tot-bfs``) is the reference.
 """
 
 from __future__ import annotations
 
 import functools
-import multiprocessing
-import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from fractions import Fraction
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from langchain_core.messages import BaseMessage
+
+from budget_graph.bench import game24_tools as tools
+from budget_graph.bench.billing import BilledReplayChatModel, CompletionMeans
+from budget_graph.bench.jobs import resolve_budgets, run_jobs, validate_budgets
 from budget_graph.budget import Budget
 from budget_graph.budgeted import budgeted
 from budget_graph.efficiency import RunRecord
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter
-from budget_graph.nodes import (
-    BestFirst,
-    JudgeValue,
-    RewardValue,
-    ValueCache,
-    VerifierValue,
-)
+from budget_graph.nodes import BestFirst, ValueCache
 from budget_graph.planner import build_planner
-from budget_graph.replay import (
-    ReplayChatModel,
-    ReplayRecord,
-    ReplayStore,
-    load_records,
-    request_key,
-)
+from budget_graph.replay import ReplayRecord, ReplayStore, load_records, request_key
 from budget_graph.tasks.base import Item
-from budget_graph.tasks.game24 import VALUE_MAP, Game24Task, current_numbers
+from budget_graph.tasks.game24 import VALUE_MAP, Game24Task
 
 __all__ = [
     "BUDGET_FRACTIONS",
+    "HEADLINE",
     "METHODS",
-    "TOT_MEAN_TOKENS",
+    "RECORDINGS",
+    "REFERENCE",
+    "VALUE_TOOLS",
+    "Recording",
+    "frontier",
+    "frontier_line",
     "game24_reward",
     "replay_model",
     "run",
     "table",
 ]
 
-METHODS: tuple[str, ...] = ("tot-bfs", "budget-search", "tot-bfs-truncated", "cot-verify")
-"""``tot-bfs``: the recorded ToT BFS (breadth 5) replayed through our graph, unbudgeted;
-``budget-search``: our best-first search with lazy valuation and verifier early stop;
-``tot-bfs-truncated``: ToT BFS capped at each budget; ``cot-verify``: CoT samples, one at a
-time, stopping at the first verified answer."""
+game24_reward = tools.game24_reward
+VALUE_TOOLS = tools.VALUE_TOOLS
 
-BUDGET_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-"""Default budgets: fractions of the ToT BFS per-puzzle mean."""
+REFERENCE = "tot-bfs"
+"""The recorded ToT BFS (breadth 5, judge only, no early stop), replayed unbudgeted."""
+HEADLINE = "budget-search"
+"""The headline method: best-first search with judge + verifier + one-number check."""
 
-TOT_MEAN_TOKENS = (1_387_936 + 547_859) // 100
-"""The recorded ToT BFS run's mean prompt + completion tokens per puzzle (19,357)."""
 
-_SURE = 3 * VALUE_MAP["sure"]
+@dataclass(frozen=True, slots=True)
+class _Method:
+    kind: str  # "bfs", "search" or "cot"
+    tools: str
+    breadth: int = 0
+    budgeted: bool = True
+    stop_on_solved: bool = True
+
+
+METHODS: dict[str, _Method] = {
+    REFERENCE: _Method("bfs", "judge", breadth=5, budgeted=False, stop_on_solved=False),
+    HEADLINE: _Method("search", "check"),
+    "budget-search-judge": _Method("search", "judge"),
+    "budget-search-verifier": _Method("search", "verifier"),
+    "budget-search-solver": _Method("search", "solver"),
+    **{f"tot-bfs-{k}": _Method("bfs", "check", breadth=k, budgeted=False) for k in range(1, 6)},
+    "cot-verify": _Method("cot", "verifier"),
+}
+"""Method name -> how it runs. ``budget-search*``: best-first search (lazy valuation, stop
+at the first verified answer) at each budget, one row per value-tool configuration;
+``tot-bfs-k``: ToT BFS keeping k states per step, with the headline's value tools and early
+stop, unbudgeted; ``cot-verify``: CoT samples one at a time until one verifies."""
+
+BUDGET_FRACTIONS: tuple[float, ...] = (0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
+"""Default budgets: fractions of the reference method's mean tokens per puzzle."""
+
+RECORDINGS: tuple[str, ...] = ("game24_tot", "game24_cot")
+"""The shipped recordings the benchmark replays by default."""
+
 _TASK = "game24"
 _INF_BUDGET = 10**9
 
 
-def _number(token: str) -> Fraction | None:
-    try:
-        return Fraction(token)
-    except (ValueError, ZeroDivisionError):
-        return None
+@dataclass(frozen=True)
+class Recording:
+    """The records of one benchmark run, indexed the way the methods ask for them."""
 
+    propose: dict[str, tuple[ReplayRecord, ...]]
+    values: dict[str, ReplayRecord]
+    cot: tuple[ReplayRecord, ...]
+    means: CompletionMeans
+    judged_final_states: bool = False
+    """The log's judge scored four-step states (see ``budget-graph convert --final-states``)."""
 
-def _reaches_24(numbers: Sequence[Fraction]) -> bool:
-    if len(numbers) == 1:
-        return abs(numbers[0] - 24) < Fraction(1, 100)
-    a, b = numbers
-    outs = [a + b, a - b, b - a, a * b]
-    outs += [a / b] if b else []
-    outs += [b / a] if a else []
-    return any(abs(x - 24) < Fraction(1, 100) for x in outs)
+    @classmethod
+    def load(cls, sources: Sequence[str | Path]) -> Recording:
+        """Load shipped dataset names or JSONL(.gz) paths."""
+        propose: dict[str, list[ReplayRecord]] = defaultdict(list)
+        values: dict[str, ReplayRecord] = {}
+        cot: list[ReplayRecord] = []
+        every: list[ReplayRecord] = []
+        for src in sources:
+            for rec in load_records(src):
+                every.append(rec)
+                if rec.kind == "value":
+                    values.setdefault(rec.key, rec)
+                elif rec.kind == "cot":
+                    cot.append(rec)
+                else:
+                    propose[rec.item_id].append(rec)
+        search = [r for r in every if r.kind != "cot"]
+        return cls(
+            propose={k: tuple(v) for k, v in propose.items()},
+            values=values,
+            cot=tuple(cot),
+            means=CompletionMeans.from_records(search or every),
+            judged_final_states=any(
+                r.provenance.get("final_states") == "judged" for r in values.values()
+            ),
+        )
 
-
-def game24_reward(item: Item, text: str) -> float | None:
-    """Cheap programmatic value of a Game of 24 state, or ``None`` to ask the judge.
-
-    Decides only the trivial states: one number left (24 or dead), two numbers left
-    (one operation reaches 24, or dead), an answer line that did not verify (dead), four
-    steps without an answer (dead). States with three numbers go to the LLM judge.
-    """
-    lines = text.strip().split("\n")
-    if not text.strip():
-        return None
-    if "left: " not in lines[-1]:
-        return 0.0  # an answer line the verifier rejected, or garbage
-    if len(lines) >= 4:
-        return 0.0
-    numbers = [_number(t) for t in current_numbers(text).split()]
-    if not numbers or any(n is None for n in numbers) or len(numbers) > 2:
-        return None
-    return _SURE if _reaches_24([n for n in numbers if n is not None]) else 0.0
-
-
-@functools.cache
-def _records() -> tuple[dict[str, list[ReplayRecord]], dict[str, ReplayRecord]]:
-    propose: dict[str, list[ReplayRecord]] = defaultdict(list)
-    values: dict[str, ReplayRecord] = {}
-    for rec in load_records("game24_tot"):
-        if rec.kind == "value":
-            values[rec.key] = rec
-        else:
-            propose[rec.item_id].append(rec)
-    return dict(propose), values
+    def cap(self, kind: str, default: int = 1000) -> int:
+        """The per-request output cap the recording was made with (its ``max_tokens``)."""
+        recs = self.cot if kind == "cot" else [r for rs in self.propose.values() for r in rs]
+        caps = [int(r.request["max_tokens"]) for r in recs if r.request.get("max_tokens")]
+        return max(caps) if caps else default
 
 
 @functools.cache
-def _puzzle_records(item_id: str, puzzle: str) -> tuple[ReplayRecord, ...]:
-    """The puzzle's propose records and the value records any of their children can ask for."""
-    propose, values = _records()
-    task = Game24Task()
-    item = Item(id=item_id, input=puzzle)
-    mine = propose.get(item_id, [])
+def _recording(sources: tuple[str, ...]) -> Recording:
+    return Recording.load(sources)
+
+
+def classify(messages: Sequence[BaseMessage]) -> tuple[str | None, int | None]:
+    """Kind and ToT step of a Game of 24 request (for billing a miss)."""
+    text = str(messages[-1].content) if messages else ""
+    prompts = Game24Task().prompts
+    if text.startswith(prompts["value_last_step"].split("{input}")[0]):
+        return "value", 3
+    if text.startswith(prompts["value"].split("{input}")[0]):
+        return "value", 3 - len(text.rstrip().split("\n")[-1].split())
+    if text.startswith(prompts["propose"].split("{input}")[0]):
+        numbers = text.split("Input: ")[-1].split("\n")[0].split()
+        return "propose", 4 - len(numbers)
+    if "Steps:" in text:
+        return "propose", 3
+    return None, None
+
+
+def replay_model(
+    item: Item, recording: Recording | None = None, task: Game24Task | None = None
+) -> BilledReplayChatModel:
+    """A billed replay model serving ``item``'s recorded proposals and the run's judgements."""
+    rec = recording or _recording(RECORDINGS)
+    task = task or Game24Task()
+    mine = rec.propose.get(item.id, ())
     wanted: dict[str, ReplayRecord] = {}
-    for rec in mine:
-        state = str(rec.meta.get("state", ""))
-        for completion in rec.completions:
+    for r in mine:
+        state = str(r.meta.get("state", ""))
+        for completion in r.completions:
             for child in task.parse_proposals(item, state, completion):
                 key = request_key([{"role": "user", "content": task.value_prompt(item, child)}])
-                if key in values:
-                    wanted[key] = values[key]
-    return (*mine, *wanted.values())
-
-
-def replay_model(item: Item) -> ReplayChatModel:
-    """A replay model serving ``item``'s recorded ToT proposals and the run's judgements."""
-    return ReplayChatModel(store=ReplayStore([], records=_puzzle_records(item.id, item.input)))
+                if key in rec.values:
+                    wanted[key] = rec.values[key]
+    store = ReplayStore([], records=(*mine, *wanted.values()))
+    return BilledReplayChatModel(store=store, means=rec.means, classify=classify)
 
 
 def _record(
-    item: Item, method: str, limit: int | None, out: dict[str, Any], meter: Meter | None,
+    item: Item,
+    method: str,
+    limit: int | None,
+    out: dict[str, Any],
+    meter: Meter | None,
     task: Game24Task,
+    model: BilledReplayChatModel,
 ) -> RunRecord:
     spend = out.get("spend")
     stats = out.get("search_stats")
@@ -166,43 +206,63 @@ def _record(
         answer=answer,
         extra={
             "overshoot": over,
-            "unrecorded": stats.unrecorded if stats else 0,
+            "unrecorded": model.tally.requests,
+            "estimated_tokens": model.tally.tokens,
             "expansions": stats.expansions if stats else 0,
-            "expand_units": stats.expand_units if stats else 0,
             "nodes": len(out.get("tree") or ()),
+            "tools": METHODS[method].tools if method in METHODS else "",
         },
     )
 
 
 def _run_search(
-    item: Item, method: str, limit: int | None, cache: ValueCache, task: Game24Task
+    item: Item,
+    method: str,
+    limit: int | None,
+    cache: ValueCache,
+    task: Game24Task,
+    recording: Recording,
 ) -> RunRecord:
-    model = replay_model(item)
-    judge = JudgeValue(model, task, samples=3, cache=cache)
-    if method == "budget-search":
-        value = VerifierValue(task) | RewardValue(game24_reward) | judge
+    spec = METHODS[method]
+    model = replay_model(item, recording, task)
+    value = tools.value_tools(spec.tools, model, task, cache)
+    budget = Budget(max_tokens=limit or _INF_BUDGET)
+    expand_cap = recording.cap("propose")
+    if spec.kind == "search":
         graph = build_planner(
-            model, task=task, budget=Budget(max_tokens=limit or _INF_BUDGET), value=value,
-            policy=BestFirst(expand_at=VALUE_MAP["sure"]), lazy_value_at=VALUE_MAP["sure"],
+            model,
+            task=task,
+            budget=budget,
+            value=value,
+            expand_max_tokens=expand_cap,
+            policy=BestFirst(expand_at=VALUE_MAP["sure"]),
+            lazy_value_at=VALUE_MAP["sure"],
         )
-    else:  # the original ToT BFS: judge every candidate, keep 5, no early stop
+    else:  # ToT BFS: judge every candidate, keep `breadth`
         graph = build_planner(
-            model, task=task, budget=Budget(max_tokens=limit or _INF_BUDGET), value=judge,
-            breadth=5, stop_on_solved=False,
+            model,
+            task=task,
+            budget=budget,
+            value=value,
+            breadth=spec.breadth,
+            stop_on_solved=spec.stop_on_solved,
+            expand_max_tokens=expand_cap,
         )
     # One branch at a time: two states with the same numbers ask the same propose prompt,
     # and the replay serves its recorded completions in order, so the order must be fixed.
     out = graph.invoke({"item": item}, {"max_concurrency": 1})
-    return _record(item, method, limit, out, graph.last_meter, task)
+    return _record(item, method, limit, out, graph.last_meter, task, model)
 
 
-def _run_cot(item: Item, limit: int, task: Game24Task, model: ReplayChatModel) -> RunRecord:
+def _run_cot(item: Item, limit: int, task: Game24Task, model: Any, cap: int) -> RunRecord:
     meter = Meter(Budget(max_tokens=limit))
     llm = budgeted(model, meter=meter)
     answer, correct, reason, samples = None, False, "budget", 0
-    for _ in range(100):  # 100 samples were recorded per puzzle
+    recorded = len(model.replay_store.records([{"role": "user", "content": task.cot_prompt(item)}]))
+    per_item = max(recorded, 1) * 100
+    for _ in range(per_item):
         try:
-            msg = llm.invoke(task.cot_prompt(item))
+            msg = llm.invoke(task.cot_prompt(item), max_tokens=cap)
         except BudgetExceededError:
             break
         samples += 1
@@ -214,102 +274,176 @@ def _run_cot(item: Item, limit: int, task: Game24Task, model: ReplayChatModel) -
         reason = "exhausted"
     spend = meter.spend
     return RunRecord(
-        task=_TASK, item=item.id, method="cot-verify", budget=limit, correct=correct,
-        prompt_tokens=spend.input_tokens, generated_tokens=spend.output_tokens,
-        calls=spend.calls, stop_reason=reason, answer=answer,
-        extra={"overshoot": max(meter.spent - limit, 0), "samples": samples, "unrecorded": 0},
+        task=_TASK,
+        item=item.id,
+        method="cot-verify",
+        budget=limit,
+        correct=correct,
+        prompt_tokens=spend.input_tokens,
+        generated_tokens=spend.output_tokens,
+        calls=spend.calls,
+        stop_reason=reason,
+        answer=answer,
+        extra={
+            "overshoot": max(meter.spent - limit, 0),
+            "samples": samples,
+            "unrecorded": 0,
+            "estimated_tokens": 0,
+            "tools": "verifier",
+        },
     )
 
 
-def _budget_tokens(budget: float) -> int:
-    return int(round(budget * TOT_MEAN_TOKENS)) if budget <= 10 else int(budget)
-
-
-def _run_job(method: str, budget: int | None, limit: int | None) -> list[RunRecord]:
+def _run_job(
+    method: str,
+    budget: int | None,
+    items: tuple[Item, ...],
+    sources: tuple[str, ...],
+    task: Game24Task | None,
+) -> list[RunRecord]:
     """All puzzles of one (method, budget): one value cache across them, as the original run."""
-    task = Game24Task()
-    items = list(task.items())[:limit]
-    if method == "cot-verify":
+    recording = _recording(sources)
+    task = task or Game24Task(dead_end_rule=not recording.judged_final_states)
+    if METHODS[method].kind == "cot":
         assert budget is not None
-        cot = ReplayChatModel(datasets=["game24_cot"])
-        return [_run_cot(item, budget, task, cot) for item in items]
+        from budget_graph.replay import ReplayChatModel
+
+        cot = ReplayChatModel(store=ReplayStore([], records=recording.cot))
+        return [_run_cot(item, budget, task, cot, recording.cap("cot")) for item in items]
     cache = ValueCache()
-    return [_run_search(item, method, budget, cache, task) for item in items]
+    return [_run_search(item, method, budget, cache, task, recording) for item in items]
 
 
 def run(
     methods: Sequence[str] | None = None,
-    budgets: Sequence[float] | None = None,
+    *,
+    budget_tokens: Sequence[int] | None = None,
+    budget_fractions: Sequence[float] | None = None,
+    reference: str = REFERENCE,
+    recordings: Sequence[str | Path] | None = None,
+    items: Sequence[Item] | None = None,
+    task: Game24Task | None = None,
     limit: int | None = None,
     progress: Callable[..., None] | None = None,
-    *,
     workers: int | None = None,
 ) -> list[RunRecord]:
     """Run the Game of 24 benchmark; one :class:`RunRecord` per (method, budget, puzzle).
 
     Args:
         methods: Subset of :data:`METHODS` (default: all).
-        budgets: Per-puzzle budgets: fractions of :data:`TOT_MEAN_TOKENS` (values <= 10,
-            e.g. ``0.5``) or token counts (default :data:`BUDGET_FRACTIONS`).
+        budget_tokens: Per-puzzle budgets in tokens.
+        budget_fractions: Per-puzzle budgets as fractions of ``reference``'s mean tokens
+            per puzzle, measured in this run (default :data:`BUDGET_FRACTIONS` when no
+            ``budget_tokens``).
+        reference: The unbudgeted method fractions refer to (run even if not in
+            ``methods``).
+        recordings: Shipped dataset names or replay JSONL(.gz) paths (default
+            :data:`RECORDINGS`); ToT records (``propose``/``value``) and CoT samples.
+        items: The puzzles (default: the task's).
+        task: The task (default :class:`~budget_graph.tasks.game24.Game24Task`).
         limit: Only the first ``limit`` puzzles.
-        progress: Called as ``progress(advance=n, total=N, description=...)`` as puzzles finish.
-        workers: Processes running (method, budget) jobs in parallel (default: up to 2).
+        progress: Called as ``progress(advance=n, total=N, description=...)``.
+        workers: Processes running (method, budget) jobs (default: up to 2).
 
     Returns:
-        The run records, in job order (``budget`` is ``None`` for the unbudgeted ToT BFS).
+        The run records in job order (``budget`` is ``None`` for unbudgeted methods).
+
+    Raises:
+        ValueError: An unknown method or reference, or invalid budgets.
 
     """
-    chosen = list(methods) if methods is not None else list(METHODS)
-    unknown = [m for m in chosen if m not in METHODS]
+    chosen = list(dict.fromkeys(methods)) if methods is not None else list(METHODS)
+    unknown = [m for m in [*chosen, reference] if m not in METHODS]
     if unknown:
         raise ValueError(f"Unknown method(s) {unknown}; must be among {list(METHODS)}")
-    levels = [_budget_tokens(b) for b in (budgets if budgets is not None else BUDGET_FRACTIONS)]
-    n_items = len(Game24Task().items()[:limit])
-    jobs: list[tuple[str, int | None]] = []
-    for m in chosen:
-        jobs.extend([(m, None)] if m == "tot-bfs" else [(m, b) for b in levels])
-    total = len(jobs) * n_items
+    if METHODS[reference].budgeted:
+        raise ValueError(f"Invalid reference {reference!r}: must be an unbudgeted method")
+    if budget_tokens is None and budget_fractions is None:
+        budget_fractions = BUDGET_FRACTIONS
+    validate_budgets(budget_tokens, budget_fractions)
+    sources = tuple(str(s) for s in (recordings or RECORDINGS))
+    the_items = tuple(items if items is not None else (task or Game24Task()).items())[:limit]
+    n = len(the_items)
+    unbudgeted = [m for m in chosen if not METHODS[m].budgeted]
+    if budget_fractions is not None and reference not in unbudgeted:
+        unbudgeted.insert(0, reference)
+    budgeted_methods = [m for m in chosen if METHODS[m].budgeted]
+    total = (
+        len(unbudgeted) + len(budgeted_methods) * len(budget_fractions or budget_tokens or ())
+    ) * n
     if progress is not None:
         progress(advance=0, total=total, description="game24")
-    workers = min(workers or min(2, os.cpu_count() or 1), len(jobs)) if jobs else 1
-    results: dict[int, list[RunRecord]] = {}
-    if workers <= 1:
-        for i, (method, budget) in enumerate(jobs):
-            results[i] = _run_job(method, budget, limit)
+
+    def done(label: Callable[[int], str]) -> Callable[[int, Any], None]:
+        def _done(i: int, _result: Any) -> None:
             if progress is not None:
-                progress(advance=n_items, total=total, description=f"game24 {method}")
-    else:
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            # Longest jobs first (unbudgeted ToT, then the largest budgets) to balance workers.
-            order = sorted(range(len(jobs)), key=lambda i: -(jobs[i][1] or 10**12))
-            futures = {pool.submit(_run_job, *jobs[i], limit): i for i in order}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                results[i] = fut.result()
-                if progress is not None:
-                    progress(advance=n_items, total=total, description=f"game24 {jobs[i][0]}")
-    return [r for i in range(len(jobs)) for r in results[i]]
+                progress(advance=n, total=total, description=f"game24 {label(i)}")
+
+        return _done
+
+    first = [(m, None, the_items, sources, task) for m in unbudgeted]
+    results = run_jobs(_run_job, first, workers=workers, done=done(lambda i: first[i][0]))
+    by_method = dict(zip(unbudgeted, results, strict=True))
+
+    def reference_mean() -> float:
+        runs = by_method[reference]
+        return sum(r.total_tokens for r in runs) / max(len(runs), 1)
+
+    levels = resolve_budgets(budget_tokens, budget_fractions, reference_mean)
+    second = [(m, b, the_items, sources, task) for m in budgeted_methods for b in levels]
+    order = sorted(range(len(second)), key=lambda i: -(second[i][1] or 0))
+    more = run_jobs(
+        _run_job,
+        second,
+        workers=workers,
+        order=order,
+        done=done(lambda i: f"{second[i][0]} @ {second[i][1]}"),
+    )
+    out = [r for m in unbudgeted for r in by_method[m]]
+    return out + [r for rs in more for r in rs]
+
+
+def frontier(
+    records: Sequence[RunRecord],
+    *,
+    method: str = HEADLINE,
+    reference: str = REFERENCE,
+    solved: int = 67,
+) -> float | None:
+    """Smallest share (%) of the reference's tokens at which ``method`` solves enough.
+
+    Smallest share (%) of ``reference``'s total tokens at which ``method`` solves at
+    least ``solved`` items, among the budgets run; ``None`` if no budget does.
+    """
+    ref = sum(r.total_tokens for r in records if r.method == reference and r.budget is None)
+    if not ref:
+        return None
+    runs: dict[int | None, list[RunRecord]] = defaultdict(list)
+    for r in records:
+        if r.method == method:
+            runs[r.budget].append(r)
+    shares = [
+        100 * sum(r.total_tokens for r in rs) / ref
+        for rs in runs.values()
+        if sum(r.correct for r in rs) >= solved
+    ]
+    return min(shares) if shares else None
+
+
+def frontier_line(records: Sequence[RunRecord]) -> str:
+    """``frontier_billed: s67=<p> s68=<q>`` (percent of the reference's billed tokens)."""
+    parts = []
+    for k in (67, 68):
+        share = frontier(records, solved=k)
+        parts.append(f"s{k}={'none' if share is None else f'{share:.1f}'}")
+    return "frontier_billed: " + " ".join(parts)
 
 
 def table(records: Sequence[RunRecord]) -> str:
-    """The report's table (one row per method and budget) plus a note on unrecorded expansions."""
+    """The report's table (one row per method and budget), with a note on billing."""
     from budget_graph.efficiency import render_table
 
-    lines = [render_table(records)]
-    unrec_total = sum(int(r.extra.get("unrecorded", 0)) for r in records)
-    if unrec_total:
-        exp_units = sum(int(r.extra.get("expand_units", 0)) for r in records)
-        exps = sum(int(r.extra.get("expansions", 0)) for r in records)
-        mean = exp_units / exps if exps else 0.0
-        lines.append("")
-        lines.append(
-            f"unrecorded: expansions the recording never saw (a typed NotRecordedError, the "
-            f"node is marked unexpandable; nothing is billed). Billing each at the mean "
-            f"expansion cost ({mean:.0f} tokens) would add about {mean:.0f} x unrecorded "
-            f"tokens to its row."
-        )
-    return "\n".join(lines)
+    return "\n".join([render_table(records), "", tools.TABLE_NOTE])
 
 
 if __name__ == "__main__":  # pragma: no cover - same as ``budget-graph bench game24``
@@ -318,5 +452,3 @@ if __name__ == "__main__":  # pragma: no cover - same as ``budget-graph bench ga
     from budget_graph.cli import main
 
     sys.exit(main(["bench", "game24", *sys.argv[1:]]))
-
-

@@ -244,6 +244,20 @@ COLUMNS: dict[str, Column] = {
         ),
         extra_max("overshoot", "max overshoot"),
         extra_sum("unrecorded", "unrecorded"),
+        _col(
+            "unbilled_total_tokens",
+            "unbilled",
+            lambda g: (
+                g.tokens("total") - sum(int(r.extra.get("estimated_tokens", 0)) for r in g.records)
+            ),
+            _int,
+        ),
+        Column(
+            "estimated_requests",
+            "estimated",
+            lambda g, _groups: sum(int(r.extra.get("unrecorded", 0)) for r in g.records),
+            _int,
+        ),
     )
 }
 r"""Every named column a :class:`TableSpec` may list (it may also list :class:`Column`\ s)."""
@@ -280,15 +294,17 @@ PLANNER_TABLE = TableSpec(
         "prompt_tokens",
         "completion_tokens",
         "total_tokens",
+        "unbilled_total_tokens",
+        "estimated_requests",
         "e_total_1k",
         token_share("tot-bfs", "total", "% of ToT tokens"),
         "overshoot_max",
-        "unrecorded_sum",
     ),
     tokens="total",
 )
-"""The planner benchmark's table (Game of 24): the issue's seven columns, then tokens as a
-share of the ToT BFS run, the largest per-run overshoot and replay misses."""
+"""The planner benchmark's table (Game of 24): tokens billed (requests the recording never
+saw included, at an estimate), the unbilled lower bound beside them and the count of
+estimated requests, E, tokens as a share of the ToT BFS run and the largest overshoot."""
 SELF_CONSISTENCY_TABLE = TableSpec(
     columns=(
         "config",

@@ -30,8 +30,9 @@ def load_prompt() -> tuple[str, str]:
 @functools.cache
 def _items() -> tuple[Item, ...]:
     lines = (data_dir() / "date" / "items.jsonl").read_text().splitlines()
-    return tuple(Item(id=o["id"], input=o["input"], gold=o["gold"])
-                 for o in map(json.loads, lines) if o)
+    return tuple(
+        Item(id=o["id"], input=o["input"], gold=o["gold"]) for o in map(json.loads, lines) if o
+    )
 
 
 def load_items() -> list[Item]:
@@ -52,7 +53,7 @@ def extract_date(completion: str) -> str | None:
 
 
 class DateTask:
-    """Date understanding: answer ``MM/DD/YYYY``; correct on an exact match with the gold date.
+    """Date understanding: answer ``MM/DD/YYYY``; correct on an exact match with a gold date.
 
     Example:
         >>> task = DateTask()
@@ -80,5 +81,5 @@ class DateTask:
         return extract_date(completion)
 
     def is_correct(self, item: Item, answer: str | None) -> bool:
-        """Exact match with the gold date."""
-        return answer is not None and answer == item.gold
+        """Exact match with the gold date (or one of them, when an item has a set)."""
+        return item.accepts(answer)

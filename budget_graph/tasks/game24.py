@@ -55,8 +55,12 @@ def current_numbers(state: str) -> str:
     return state.strip().split("\n")[-1].split("left: ")[-1].split(")")[0]
 
 
-_OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
-        ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b}
+_OPS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+}
 
 
 def evaluate_expression(expression: str) -> tuple[Fraction, list[int]] | None:
@@ -121,8 +125,16 @@ class Game24Task:
     name = "game24"
     max_depth = 4
 
-    def __init__(self) -> None:
+    def __init__(self, *, dead_end_rule: bool = True) -> None:
+        """Load the prompts.
+
+        Args:
+            dead_end_rule: Value a four-step state without an answer 0 whatever the judge
+                says (the original run's rule); ``False`` for logs whose judge scored them.
+
+        """
         self.prompts = load_prompts()
+        self.dead_end_rule = dead_end_rule
 
     def items(self) -> Sequence[Item]:
         """The 100 puzzles."""
@@ -173,7 +185,7 @@ class Game24Task:
         As in the original run, a four-line state without an answer is worth 0 whatever
         the judge says.
         """
-        if self.is_dead_end(state):
+        if self.dead_end_rule and self.is_dead_end(state):
             return 0.0
         return VALUE_MAP.get(completion.split("\n")[-1])
 
@@ -183,7 +195,7 @@ class Game24Task:
         Summed label by label in ``VALUE_MAP`` order exactly as the original run did, so
         equal values compare equal bit for bit and greedy selection breaks ties the same way.
         """
-        if self.is_dead_end(state):
+        if self.dead_end_rule and self.is_dead_end(state):
             return 0.0
         names = [c.split("\n")[-1] for c in completions]
         return sum(value * names.count(name) for name, value in VALUE_MAP.items())

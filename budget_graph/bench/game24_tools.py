@@ -1,0 +1,172 @@
+"""The Game of 24 benchmark's value tools, as named configurations that add task knowledge.
+
+``judge``: the LLM judge only (ToT's value prompt, 3 samples; the task's own value rule
+makes a four-step state without an answer worth 0, as in the original run).
+``verifier``: + the programmatic verifier (a verified answer is solved without a call, a
+rejected answer line is dead) and the depth rule (four steps without an answer are dead).
+``check``: + the one-number check (one number left: 24 is sure, anything else is dead).
+``solver``: + the two-number *task solver* (:func:`game24_reward` tries every operation on
+the last two numbers), knowledge Tree of Thoughts is not given; always labelled as such.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+
+from langchain_core.language_models import BaseChatModel
+
+from budget_graph.nodes import (
+    ChainValue,
+    JudgeValue,
+    RewardValue,
+    Score,
+    ValueCache,
+    ValueFunction,
+    VerifierValue,
+)
+from budget_graph.nodes.expand import is_not_recorded
+from budget_graph.nodes.tree import TreeNode
+from budget_graph.tasks.base import Item
+from budget_graph.tasks.game24 import VALUE_MAP, Game24Task, current_numbers
+
+__all__ = [
+    "TABLE_NOTE",
+    "VALUE_TOOLS",
+    "UnrecordedIsDead",
+    "depth_rule",
+    "game24_reward",
+    "one_number_check",
+    "value_tools",
+]
+
+VALUE_TOOLS: dict[str, str] = {
+    "judge": "judge only",
+    "verifier": "judge + verifier + depth rule",
+    "check": "judge + verifier + depth rule + one-number check",
+    "solver": "judge + verifier + depth rule + one-number check + task solver (game24_reward)",
+}
+"""Value-tool configuration -> what it uses."""
+
+TABLE_NOTE = (
+    "Every request is billed: `total tokens` includes the requests the recording never saw, "
+    "each billed at its exact prompt plus the mean recorded completion of that kind of request "
+    "at that step (marked estimated; the branch is dead). `unbilled` is the lower bound "
+    "without them, `estimated` counts them. Value tools: "
+    + "; ".join(f"`{k}` = {v}" for k, v in VALUE_TOOLS.items())
+    + "."
+)
+
+_SURE = 3 * VALUE_MAP["sure"]
+
+
+def _number(token: str) -> Fraction | None:
+    try:
+        return Fraction(token)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _numbers(text: str) -> list[Fraction] | None:
+    nums = [_number(t) for t in current_numbers(text).split()]
+    if not nums or any(n is None for n in nums):
+        return None
+    return [n for n in nums if n is not None]
+
+
+def _is_24(x: Fraction) -> bool:
+    return abs(x - 24) < Fraction(1, 100)
+
+
+def depth_rule(item: Item, text: str) -> float | None:
+    """The depth rule: dead for a rejected answer line or four steps without an answer.
+
+    Dead (0) for an answer line the verifier rejected and for four steps without an
+    answer; abstain otherwise.
+    """
+    lines = text.strip().split("\n")
+    if not text.strip():
+        return None
+    if "left: " not in lines[-1]:
+        return 0.0
+    if len(lines) >= 4:
+        return 0.0
+    return None
+
+
+def one_number_check(item: Item, text: str) -> float | None:
+    """One number left: sure if it is 24, else dead; abstain otherwise."""
+    if not text.strip() or "left: " not in text.strip().split("\n")[-1]:
+        return None
+    nums = _numbers(text)
+    if nums is None or len(nums) != 1:
+        return None
+    return _SURE if _is_24(nums[0]) else 0.0
+
+
+def _two_number_solver(item: Item, text: str) -> float | None:
+    if not text.strip() or "left: " not in text.strip().split("\n")[-1]:
+        return None
+    nums = _numbers(text)
+    if nums is None or len(nums) != 2:
+        return None
+    a, b = nums
+    outs = [a + b, a - b, b - a, a * b]
+    outs += [a / b] if b else []
+    outs += [b / a] if a else []
+    return _SURE if any(_is_24(x) for x in outs) else 0.0
+
+
+def game24_reward(item: Item, text: str) -> float | None:
+    """The task solver: depth rule, one-number check and a two-number exhaustive solver.
+
+    Decides the trivial states (one number left: 24 or dead; two numbers left: one
+    operation reaches 24, or dead; a rejected answer line or four steps without an answer:
+    dead) and returns ``None`` (ask the judge) for states with three numbers.
+    """
+    for rule in (depth_rule, one_number_check, _two_number_solver):
+        value = rule(item, text)
+        if value is not None:
+            return value
+    return None
+
+
+class UnrecordedIsDead:
+    """A value function whose unrecorded requests make the node dead.
+
+    Wraps a value function: a request the replay never saw (billed by the model) makes
+    the node dead instead of crashing the search.
+    """
+
+    def __init__(self, inner: ValueFunction) -> None:
+        """Wrap ``inner``."""
+        self.inner = inner
+
+    def __call__(self, item: Item, node: TreeNode) -> Score | None:
+        """The inner score, or dead if its request was not recorded."""
+        try:
+            return self.inner(item, node)
+        except Exception as exc:
+            if not is_not_recorded(exc):
+                raise
+            return Score(0.0, dead=True, calls=1, note="unrecorded")
+
+
+def value_tools(
+    name: str, model: BaseChatModel, task: Game24Task, cache: ValueCache
+) -> ValueFunction:
+    """The value function of a named configuration (see :data:`VALUE_TOOLS`)."""
+    if name not in VALUE_TOOLS:
+        raise ValueError(f"Unknown value tools {name!r}; must be among {list(VALUE_TOOLS)}")
+    judge = UnrecordedIsDead(JudgeValue(model, task, samples=3, cache=cache))
+    rules: list[Callable[[Item, str], float | None]] = []
+    if name in ("verifier", "check"):
+        rules.append(depth_rule)
+    if name == "check":
+        rules.append(one_number_check)
+    if name == "solver":
+        rules.append(game24_reward)
+    if name == "judge":
+        return judge
+    chain: Sequence[ValueFunction] = [VerifierValue(task), *(RewardValue(r) for r in rules)]
+    return ChainValue((*chain, judge))
