@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from budget_graph.consistency import SelfConsistencyState, build_self_consistency
     from budget_graph.context import METER_KEY, budget_config, current_meter, use_meter
     from budget_graph.errors import BudgetError, BudgetExceededError, UsageOverrunWarning
-    from budget_graph.guard import BudgetedGraph, budget_edge, guard, with_budget
+    from budget_graph.guard import (
+        BudgetedGraph,
+        budget_edge,
+        budget_tools_condition,
+        guard,
+        with_budget,
+    )
     from budget_graph.meter import BaseMeter, Meter, Reservation
     from budget_graph.middleware import (
         TokenBudgetExceededError,
@@ -91,6 +97,7 @@ _EXPORTS: dict[str, str] = {
     "add_observer": "budget_graph._internal.observe",
     "budget_config": "budget_graph.context",
     "budget_edge": "budget_graph.guard",
+    "budget_tools_condition": "budget_graph.guard",
     "budgeted": "budget_graph.budgeted",
     "build_planner": "budget_graph.planner",
     "build_self_consistency": "budget_graph.consistency",
@@ -178,6 +185,7 @@ __all__ = [
     "add_observer",
     "budget_config",
     "budget_edge",
+    "budget_tools_condition",
     "budgeted",
     "build_planner",
     "build_self_consistency",

@@ -1,24 +1,29 @@
-"""Drop-in budgeting for existing graphs: ``with_budget``, ``guard`` and ``budget_edge``."""
+"""Drop-in budgeting for existing graphs: ``guard``, ``budget_edge``, ``budget_tools_condition``.
+
+``with_budget`` (in :mod:`budget_graph.budgeted_graph`) is re-exported here.
+"""
 
 from __future__ import annotations
 
 import functools
 import inspect
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command, Overwrite
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables.config import var_child_runnable_config
+from langgraph.graph import END
+from langgraph.types import Command
 
 from budget_graph._internal import observe
-from budget_graph.budget import Budget, Spend
-from budget_graph.context import BASE_UNITS_KEY, Ledger, budget_config, current_meter, use_meter
+from budget_graph._internal.run_flags import current_flags
+from budget_graph.budget import Spend
+from budget_graph.budgeted_graph import RAISED_BY_GUARD, BudgetedGraph, with_budget
+from budget_graph.context import Ledger, current_ledger, current_meter
 from budget_graph.errors import BudgetExceededError
-from budget_graph.meter import Meter
 
-__all__ = ["BudgetedGraph", "budget_edge", "guard", "with_budget"]
+__all__ = ["BudgetedGraph", "budget_edge", "budget_tools_condition", "guard", "with_budget"]
 
 OnExhausted = Literal["end", "error"]
 
@@ -53,8 +58,79 @@ def _merge_update(result: Any, spend: Spend, stop_reason: str | None) -> Any:
     return result
 
 
+class _NodeRun:
+    """One guarded node run: its ledger, its record for observers, and how it ends."""
+
+    __slots__ = ("info", "label", "ledger", "on_exhausted", "outer")
+
+    def __init__(self, label: str, on_exhausted: OnExhausted) -> None:
+        self.label = label
+        self.on_exhausted = on_exhausted
+        self.outer = current_ledger()
+        self.ledger = Ledger()
+        self.info: observe.NodeInfo | None = None
+        if observe.state.active:  # hot path: no observer, no record
+            self.info = observe.NodeInfo(name=label)
+            observe.notify("node_started", self.info)
+
+    def __enter__(self) -> _NodeRun:
+        self.ledger.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ledger.__exit__(*exc)
+        if self.outer is not None and self.ledger:
+            # A graph run inside another guarded node (a subgraph invoked in a node): its
+            # calls are that node's spend too, whether this node returned or raised.
+            self.outer.add(self.ledger.spend)
+
+    def done(self, result: Any, reason: str | None) -> Any:
+        if reason is None and isinstance(result, dict):
+            reason = result.get("stop_reason")
+        if reason is None:
+            reason = _routed_here_for_budget()
+        info, ledger = self.info, self.ledger
+        if not ledger and reason is None and info is None:
+            return result  # no budgeted call, nothing to report
+        spend = ledger.spend  # summed once: the ledger adds up its calls on read
+        if info is not None:
+            info.usage, info.stop_reason = spend.usage, reason
+            observe.notify("node_finished", info)
+        return _merge_update(result, spend, reason)
+
+    def failed(self, exc: BaseException) -> None:
+        if self.info is not None:
+            self.info.error, self.info.usage = exc, self.ledger.spend.usage
+            observe.notify("node_finished", self.info)
+
+    def exhausted(self, exc: BudgetExceededError) -> Any:
+        observe.emit(
+            "budget.exhausted",
+            node=self.label,
+            limit=exc.limit,
+            spent=exc.spent,
+            requested=exc.requested,
+            scope=exc.scope,
+        )
+        if self.on_exhausted == "error":
+            self.failed(exc)
+            exc.add_note(f"{RAISED_BY_GUARD} {self.label!r}")
+            raise exc
+        return self.done(None, "budget")
+
+
+def _routed_here_for_budget() -> str | None:
+    """``"budget"`` when a budget edge sent the run to the node running now."""
+    flags = current_flags()
+    if flags is None or flags.low_node is None:
+        return None
+    cfg = var_child_runnable_config.get() or {}
+    node = (cfg.get("metadata") or {}).get("langgraph_node")
+    return "budget" if node == flags.low_node else None
+
+
 def guard(
-    node: Callable[..., Any] | None = None,
+    node: Callable[..., Any] | Runnable | None = None,
     *,
     name: str | None = None,
     on_exhausted: OnExhausted = "end",
@@ -64,8 +140,11 @@ def guard(
     When a call inside the node is refused for budget, the node ends gracefully with
     ``stop_reason="budget"`` (and the spend it made so far) instead of raising; pass
     ``on_exhausted="error"`` to let :class:`BudgetExceededError` propagate. Pair it
-    with :func:`budget_edge` to route out of the loop. Works on sync and async nodes
-    and as a decorator (``@guard`` or ``@guard(name="plan")``).
+    with :func:`budget_edge` to route out of the loop. Works on sync and async nodes,
+    on Runnables (e.g. a prebuilt ``ToolNode``) and as a decorator (``@guard`` or
+    ``@guard(name="plan")``). A node a budget edge routed to because the budget ran
+    low reports ``stop_reason="budget"``. Spend of a graph run inside the node (a
+    subgraph invoked there) counts in the node's delta, even when the node raises.
 
     Example:
         >>> @guard
@@ -77,77 +156,69 @@ def guard(
         raise ValueError(f"Invalid on_exhausted: {on_exhausted!r}. Must be 'end' or 'error'")
     if node is None:
         return functools.partial(guard, name=name, on_exhausted=on_exhausted)
+    if isinstance(node, Runnable):
+        return _guard_runnable(node, name or node.get_name(), on_exhausted)
+    if not callable(node):
+        raise TypeError(f"guard needs a node function or Runnable (got {type(node).__name__})")
     label: str = name or str(getattr(node, "__name__", "node"))
-
-    def _done(ledger: Any, info: observe.NodeInfo | None, result: Any, reason: str | None) -> Any:
-        if reason is None and isinstance(result, dict):
-            reason = result.get("stop_reason")
-        if not ledger and reason is None and info is None:
-            return result  # no budgeted call, nothing to report
-        spend = ledger.spend  # summed once: the ledger adds up its calls on read
-        if info is not None:
-            info.usage, info.stop_reason = spend.usage, reason
-            observe.notify("node_finished", info)
-        return _merge_update(result, spend, reason)
-
-    def _failed(ledger: Any, info: observe.NodeInfo | None, exc: BaseException) -> None:
-        if info is not None:
-            info.error, info.usage = exc, ledger.spend.usage
-            observe.notify("node_finished", info)
-
-    def _exhausted(ledger: Any, info: observe.NodeInfo | None, exc: BudgetExceededError) -> Any:
-        observe.emit(
-            "budget.exhausted",
-            node=label,
-            limit=exc.limit,
-            spent=exc.spent,
-            requested=exc.requested,
-        )
-        if on_exhausted == "error":
-            if info is not None:
-                info.error = exc
-                observe.notify("node_finished", info)
-            raise exc
-        return _done(ledger, info, None, "budget")
-
-    def _start() -> observe.NodeInfo | None:
-        if not observe.state.active:  # hot path: no observer, no record
-            return None
-        info = observe.NodeInfo(name=label)
-        observe.notify("node_started", info)
-        return info
 
     if inspect.iscoroutinefunction(node):
 
         @functools.wraps(node)
         async def _awrapped(*args: Any, **kwargs: Any) -> Any:
-            info = _start()
-            with Ledger() as ledger:
+            with _NodeRun(label, on_exhausted) as run:
                 try:
                     result = await node(*args, **kwargs)
                 except BudgetExceededError as exc:
-                    return _exhausted(ledger, info, exc)
+                    return run.exhausted(exc)
                 except BaseException as exc:
-                    _failed(ledger, info, exc)
+                    run.failed(exc)
                     raise
-                return _done(ledger, info, result, None)
+                return run.done(result, None)
 
         return _awrapped
 
     @functools.wraps(node)
     def _wrapped(*args: Any, **kwargs: Any) -> Any:
-        info = _start()
-        with Ledger() as ledger:
+        with _NodeRun(label, on_exhausted) as run:
             try:
                 result = node(*args, **kwargs)
             except BudgetExceededError as exc:
-                return _exhausted(ledger, info, exc)
+                return run.exhausted(exc)
             except BaseException as exc:
-                _failed(ledger, info, exc)
+                run.failed(exc)
                 raise
-            return _done(ledger, info, result, None)
+            return run.done(result, None)
 
     return _wrapped
+
+
+def _guard_runnable(node: Runnable, label: str, on_exhausted: OnExhausted) -> Runnable:
+    """``guard`` for a Runnable node: the same ending, with the node's config passed on."""
+
+    def call(state: Any, config: RunnableConfig) -> Any:
+        with _NodeRun(label, on_exhausted) as run:
+            try:
+                result = node.invoke(state, config)
+            except BudgetExceededError as exc:
+                return run.exhausted(exc)
+            except BaseException as exc:
+                run.failed(exc)
+                raise
+            return run.done(result, None)
+
+    async def acall(state: Any, config: RunnableConfig) -> Any:
+        with _NodeRun(label, on_exhausted) as run:
+            try:
+                result = await node.ainvoke(state, config)
+            except BudgetExceededError as exc:
+                return run.exhausted(exc)
+            except BaseException as exc:
+                run.failed(exc)
+                raise
+            return run.done(result, None)
+
+    return RunnableLambda(call, afunc=acall, name=label)
 
 
 def budget_edge(
@@ -169,225 +240,62 @@ def budget_edge(
     """
 
     def route(state: Any, config: RunnableConfig) -> str:
-        if isinstance(state, dict) and state.get("stop_reason") == "budget":
+        if _budget_low(state, config, min_remaining):
+            flags = current_flags(config)
+            if flags is not None:
+                flags.low_node = low
             return low
-        meter = current_meter(config)
-        if meter is None:
-            return ok
-        need = min_remaining(state) if callable(min_remaining) else min_remaining
-        return ok if meter.available() >= need else low
+        return ok
 
     route.__name__ = f"budget_edge_{ok}_{low}"
     return route
 
 
-def _is_resume(input: Any) -> bool:
-    return input is None or isinstance(input, Command)
+def _budget_low(state: Any, config: RunnableConfig, min_remaining: Any) -> bool:
+    """Whether a node stopped for budget, or the run's meter has less than the next step."""
+    if isinstance(state, dict) and state.get("stop_reason") == "budget":
+        return True
+    meter = current_meter(config)
+    if meter is None:
+        return False
+    need = min_remaining(state) if callable(min_remaining) else min_remaining
+    return bool(meter.available() < need)
 
 
-class BudgetedGraph:
-    """A compiled graph whose every run gets a fresh meter for its budget.
+def budget_tools_condition(
+    *,
+    final: str = "final",
+    tools: str = "tools",
+    min_remaining: int | Callable[[Any], int] = 1,
+    messages_key: str = "messages",
+) -> Callable[[Any, RunnableConfig], str]:
+    """A budget-aware ``tools_condition``: tools while affordable, else a final answer.
 
-    Built by :func:`with_budget`; everything but the run methods is delegated to the
-    wrapped graph.
-    """
-
-    def __init__(
-        self, graph: Any, budget: Budget, *, scope: Literal["run", "thread"] = "run"
-    ) -> None:
-        """Wrap ``graph`` with ``budget``; ``scope="thread"`` caps the thread's total spend."""
-        if scope not in ("run", "thread"):
-            raise ValueError(f"Invalid scope: {scope!r}. Must be 'run' or 'thread'")
-        self.graph = graph
-        self.budget = budget
-        self.scope = scope
-        self.last_meter: Meter | None = None
-        """The meter of the most recent run (for inspection)."""
-        self._unrecorded: dict[str, Spend] = {}
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.graph, name)
-
-    def unrecorded_spend(self, thread_id: str) -> Spend:
-        """Spend committed on a thread's meter but not (yet) in its checkpointed state.
-
-        LangGraph drops the writes of a node that raised or called ``interrupt()``, yet
-        the calls it made were billed. Such spend is kept here and written into state
-        when the thread's next run starts, and counts against that run's meter.
-        """
-        with self._lock:
-            return self._unrecorded.get(thread_id, Spend())
-
-    def _prepare(self, input: Any, config: RunnableConfig | None) -> tuple[Any, _Run]:
-        thread = (config or {}).get("configurable", {}).get("thread_id")
-        if getattr(self.graph, "checkpointer", None) is None:
-            thread = None
-        start, base, stale = Spend(), 0, False
-        if thread is not None:
-            snapshot = self.graph.get_state(config)
-            values = snapshot.values or {}
-            stale = values.get("stop_reason") is not None
-            if isinstance(values.get("spend"), Spend):
-                start = values["spend"]
-            base = int((snapshot.metadata or {}).get(BASE_UNITS_KEY) or 0)
-            with self._lock:
-                pending = self._unrecorded.pop(str(thread), None)
-            if pending is not None:
-                input = _with_spend_update(input, pending)
-                start = start + pending
-        if _is_resume(input):
-            used = start.units - (0 if self.scope == "thread" else base)
-        else:
-            used = 0 if self.scope == "run" else start.units
-            base = start.units
-            if isinstance(input, dict):
-                # Every key written: a state channel never written is empty, and LangGraph
-                # pays an EmptyChannelError each time a task reads it (measured: 1% of a
-                # cheap run). A new run also clears the reason the thread's last run
-                # stopped for, past its reducer (keep_reason ignores None); Overwrite only
-                # then, as an empty channel would store the Overwrite itself.
-                input = {
-                    **input,
-                    "budget": self.budget,
-                    "stop_reason": Overwrite(None) if stale else None,
-                }
-        meter = Meter(self.budget, spent_units=max(used, 0), scope=self.scope)
-        self.last_meter = meter
-        # Without a caller config, the meter travels in a context variable only (LangGraph
-        # copies the context into its task threads): a config would cost a merge per task.
-        run_config = None
-        if config is not None:
-            run_config = budget_config(meter, config)
-            if thread is not None:
-                # The run's base rides in the config metadata, which checkpoints keep (a
-                # state key would cost every task a channel read).
-                meta = {**(config.get("metadata") or {}), BASE_UNITS_KEY: base}
-                run_config["metadata"] = meta
-        return input, _Run(meter, run_config, thread, start)
-
-    def _settle(self, run: _Run) -> None:
-        """Keep spend the run committed that its checkpointed state does not show."""
-        if run.thread is None:
-            return
-        values = self.graph.get_state(run.config).values or {}
-        spend = values.get("spend")
-        now = spend if isinstance(spend, Spend) else Spend()
-        missing = run.meter.spend - (now - run.start)
-        if missing.calls > 0 or missing.units > 0:
-            with self._lock:
-                key = str(run.thread)
-                self._unrecorded[key] = self._unrecorded.get(key, Spend()) + missing
-
-    def _run_info(self, run: _Run) -> observe.RunInfo:
-        info = observe.RunInfo(
-            name=str(getattr(self.graph, "name", None) or "graph"), meter=run.meter
-        )
-        observe.notify("run_started", info)
-        return info
-
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        """Run the graph under a fresh meter (rebuilt from state on resume)."""
-        input, run = self._prepare(input, config)
-        info = self._run_info(run)
-        with use_meter(run.meter):
-            try:
-                info.state = self.graph.invoke(input, run.config, **kwargs)
-            except BaseException as exc:
-                info.error = exc
-                raise
-            finally:
-                self._settle(run)
-                observe.notify("run_finished", info)
-        return info.state
-
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        """Async :meth:`invoke`."""
-        input, run = self._prepare(input, config)
-        info = self._run_info(run)
-        with use_meter(run.meter):
-            try:
-                info.state = await self.graph.ainvoke(input, run.config, **kwargs)
-            except BaseException as exc:
-                info.error = exc
-                raise
-            finally:
-                self._settle(run)
-                observe.notify("run_finished", info)
-        return info.state
-
-    def stream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[Any]:
-        """Stream the graph under a fresh meter."""
-        input, run = self._prepare(input, config)
-        it = iter(self.graph.stream(input, run.config, **kwargs))
-        try:
-            while True:
-                with use_meter(run.meter):
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        return
-                yield item
-        finally:
-            self._settle(run)
-
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        """Async :meth:`stream`."""
-        input, run = self._prepare(input, config)
-        try:
-            with use_meter(run.meter):
-                async for item in self.graph.astream(input, run.config, **kwargs):
-                    yield item
-        finally:
-            self._settle(run)
-
-
-@dataclass(frozen=True, slots=True)
-class _Run:
-    meter: Meter
-    config: RunnableConfig | None
-    thread: Any
-    start: Spend
-    """The thread's spend in state when the run started (pending spend included)."""
-
-
-def _with_spend_update(input: Any, pending: Spend) -> Any:
-    """Add ``pending`` to the ``spend`` a run's input writes."""
-    if isinstance(input, dict):
-        return {**input, "spend": input.get("spend", Spend()) + pending}
-    if input is None:
-        return Command(update={"spend": pending})
-    if isinstance(input, Command):
-        update = input.update
-        if update is None:
-            new: Any = {"spend": pending}
-        elif isinstance(update, dict):
-            new = {**update, "spend": update.get("spend", Spend()) + pending}
-        else:
-            new = [*update, ("spend", pending)]
-        return Command(graph=input.graph, update=new, resume=input.resume, goto=input.goto)
-    return input
-
-
-def with_budget(
-    graph: Any, budget: Budget, *, scope: Literal["run", "thread"] = "run"
-) -> BudgetedGraph:
-    """Run a compiled graph under a token budget.
-
-    Every ``invoke``/``stream`` gets a fresh :class:`Meter` that every
-    :func:`~budget_graph.budgeted` model inside the graph reserves on. On resume
-    (input ``None`` or a ``Command``) the meter is rebuilt from the spend in the
-    checkpointed state, so a resumed run never spends more than its budget in total.
-    ``scope="thread"`` caps the whole thread's spend instead of each run's. A new run
-    (not a resume) clears the ``stop_reason`` the thread's previous run ended with.
+    Routes to ``tools`` when the last message asks for tools and the budget can pay for
+    ``min_remaining`` more units; to ``final`` (a node answering without tools, e.g. from
+    the budget's ``reserve``) when a node stopped for budget or the budget ran low, so
+    the run never ends on a tool call or a tool result; to ``END`` when the last
+    message is an answer. Use it after the model node, and
+    ``budget_edge(ok=<model node>, low=final)`` after the tools node.
 
     Example:
-        >>> # app = with_budget(builder.compile(checkpointer=saver), Budget(max_tokens=5_000))
-        >>> # app.invoke({"messages": [...]}, {"configurable": {"thread_id": "1"}})
+        >>> route = budget_tools_condition(final="final", min_remaining=300)
+        >>> # builder.add_conditional_edges("agent", route, ["tools", "final", END])
 
     """
-    return BudgetedGraph(graph, budget, scope=scope)
+
+    def route(state: Any, config: RunnableConfig) -> str:
+        messages = state.get(messages_key) if isinstance(state, dict) else None
+        last = messages[-1] if messages else None
+        answered = isinstance(last, AIMessage) and not last.tool_calls
+        if answered:
+            return END
+        if _budget_low(state, config, min_remaining):
+            flags = current_flags(config)
+            if flags is not None:
+                flags.low_node = final
+            return final
+        return tools if isinstance(last, AIMessage) and last.tool_calls else END
+
+    route.__name__ = f"budget_tools_condition_{tools}_{final}"
+    return route

@@ -17,6 +17,7 @@ __all__ = [
     "RemainingTokensManager",
     "StopReason",
     "keep_reason",
+    "merge_reasons",
 ]
 
 StopReason = str
@@ -26,6 +27,13 @@ StopReason = str
 def keep_reason(current: StopReason | None, new: StopReason | None) -> StopReason | None:
     """Reducer for ``stop_reason``: parallel branches may each report one; keep the latest."""
     return new if new is not None else current
+
+
+def merge_reasons(
+    current: dict[str, StopReason] | None, new: dict[str, StopReason] | None
+) -> dict[str, StopReason]:
+    """Reducer for ``stop_reasons``: one entry per nested level, the latest reason wins."""
+    return {**(current or {}), **(new or {})}
 
 
 class BudgetState(TypedDict):
@@ -46,6 +54,9 @@ class BudgetState(TypedDict):
     """The budget of the current run (set by ``with_budget``)."""
     stop_reason: NotRequired[Annotated[StopReason | None, keep_reason]]
     """Why the run stopped (or is stopping), if it did."""
+    stop_reasons: NotRequired[Annotated[dict[str, StopReason], merge_reasons]]
+    """Why nested budgeted runs (subgraphs, agents) stopped, by scope name; a nested
+    level stopping for its own limit does not end this run."""
 
 
 CHECKPOINT_TYPES: tuple[tuple[str, str], ...] = tuple(

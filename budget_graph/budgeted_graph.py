@@ -1,0 +1,452 @@
+"""``with_budget``: a compiled graph as a Runnable whose every run is capped by a budget."""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.pregel.protocol import PregelProtocol
+from langgraph.types import Command, Overwrite
+
+from budget_graph._internal import observe, threads
+from budget_graph._internal.graph_facade import GraphFacade
+from budget_graph._internal.run_flags import RUN_KEY, RunFlags
+from budget_graph._internal.streams import Fold, Shape
+from budget_graph.budget import Budget, Spend
+from budget_graph.context import BASE_UNITS_KEY, budget_config, current_meter, use_meter
+from budget_graph.errors import BudgetExceededError
+from budget_graph.meter import Meter
+
+__all__ = ["RAISED_BY_GUARD", "BudgetedGraph", "budget_message", "with_budget"]
+
+Scope = Literal["run", "thread"]
+OnExhausted = Literal["end", "error"]
+_INTERRUPT = "__interrupt__"
+RAISED_BY_GUARD = "raised by guard(on_exhausted='error') of node"
+"""Note on a refusal a guard re-raised on purpose: ``with_budget`` lets it propagate."""
+
+
+def budget_message(exc: BudgetExceededError) -> str:
+    """The text a run ends with when its budget refused the next model call."""
+    return f"Stopped before the next model call because of the budget. {exc}."
+
+
+def _is_resume(input: Any) -> bool:
+    return input is None or isinstance(input, Command)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+@dataclass(slots=True)
+class _Run:
+    """One run of a budgeted graph: what its start decided, and what it saw."""
+
+    meter: Any
+    config: RunnableConfig
+    input: Any
+    start: Spend
+    """The thread's spend in state when the run started (pending writes applied)."""
+    threaded: bool
+    parent: Any
+    """The enclosing run's meter, when this run is nested in another budgeted run."""
+    flags: RunFlags
+    info: observe.RunInfo
+    since: str
+    latest: Any = None
+    """The last full state the run streamed."""
+    ended: dict[str, Any] | None = field(default=None)
+    """The update the run ended with when the budget refused a call outside a guard."""
+
+
+class BudgetedGraph(GraphFacade, PregelProtocol):
+    """A compiled graph whose every run gets a fresh meter for its budget.
+
+    A LangGraph ``PregelProtocol`` Runnable: ``invoke``/``ainvoke``/``stream``/``astream``
+    are one run each (``batch``, ``abatch``, ``astream_events`` and ``with_config``
+    come from ``Runnable`` on top of them), it can be a node of a parent graph, a
+    subgraph, or a step of ``|``. Built by :func:`with_budget`.
+    """
+
+    def __init__(
+        self,
+        graph: Any,
+        budget: Budget,
+        *,
+        scope: Scope = "run",
+        name: str | None = None,
+        on_exhausted: OnExhausted = "end",
+    ) -> None:
+        """Wrap ``graph`` with ``budget`` (see :func:`with_budget` for the arguments)."""
+        if not isinstance(budget, Budget):
+            raise TypeError(
+                f"with_budget needs a Budget (got {type(budget).__name__} {budget!r}); "
+                "e.g. with_budget(graph, Budget(max_tokens=5000))"
+            )
+        if scope not in ("run", "thread"):
+            raise ValueError(f"Invalid scope: {scope!r}. Must be 'run' or 'thread'")
+        if on_exhausted not in ("end", "error"):
+            raise ValueError(f"Invalid on_exhausted: {on_exhausted!r}. Must be 'end' or 'error'")
+        if not callable(getattr(graph, "stream", None)) or not callable(
+            getattr(graph, "astream", None)
+        ):
+            raise TypeError(
+                f"with_budget needs a compiled graph (got {type(graph).__name__}); "
+                "call builder.compile() first"
+            )
+        self.graph = graph
+        self.budget = budget
+        self.scope = scope
+        self.on_exhausted = on_exhausted
+        self.name = name or str(getattr(graph, "name", None) or "graph")
+        self.scope_name = name or scope
+        """The level's name in errors and spans (``"run"``/``"thread"`` unless named)."""
+        self.last_meter: Meter | None = None
+        """The meter of the most recent run (for inspection)."""
+
+    # -- one core per run ---------------------------------------------------------------
+
+    def _open(self, input: Any, config: RunnableConfig | None, view: Any) -> _Run:
+        """Decide a run's meter, config and input (no I/O: the thread was read already)."""
+        cfg: RunnableConfig = config or {}
+        parent = current_meter(cfg)
+        start, used, base, thread_units = Spend(), 0, 0, 0
+        resume = _is_resume(input)
+        if view is not None:
+            start = view.spend
+            if resume:
+                base, thread_units = view.base_units, view.thread_base
+                used = start.units - base
+            else:
+                base, thread_units = start.units, view.thread_units
+            if self.scope == "thread":
+                used = view.thread_units
+        if not resume and isinstance(input, dict):
+            stale = view is not None and view.stop_reason is not None
+            input = self._fresh_input(input, stale=stale, nested=parent is not None)
+        meter = _meter(self.budget, max(used, 0), self.scope_name, parent)
+        self.last_meter = meter
+        flags = RunFlags()
+        run_config = budget_config(meter, cfg)
+        run_config["configurable"][RUN_KEY] = flags
+        if view is not None:
+            # The run's bases ride in the config metadata, which checkpoints keep.
+            run_config["metadata"] = {
+                **(cfg.get("metadata") or {}),
+                BASE_UNITS_KEY: base,
+                threads.THREAD_UNITS_KEY: thread_units,
+            }
+        info = observe.RunInfo(name=str(self.name), meter=meter)
+        return _Run(meter, run_config, input, start, view is not None, parent, flags, info, _now())
+
+    def _fresh_input(self, input: dict[str, Any], *, stale: bool, nested: bool) -> dict[str, Any]:
+        channels = getattr(self.graph, "channels", None) or {}
+        out = dict(input)
+        if nested:
+            # The parent's spend stays the parent's: this run's state holds its own spend,
+            # which its output hands back to the parent once.
+            out.pop("spend", None)
+            out.pop("stop_reasons", None)
+        # Every key written: a channel never written is empty, and LangGraph pays an
+        # EmptyChannelError each time a task reads it. A new run also clears the reason the
+        # thread's last run stopped for, past its reducer (Overwrite only then: an empty
+        # channel would store the Overwrite itself).
+        if "budget" in channels:
+            out["budget"] = self.budget
+        if "stop_reason" in channels:
+            out["stop_reason"] = Overwrite(None) if stale else None
+        return out
+
+    def _started(self, run: _Run) -> None:
+        observe.notify("run_started", run.info)
+
+    def _finished(self, run: _Run, missing: Spend | None) -> None:
+        info = run.info
+        if info.state is None:
+            info.state = run.latest
+        if missing is not None:
+            observe.emit("budget.unrecorded_spend", units=missing.units, calls=missing.calls)
+        observe.notify("run_finished", info)
+
+    @contextmanager
+    def _session(self, input: Any, config: RunnableConfig | None) -> Iterator[_Run]:
+        view = (
+            None if current_meter(config) is not None else threads.read_thread(self.graph, config)
+        )
+        run = self._open(input, config, view)
+        self._started(run)
+        missing = None
+        try:
+            yield run
+        except GeneratorExit:  # the consumer stopped iterating: not an error
+            raise
+        except BaseException as exc:
+            run.info.error = exc
+            raise
+        finally:
+            try:
+                if run.threaded:
+                    missing = threads.record_missing(
+                        self.graph, run.config, run.start, run.meter.spend, run.since
+                    )
+            finally:
+                self._finished(run, missing)
+
+    @asynccontextmanager
+    async def _asession(self, input: Any, config: RunnableConfig | None) -> AsyncIterator[_Run]:
+        view = None
+        if current_meter(config) is None:
+            view = await threads.aread_thread(self.graph, config)
+        run = self._open(input, config, view)
+        self._started(run)
+        missing = None
+        try:
+            yield run
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            run.info.error = exc
+            raise
+        finally:
+            try:
+                if run.threaded:
+                    missing = await threads.arecord_missing(
+                        self.graph, run.config, run.start, run.meter.spend, run.since
+                    )
+            finally:
+                self._finished(run, missing)
+
+    def _end(self, run: _Run, exc: BudgetExceededError, shape: Shape) -> list[Any]:
+        """End a run whose budget refused a call no guard caught: a message, a reason."""
+        notes = getattr(exc, "__notes__", ())
+        if self.on_exhausted == "error" or any(RAISED_BY_GUARD in n for n in notes):
+            raise exc
+        observe.emit("budget.exhausted", limit=exc.limit, spent=exc.spent, requested=exc.requested)
+        latest = run.latest if isinstance(run.latest, dict) else {}
+        update: dict[str, Any] = {"stop_reason": "budget"}
+        if "messages" in latest:
+            update["messages"] = [AIMessage(content=budget_message(exc), name="budget")]
+        values = {**latest, **update}
+        if "messages" in update:
+            values["messages"] = [*latest["messages"], *update["messages"]]
+        run.latest, run.ended = values, update
+        return shape.chunks(values, update, "budget")
+
+    def _ending_update(self, run: _Run, snapshot: Any) -> tuple[dict[str, Any], str] | None:
+        """The update recording a budget ending in the thread, as the refused node."""
+        if run.ended is None or snapshot is None or len(snapshot.next) != 1:
+            return None
+        channels = getattr(self.graph, "channels", None) or {}
+        update = {k: v for k, v in run.ended.items() if k in channels}
+        return (update, snapshot.next[0]) if update else None
+
+    def _persist_end(self, run: _Run) -> None:
+        if run.ended is None or not run.threaded:
+            return
+        snapshot = self.graph.get_state(threads.latest_config(run.config))
+        ending = self._ending_update(run, snapshot)
+        if ending is not None:
+            self.graph.update_state(snapshot.config, ending[0], as_node=ending[1])
+
+    async def _apersist_end(self, run: _Run) -> None:
+        if run.ended is None or not run.threaded:
+            return
+        snapshot = await self.graph.aget_state(threads.latest_config(run.config))
+        ending = self._ending_update(run, snapshot)
+        if ending is not None:
+            await self.graph.aupdate_state(snapshot.config, ending[0], as_node=ending[1])
+
+    def _result(self, run: _Run, values: Any) -> Any:
+        """The run's result: a budget edge's stop noted, a nested run's output for its parent."""
+        if isinstance(values, dict):
+            if run.flags.low_node and values.get("stop_reason") is None:
+                values = {**values, "stop_reason": "budget"}
+            if run.parent is not None:
+                values = _as_child_output(values, run.parent, self.scope_name)
+        return values
+
+    # -- streaming: the core every entry point goes through --------------------------------
+
+    def _stream(
+        self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any], out: list[_Run]
+    ) -> Iterator[Any]:
+        shape = Shape(self.graph, kwargs)
+        with self._session(input, config) as run:
+            out.append(run)
+            it = iter(self.graph.stream(run.input, run.config, **kwargs))
+            try:
+                while True:
+                    with use_meter(run.meter):
+                        try:
+                            chunk = next(it)
+                        except StopIteration:
+                            break
+                        except BudgetExceededError as exc:
+                            yield from self._end(run, exc, shape)
+                            break
+                    values = shape.values_of(chunk)
+                    if values is not None:
+                        run.latest = values
+                    yield chunk
+            finally:
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+            self._persist_end(run)
+            run.info.state = self._result(run, run.latest)
+
+    async def _astream(
+        self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any], out: list[_Run]
+    ) -> AsyncIterator[Any]:
+        shape = Shape(self.graph, kwargs)
+        async with self._asession(input, config) as run:
+            out.append(run)
+            ait = aiter(self.graph.astream(run.input, run.config, **kwargs))
+            try:
+                while True:
+                    ending = None
+                    with use_meter(run.meter):
+                        try:
+                            chunk = await anext(ait)
+                        except StopAsyncIteration:
+                            break
+                        except BudgetExceededError as exc:
+                            ending = self._end(run, exc, shape)
+                    if ending is not None:
+                        for item in ending:
+                            yield item
+                        break
+                    values = shape.values_of(chunk)
+                    if values is not None:
+                        run.latest = values
+                    yield chunk
+            finally:
+                aclose = getattr(ait, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            await self._apersist_end(run)
+            run.info.state = self._result(run, run.latest)
+
+    def stream(  # type: ignore[override]
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        """Stream the graph under a fresh meter (rebuilt from the thread on resume).
+
+        An abandoned stream (the consumer stops iterating) still ends the run: its
+        spend is settled and its run is reported finished.
+        """
+        yield from self._stream(input, config, kwargs, [])
+
+    async def astream(  # type: ignore[override]
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """Async :meth:`stream` (async checkpointers are read with their async methods)."""
+        async for chunk in self._astream(input, config, kwargs, []):
+            yield chunk
+
+    # -- invoke: a fold over the stream, as Pregel.invoke does ---------------------------
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Run the graph under a fresh meter and return its final state."""
+        fold = Fold(kwargs)
+        runs: list[_Run] = []
+        for chunk in self._stream(input, config, fold.kwargs, runs):
+            fold.add(chunk)
+        return fold.result(lambda values: self._result(runs[0], values))
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Async :meth:`invoke`."""
+        fold = Fold(kwargs)
+        runs: list[_Run] = []
+        async for chunk in self._astream(input, config, fold.kwargs, runs):
+            fold.add(chunk)
+        return fold.result(lambda values: self._result(runs[0], values))
+
+    # -- everything else is the wrapped graph's, budget kept ----------------------------
+
+    def with_config(self, config: RunnableConfig | None = None, **kwargs: Any) -> BudgetedGraph:
+        """The same budget around ``graph.with_config(...)``."""
+        return BudgetedGraph(
+            self.graph.with_config(config, **kwargs),
+            self.budget,
+            scope=self.scope,
+            name=self.name if self.scope_name != self.scope else None,
+            on_exhausted=self.on_exhausted,
+        )
+
+    def __repr__(self) -> str:
+        return f"BudgetedGraph({self.name!r}, {self.budget!r}, scope={self.scope!r})"
+
+
+def _meter(budget: Budget, used: int, scope: str, parent: Any) -> Meter:
+    if parent is None or "parent" not in inspect.signature(Meter).parameters:
+        # TODO(dropin): drop the signature check once core's nested meters are on main.
+        return Meter(budget, spent_units=used, scope=scope)
+    return Meter(budget, spent_units=used, scope=scope, parent=parent)  # type: ignore[call-arg]
+
+
+def _as_child_output(values: dict[str, Any], parent: Any, scope: str) -> dict[str, Any]:
+    """A nested run's final state as its parent receives it.
+
+    The child's ``spend`` is its own (the delta the parent adds once); its budget stays
+    its own; a stop for the child's own limit is reported under ``stop_reasons`` and
+    does not end the parent, unless the parent's budget has no room left either.
+    """
+    out = dict(values)
+    out.pop("budget", None)
+    reason = out.pop("stop_reason", None)
+    if reason is not None:
+        out["stop_reasons"] = {**(out.get("stop_reasons") or {}), scope: reason}
+        if reason == "budget" and parent.available() <= 0:
+            out["stop_reason"] = "budget"
+    return out
+
+
+def with_budget(
+    graph: Any,
+    budget: Budget,
+    *,
+    scope: Scope = "run",
+    name: str | None = None,
+    on_exhausted: OnExhausted = "end",
+) -> BudgetedGraph:
+    """Run a compiled graph under a token budget.
+
+    Every run (``invoke``, ``ainvoke``, ``stream``, ``astream``, ``batch``,
+    ``astream_events``, as a node or subgraph...) gets a fresh :class:`Meter` that every
+    :func:`~budget_graph.budgeted` model inside the graph reserves on. On resume (input
+    ``None`` or a ``Command``) the meter is rebuilt from the thread's checkpointed
+    spend, so a resumed run never spends more than its budget in total. Spend a failed
+    or interrupted node made is written to the thread's checkpoint, so a resume in any
+    process sees it. A run started while another budgeted run is current (a budgeted
+    subgraph as a node, or invoked inside a node) is *nested*: its meter is a child of
+    the current one, so the tightest enclosing budget wins.
+
+    Args:
+        graph: A compiled LangGraph graph.
+        budget: The run's :class:`Budget`.
+        scope: ``"run"`` caps each run; ``"thread"`` caps the thread's total over every
+            run on its thread id, forks from earlier checkpoints included.
+        name: The level's name in errors, spans and ``stop_reasons`` (nested budgets).
+        on_exhausted: When a refused call escapes every guard (e.g. a prebuilt agent's
+            model node): ``"end"`` ends the run with ``stop_reason="budget"`` (and a
+            message in ``messages`` when the state has them); ``"error"`` raises
+            :class:`BudgetExceededError`.
+
+    Raises:
+        TypeError: ``budget`` is not a :class:`Budget`, or ``graph`` is not compiled.
+        ValueError: Invalid ``scope`` or ``on_exhausted``.
+
+    Example:
+        >>> # app = with_budget(builder.compile(checkpointer=saver), Budget(max_tokens=5_000))
+        >>> # app.invoke({"messages": [...]}, {"configurable": {"thread_id": "1"}})
+
+    """
+    return BudgetedGraph(graph, budget, scope=scope, name=name, on_exhausted=on_exhausted)
