@@ -14,6 +14,7 @@ through a :func:`~budget_graph.budgeted` model, as one request with the provider
 from __future__ import annotations
 
 import functools
+import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = [
     "SelfConsistencyState",
     "TracePoint",
     "build_self_consistency",
+    "chain_estimate",
     "votes_of",
 ]
 
@@ -50,6 +52,27 @@ BUDGET_PROMPT = "{prompt}\n\n(Let's think step by step and use less than {budget
 """TALE's budget-in-prompt instruction appended to the task's prompt."""
 
 _DEFAULT_SAMPLE_TOKENS = 256
+_CHAIN_QUANTILE = 0.9
+"""Chains seen so far are sized by this quantile of their lengths (a high one)."""
+_FIRST_CHAIN_SHARE = 4
+"""Before any chain is seen, one chain is still drawn if the room left after the prompt is
+at least the starting estimate divided by this (its cap is clamped to that room)."""
+
+
+def chain_estimate(seen: list[int], start: int, quantile: float = _CHAIN_QUANTILE) -> int:
+    """Expected tokens of the next chain: a high quantile of the chains seen, else ``start``.
+
+    Example:
+        >>> chain_estimate([], 1000), chain_estimate([80, 95, 60, 300], 1000)
+        (1000, 300)
+        >>> chain_estimate(list(range(1, 101)), 1000)
+        90
+
+    """
+    if not seen:
+        return start
+    ordered = sorted(seen)
+    return max(ordered[max(math.ceil(quantile * len(ordered)) - 1, 0)], 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +121,8 @@ class SelfConsistencyState(BudgetState):
     """The statistic the stopping rule decided on."""
     next_batch: NotRequired[int]
     """Samples the next batch draws."""
+    next_max_tokens: NotRequired[int | None]
+    """Output cap of each chain of the next batch (its share of the remaining budget)."""
     sample_budget: NotRequired[int | None]
     """TALE: the per-chain token budget put in the prompt."""
     error: NotRequired[str | None]
@@ -118,7 +143,6 @@ def _node(func: Callable[..., Any], afunc: Callable[..., Any]) -> Any:
     except ImportError:  # pragma: no cover - private API moved: the public, heavier wrapper
         return RunnableLambda(func, afunc=afunc)
     return RunnableCallable(func, afunc, name="sample")
-
 
 
 def build_self_consistency(
@@ -166,8 +190,10 @@ def build_self_consistency(
             one request with the provider's ``n`` (which pays the prompt once).
         max_samples: Hard cap on samples per run (``stop_reason="samples"``).
         max_tokens: Output cap of each chain (further clamped by the budget).
-        sample_tokens: Expected tokens of one chain, to size batches; default the
-            longest chain seen so far in the run, else ``max_tokens``, else 256.
+        sample_tokens: Expected tokens of a chain before any is seen, to size the first
+            batch; default ``max_tokens``, else 256. Later batches expect the 90th
+            percentile of the chains seen so far (see :func:`chain_estimate`), and each
+            chain's cap is its equal share of what is left (at most ``max_tokens``).
         budget_in_prompt: TALE: put a per-chain budget in the prompt (``budget_prompt``)
             and clamp ``max_tokens`` to it. The budget is ``estimator(item)``, else
             ``max_tokens``.
@@ -236,17 +262,26 @@ def build_self_consistency(
     def prompt_tokens(prompt: str) -> int:
         return count_messages([HumanMessage(prompt)], model=llm_name)
 
-    def batch_fit(state: Mapping[str, Any], config: RunnableConfig, want: int) -> int:
-        """How many of ``want`` chains the remaining budget pays for."""
+    def batch_fit(
+        state: Mapping[str, Any], config: RunnableConfig, want: int
+    ) -> tuple[int, int | None]:
+        """How many of ``want`` chains the remaining budget pays for, and each one's cap.
+
+        A chain is expected to cost a high quantile of the chains seen so far (at first
+        ``sample_tokens``, else the chain cap, else 256), not the full cap. Each chain's
+        cap is then its equal share of what is left, at most the chain cap, so no chain
+        (or parallel branch) takes the others' share. With no chain seen yet, one chain
+        is drawn if at least a quarter of the starting estimate fits.
+        """
+        chain_budget = state.get("sample_budget")
+        cap = chain_cap(chain_budget)
         meter = current_meter(config)
         run_budget: Budget | None = getattr(meter, "budget", None)
         if meter is None or run_budget is None:
-            return want
-        chain_budget = state.get("sample_budget")
+            return want, cap
         seen = [s.output_tokens for s in state.get("samples") or ()]
-        per_chain = sample_tokens or (max(seen) if seen else None)
-        per_chain = per_chain or chain_cap(chain_budget) or _DEFAULT_SAMPLE_TOKENS
-        cap = chain_cap(chain_budget)
+        start = sample_tokens or cap or _DEFAULT_SAMPLE_TOKENS
+        per_chain = chain_estimate(seen, start)
         per_chain = min(per_chain, cap) if cap else per_chain
         prompt = prompt_of(state["item"], chain_budget)
         prompt_units = run_budget.units(
@@ -258,7 +293,17 @@ def build_self_consistency(
             fit = avail // (prompt_units + chain_units)
         else:
             fit = (avail - prompt_units) // chain_units
-        return max(min(want, fit), 0)
+        k = max(min(want, fit), 0)
+        if k < 1 and not seen:
+            floor = max(
+                run_budget.units(output_tokens=per_chain // _FIRST_CHAIN_SHARE, model=llm_name), 1
+            )
+            k = 1 if avail - prompt_units >= floor else 0
+        if k < 1:
+            return 0, cap
+        room = avail // k - prompt_units if parallel else (avail - prompt_units) // k
+        share = run_budget.max_output_for(room, model=llm_name)
+        return k, min(share, cap) if cap else share
 
     def decide(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         if "batch" not in state:  # first visit: set the problem up, then decide the first batch
@@ -287,7 +332,7 @@ def build_self_consistency(
             want = min(batch_size, max_samples - votes.n)
             if stop is not None:
                 want = min(want, max(stop.needed(votes), 1))
-            k = batch_fit(state, config, want)
+            k, each = batch_fit(state, config, want)
             if k < 1:
                 meter = current_meter(config)
                 reason, rule = "budget", "budget"
@@ -295,6 +340,7 @@ def build_self_consistency(
             else:
                 out["batch"] = batch + 1
                 out["next_batch"] = k
+                out["next_max_tokens"] = each
                 return out
         observe.emit(
             "budget.early_stop",
@@ -318,7 +364,7 @@ def build_self_consistency(
             "item": the_item,
             "batch": batch,
             "prompt": prompt_of(the_item, chain_budget),
-            "max_tokens": chain_cap(chain_budget),
+            "max_tokens": state.get("next_max_tokens", chain_cap(chain_budget)),
         }
         if parallel:
             return [Send("sample", {**payload, "n": 1}) for _ in range(k)]

@@ -238,7 +238,8 @@ def test_output_only_budget_ignores_the_prompt() -> None:
         sample_tokens=30,
     )
     out = app.invoke({"item": Q1})
-    assert len(out["samples"]) == 2 and out["stop_reason"] == "budget"
+    # Two chains of the expected 30 fit first; the chains cost 21, so a third one fits.
+    assert [s.batch for s in out["samples"]] == [1, 1, 2] and out["stop_reason"] == "budget"
     assert out["spend"].output_tokens <= 70
 
 
@@ -341,3 +342,34 @@ def test_invalid_arguments_are_named(kwargs: dict[str, Any], message: str) -> No
 def test_an_item_is_required() -> None:
     with pytest.raises(ValueError, match="needs an item"):
         build_self_consistency(model_for([]), task=TASK).invoke({})
+
+
+# ---------------------------------------------------------------- per-chain cap (issue #20)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["n", "parallel"])
+def test_a_tight_budget_still_draws_samples_issue20_item8(parallel: bool) -> None:
+    # A 1,000-token chain cap, but chains cost about 21 tokens and the budget pays the
+    # prompt plus 300: sizing every chain at the cap drew nothing.
+    limit = _reserved_prompt() * (3 if parallel else 1) + 300
+    app = build_self_consistency(
+        model_for(["2"] * 12),
+        task=TASK,
+        budget=Budget(max_tokens=limit),
+        stop=FixedSamples(12),
+        batch_size=3,
+        parallel=parallel,
+        max_tokens=1_000,
+    )
+    out = app.invoke({"item": Q1})
+    assert len(out["samples"]) >= 2 and out["answer"] == "2"
+    assert all(s.finish_reason == "stop" for s in out["samples"])
+    assert app.last_meter.spent <= limit
+
+
+def test_chain_estimate_is_a_high_quantile_of_the_chains_seen() -> None:
+    from budget_graph.consistency import chain_estimate
+
+    assert chain_estimate([], 1_000) == 1_000
+    assert chain_estimate([10] * 9 + [500], 1_000) == 10  # one outlier does not size all
+    assert chain_estimate([10] * 8 + [500, 600], 1_000) == 500
