@@ -99,6 +99,10 @@ class TracePoint:
     samples: int
     answer: str | None
     confidence: float
+    input_tokens: int = 0
+    """Prompt tokens spent so far in this run."""
+    reasoning_tokens: int = 0
+    """Hidden reasoning tokens spent so far (part of ``output_tokens``)."""
 
 
 class SelfConsistencyState(BudgetState):
@@ -318,7 +322,16 @@ def build_self_consistency(
         if votes.n > (trace[-1].samples if trace else 0):  # a batch arrived: a new anytime point
             spend = state.get("spend")
             spent = spend.output_tokens if spend is not None else 0
-            out["trace"] = [TracePoint(spent, votes.n, answer, confidence)]
+            out["trace"] = [
+                TracePoint(
+                    spent,
+                    votes.n,
+                    answer,
+                    confidence,
+                    input_tokens=spend.input_tokens if spend is not None else 0,
+                    reasoning_tokens=spend.reasoning_tokens if spend is not None else 0,
+                )
+            ]
         if state.get("stop_reason") in ("budget", "error"):  # a batch was refused or failed
             out.setdefault("stop_rule", state.get("stop_rule") or state["stop_reason"])
             return out

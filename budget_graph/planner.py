@@ -23,7 +23,13 @@ from budget_graph.nodes.allocation import (
     BreadthLimitedBFS,
     PolicyView,
 )
-from budget_graph.nodes.edge import PlannerEdge, expected_step_cost, remaining_units
+from budget_graph.nodes.edge import (
+    AnytimePoint,
+    PlannerEdge,
+    expected_step_cost,
+    remaining_units,
+    search_point,
+)
 from budget_graph.nodes.estimator import Estimator, make_estimator_node
 from budget_graph.nodes.expand import make_expand_node
 from budget_graph.nodes.terminator import make_terminator
@@ -56,7 +62,12 @@ class PlannerState(BudgetState):
     quality: NotRequired[list[float]]
     """Q after each step: the root's backed-up value (best path value so far)."""
     budget_tokens: NotRequired[int | None]
-    """The estimator's budget for this problem (caps the search below the run budget)."""
+    """The estimator's budget for this problem: output tokens (TALE), capping the search's
+    generated tokens below the run budget."""
+    budget_tokens_base: NotRequired[int]
+    """Output tokens the run had spent when ``budget_tokens`` was set."""
+    trace: Annotated[list[AnytimePoint], operator.add]
+    """Anytime trace: the best verified answer so far after each step, with the spend."""
     remaining_steps: RemainingSteps
     best_id: NotRequired[str | None]
     solution: NotRequired[str | None]
@@ -81,11 +92,11 @@ def build_planner(
     judge_samples: int = 3,
     value_cache: ValueCache | None = None,
     lazy_value_at: float | None = None,
-    gamma: float = 1.0,
+    gamma: float = 0.9,
     max_depth: int | None = None,
     stop_on_solved: bool = True,
     min_gain: float | None = None,
-    patience: int = 2,
+    patience: int = 1,
     expand_max_tokens: int | None = 1000,
     recursion_limit: int = 10_000,
     checkpointer: Any = None,
@@ -103,17 +114,20 @@ def build_planner(
         policy: Allocation policy; default :class:`BestFirst`, or
             :class:`BreadthLimitedBFS` when ``breadth`` is given.
         value: Value function; default ``VerifierValue(task) | JudgeValue(...)``.
-        estimator: Sets ``budget_tokens`` per problem (caps the search under ``budget``).
+        estimator: Sets ``budget_tokens`` per problem: TALE's output tokens for a solution,
+            a cap on the search's generated tokens (``budget`` caps all units).
         breadth: Tree of Thoughts breadth (selects :class:`BreadthLimitedBFS`).
         judge_model: Model for the default judge (default ``model``).
         judge_samples: Judge samples per node for the default judge.
         value_cache: Share judgements across runs (default: a cache per graph).
         lazy_value_at: Stop valuing a batch of siblings once one scores this much.
-        gamma: Discount in the backup V(n) = R(n) + gamma * max V(child).
+        gamma: Discount in the backup V(n) = R(n) + gamma * max V(child) (0.9, as the
+            reference implementation).
         max_depth: Depth limit (default ``task.max_depth``).
         stop_on_solved: Stop at the first verified solution (``stop_reason="solved"``).
-        min_gain: Stop when the best value's relative gain stays below this.
-        patience: Low-gain steps tolerated before stopping.
+        min_gain: ε of the relative-gain stop on the root's backed-up value
+            (:class:`~budget_graph.stopping.RelativeGain`).
+        patience: Low-gain steps in a row needed to stop (default 1).
         expand_max_tokens: Output cap of a propose call.
         recursion_limit: LangGraph super-step limit (3 per search step).
         checkpointer: Passed to ``compile``.
@@ -189,6 +203,9 @@ def build_planner(
         }
         if reason is not None:
             out["stop_reason"] = reason
+        point = search_point(state, last)
+        if point is not None:
+            out["trace"] = [point]
         return out
 
     builder: StateGraph[Any] = StateGraph(PlannerState)

@@ -33,11 +33,13 @@ __all__ = [
     "FixedSamples",
     "MarginalGain",
     "Posterior",
+    "RelativeGain",
     "StopDecision",
     "StopRule",
     "Votes",
     "WindowAgreement",
     "leader_probability",
+    "relative_gain",
 ]
 
 _NEVER = 1_000_000
@@ -354,41 +356,113 @@ class AdaptiveConsistency(StopRule):
         return f"adaptive_consistency({self.threshold:g})"
 
 
+def relative_gain(before: float, after: float) -> float | None:
+    """(Q(b + Δb) − Q(b)) / Q(b), signed; ``None`` where the rule is undefined (Q(b) <= 0).
+
+    Example:
+        >>> round(relative_gain(0.969, 0.5), 2)
+        -0.48
+
+    """
+    if before <= 0.0:
+        return None
+    return (after - before) / before
+
+
+@dataclass(frozen=True, slots=True)
+class RelativeGain:
+    """The relative-gain stop: stop at the first step whose gain falls below ``epsilon``.
+
+    Given Q at successive budgets b₀ < b₁ < ..., the step from bᵢ₋₁ to bᵢ has gain
+    (Q(bᵢ) − Q(bᵢ₋₁)) / Q(bᵢ₋₁), *signed* (a drop is a gain below ε) and checked only
+    while Q(bᵢ₋₁) > 0 (undefined otherwise: such a step never stops and breaks a run of
+    low steps). The rule fires when the last ``patience`` steps all have a defined gain
+    below ``epsilon`` (``patience=1``: the first low step stops). Self-consistency's
+    :class:`MarginalGain` and the planner's budget edge both use it.
+
+    Example:
+        >>> RelativeGain(0.05)([0.5, 0.9, 0.92]).stop  # +80%, then +2.2% < 5%
+        True
+        >>> RelativeGain(0.05)([0.0, 0.0, 0.0]).stop  # undefined at Q = 0: never stops
+        False
+
+    """
+
+    epsilon: float = 0.05
+    """ε: the smallest relative gain worth another step."""
+    patience: int = 1
+    """Consecutive low steps needed to stop."""
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.epsilon):
+            raise ValueError(f"RelativeGain: epsilon must be finite (got {self.epsilon})")
+        if self.patience < 1:
+            raise ValueError(f"RelativeGain: patience must be >= 1 (got {self.patience})")
+
+    def gains(self, quality: Sequence[float]) -> list[float | None]:
+        """The signed gain of each step (``None`` where undefined)."""
+        return [relative_gain(a, b) for a, b in zip(quality, quality[1:], strict=False)]
+
+    def __call__(self, quality: Sequence[float]) -> StopDecision:
+        """Decide on Q after each step so far; statistic: the last step's gain."""
+        gains = self.gains(quality)
+        last = gains[-1] if gains else None
+        recent = gains[-self.patience :]
+        stop = len(recent) == self.patience and all(
+            g is not None and g < self.epsilon for g in recent
+        )
+        return StopDecision(stop, str(self), last, "converged")
+
+    def __str__(self) -> str:
+        extra = f", patience={self.patience}" if self.patience != 1 else ""
+        return f"relative_gain({self.epsilon:g}{extra})"
+
+
 @dataclass(frozen=True, slots=True)
 class MarginalGain(StopRule):
-    """The anytime rule: stop when the last batch no longer moves the answer's quality.
+    """The anytime rule on a vote: stop when a batch's relative gain of Q falls below ε.
 
-    Fires when |Q(b + Δb) − Q(b)| / Q(b) < ε, with b the samples before the last batch.
     Q is measured at batch boundaries (default: the leader's :class:`BetaPosterior`
-    probability). The magnitude is used because in a vote Q *falls* when a batch
-    disagrees with the leader: that is a reason to keep sampling, not diminishing
-    returns. Needs two batches with a parsable vote before it can fire.
+    probability) and the stop is :class:`RelativeGain`: the signed gain
+    (Q(b + Δb) − Q(b)) / Q(b), checked while Q(b) > 0, stops at the first batch below
+    ``epsilon`` (``patience`` batches in a row, default 1). A batch that disagrees with
+    the leader lowers Q, a negative gain: by the definition that stops too.
     """
 
     epsilon: float = 0.05
     quality: Callable[[Votes], float] = leader_probability
+    patience: int = 1
 
     def __post_init__(self) -> None:
         if not self.epsilon > 0.0:
             raise ValueError(f"MarginalGain: epsilon must be > 0 (got {self.epsilon})")
+        if self.patience < 1:
+            raise ValueError(f"MarginalGain: patience must be >= 1 (got {self.patience})")
+
+    def _rule(self) -> RelativeGain:
+        return RelativeGain(self.epsilon, self.patience)
+
+    def qualities(self, votes: Votes) -> list[float]:
+        """Q after each batch (the batches needed by the rule, most recent last)."""
+        ends = votes.batches[-(self.patience + 1) :]
+        return [self.quality(votes.upto(n)) for n in ends]
 
     def gain(self, votes: Votes) -> float | None:
-        """Relative change of Q over the last batch; ``None`` before it is defined."""
+        """Signed relative change of Q over the last batch; ``None`` before it is defined."""
         if len(votes.batches) < 2:
             return None
-        before = self.quality(votes.upto(votes.batches[-2]))
-        if before <= 0.0:
-            return None
-        return (self.quality(votes) - before) / before
+        q = self.qualities(votes)
+        return relative_gain(q[-2], q[-1])
 
     def __call__(self, votes: Votes) -> StopDecision:
-        """Fires when |gain| < epsilon; statistic: the gain."""
-        g = self.gain(votes)
-        return StopDecision(g is not None and abs(g) < self.epsilon, str(self), g)
+        """Fires when the last ``patience`` batch gains are below epsilon; statistic: the gain."""
+        decision = self._rule()(self.qualities(votes))
+        return StopDecision(decision.stop, str(self), decision.statistic)
 
     def needed(self, votes: Votes) -> int:
         """One more batch (at least one sample) unless it fires now."""
         return 0 if self(votes) else 1
 
     def __str__(self) -> str:
-        return f"marginal_gain({self.epsilon:g})"
+        extra = f", patience={self.patience}" if self.patience != 1 else ""
+        return f"marginal_gain({self.epsilon:g}{extra})"

@@ -42,7 +42,38 @@ def test_budgeted_runs_never_overshoot_and_spend_what_fits(records: list) -> Non
 
 def test_anytime_traces_end_at_the_final_answer(records: list) -> None:
     for r in records:
+        if r.stop_reason == "budget" and r.method == "anytime-gen":
+            continue  # a refused step leaves the last paid point
         assert r.anytime and r.anytime[-1] == (r.generated_tokens, float(r.correct))
+        assert r.anytime_usage[-1] == (r.prompt_tokens, r.reasoning_tokens)
+        assert len(r.anytime_usage) == len(r.anytime)
+
+
+def test_anytime_generation_steps_up_max_tokens_and_stops_on_relative_gain(records: list) -> None:
+    runs = [r for r in records if r.method == "anytime-gen"]
+    assert len(runs) == LIMIT and all(r.budget is None for r in runs)
+    for r in runs:
+        # one call per step, the prompt paid each time, at most 100 * k tokens at step k
+        assert r.calls == r.extra["samples"] == len(r.anytime) >= 2
+        spent = [t for t, _ in r.anytime]
+        steps = [b - a for a, b in zip([0, *spent], spent, strict=False)]
+        assert all(0 < s <= 100 * (k + 1) for k, s in enumerate(steps))
+        # the default quality (a complete, parsable answer) reached 1 and then did not grow
+        assert r.stop_reason == "converged"
+
+
+def test_sc_budget_anytime_index_does_not_depend_on_the_other_rows(records: list) -> None:
+    from budget_graph.efficiency.report import render_json
+
+    alone = bench.run(methods=["sc-budget"], limit=LIMIT, workers=1)
+
+    def indices(recs: list) -> dict:
+        rows = render_json(recs)["tasks"][0]["rows"]
+        return {row["label"]: row["anytime_index"] for row in rows if row["method"] == "sc-budget"}
+
+    full, only = indices(records), indices(alone)
+    assert len(full) == len(bench.BUDGETS) and full == only
+    assert all(v is not None and v > 0 for v in full.values())
 
 
 def test_table_has_a_row_per_method_and_budget(records: list) -> None:
@@ -52,12 +83,13 @@ def test_table_has_a_row_per_method_and_budget(records: list) -> None:
         "method",
         "accuracy",
         "mean samples per question",
-        "generated tokens",
+        "visible generated tokens",
+        "reasoning tokens",
         "prompt tokens",
-        "correct per 1k generated",
+        "correct per 1k visible",
     ):
         assert column in header
-    rows = [line for line in text.splitlines() if line.startswith("| sc-")]
+    rows = [line for line in text.splitlines() if line.startswith(("| sc-", "| anytime-"))]
     assert len(rows) == len(bench.METHODS) - 1 + len(bench.BUDGETS)
     fixed40 = next(line for line in rows if line.startswith("| sc-fixed40 |"))
     assert "| 40.00 |" in fixed40 and "| 100.0% |" in fixed40

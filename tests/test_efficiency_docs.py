@@ -16,7 +16,9 @@ def test_docs_example_runs(capsys):
     assert "## date" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("module", ["metrics", "records", "report", "spans", "tables", "plots"])
+@pytest.mark.parametrize(
+    "module", ["metrics", "records", "report", "significance", "spans", "tables", "plots"]
+)
 def test_module_doctests(module):
     mod = importlib.import_module(f"budget_graph.efficiency.{module}")
     assert hasattr(mod, "__all__") and all(hasattr(mod, name) for name in mod.__all__)

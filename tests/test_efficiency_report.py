@@ -122,20 +122,35 @@ def test_self_consistency_table_markdown(records):
     lines = render_markdown(records).splitlines()
     head = lines.index("## date")
     assert lines[head + 2] == (
-        "| method | accuracy | solved | mean samples per question | generated tokens "
-        "| prompt tokens | correct per 1k generated tokens | % of fixed-40 generated "
-        "| max overshoot |"
+        "| method | accuracy | solved | mean samples per question | visible generated tokens "
+        "| reasoning tokens | prompt tokens | correct per 1k visible tokens "
+        "| % of fixed-40 generated | max overshoot |"
     )
-    assert lines[head + 4] == "| fixed-40 | 100.0% | 2/2 | 40.00 | 800 | 4,000 | 2.500 | n/a | 0 |"
-    assert lines[head + 5] == "| window @ 100 | 50.0% | 1/2 | 6.00 | 100 | 800 | 10.00 | n/a | 0 |"
+    assert lines[head + 4] == (
+        "| fixed-40 | 100.0% | 2/2 | 40.00 | 800 | 0 | 4,000 | 2.500 | n/a | 0 |"
+    )
+    assert lines[head + 5] == (
+        "| window @ 100 | 50.0% | 1/2 | 6.00 | 100 | 0 | 800 | 10.00 | n/a | 0 |"
+    )
 
 
-def test_divergence_section_names_rows(records):
+def test_rank_differences_without_a_paired_test_get_no_mark(records):
     md = render_markdown(records)
     assert "### Rankings: accuracy vs E (correct per 1k total tokens)" in md
-    assert "- tot-bfs: 1st by accuracy, 2nd by E" in md
-    assert "- planner @ 500: 2nd by accuracy, 1st by E" in md
-    assert "- window @ 100: 2nd by accuracy, 1st by E" in md
+    # tot-bfs is 1st by accuracy and 2nd by E, planner the reverse, on 2 items: not a finding.
+    assert "so no row is marked" in md and "- tot-bfs" not in md
+    data = render_json(records)
+    assert all(not row["diverges"] for task in data["tasks"] for row in task["rankings"])
+
+
+def test_divergence_marks_need_both_paired_tests():
+    # 30 items: "big" right on 27 at 1,000 tokens each, "small" right on 12 at 100 each.
+    recs = [r("x", "big", str(i), i < 27, 0, 1000) for i in range(30)]
+    recs += [r("x", "small", str(i), i < 12, 0, 100) for i in range(30)]
+    md = render_markdown(recs)
+    assert "- big is more accurate (p = 6.1e-05) and small more efficient" in md
+    rows = {row["label"]: row for row in render_json(recs)["tasks"][0]["rankings"]}
+    assert rows["big"]["diverges_from"] == ["small"] and rows["small"]["diverges"]
 
 
 def test_rankings_agree_message_and_ties():
@@ -159,11 +174,15 @@ def test_pareto_and_anytime_sections(records):
     pareto = md[md.index("### Pareto front: accuracy vs mean total tokens") :]
     assert "| planner @ 500 | 500.0 | 50.0% |" in pareto
     assert "| tot-bfs | 2000 | 100.0% |" in pareto
-    assert "### Anytime: Q(b)" in md
-    # game24 grid: 10 points up to the largest spend, 2000 total tokens
-    anytime = md[md.index("### Anytime") : md.index("## date")]
-    assert "Q(2,000)" in anytime
-    assert "### Anytime" not in md[md.index("## date") :]  # no traces for date
+    # game24's grid is fixed for the task: 10 even budgets up to 20,000 total tokens
+    anytime = md[md.index("### E³ and the Anytime Index (total tokens)") : md.index("## date")]
+    assert "Q(2,000)" in anytime and "Q(20,000)" in anytime and "fixed for this task" in anytime
+    # every row gets an index, traced or not. planner@500: its traced run cannot be read in
+    # total tokens (no anytime_usage), so it counts at its final 500 total: Q(2,000) = 0.5;
+    # E³ per 1k = 0.5² / 500 * 1000; AI per 1k = 0.5 / 20,000 * 1000.
+    assert "| planner @ 500 | 0.5000 | 0.500 |" in anytime
+    assert anytime.rstrip().endswith("| 0.500 | 0.02500 |")
+    assert "### E³ and the Anytime Index (visible tokens)" in md[md.index("## date") :]
 
 
 def test_json_report_raw_numbers(records):
@@ -181,6 +200,13 @@ def test_json_report_raw_numbers(records):
     assert tot["total_share_of_tot-bfs"] == 1.0 and game24["rows"][1]["unrecorded_sum"] == 2
     assert tot["accuracy_ci"] == [1.0, 1.0]
     assert [p["label"] for p in game24["pareto"]] == ["planner @ 500", "tot-bfs"]
+    # E³ = A² / mean tokens; AI on the task's fixed even grid telescopes to Q(top) / top
+    assert tot["e3"] == pytest.approx(1.0**2 / 2000)
+    assert tot["anytime_index"] == pytest.approx(1.0 / 20_000)
+    assert (
+        game24["anytime_grid"]["budgets"][-1] == 20_000 and game24["anytime_grid"]["fixed_for_task"]
+    )
+    assert (tot["visible_tokens"], tot["hidden_tokens"]) == (1000, 0)
 
 
 def test_custom_spec_and_errors(records):

@@ -8,6 +8,7 @@ import pytest
 
 from budget_graph import Budget, Meter
 from budget_graph._internal import observe
+from budget_graph.budget import Spend
 from budget_graph.context import use_meter
 from budget_graph.nodes import (
     FixedEstimator,
@@ -107,7 +108,9 @@ def test_learned_quantile_per_class() -> None:
 
 def test_estimator_node_writes_budget_tokens_and_degrades_on_budget() -> None:
     node = make_estimator_node(FixedEstimator(700))
-    assert node({"item": ITEM}) == {"budget_tokens": 700}
+    assert node({"item": ITEM}) == {"budget_tokens": 700, "budget_tokens_base": 0}
+    spent = {"item": ITEM, "spend": Spend(input_tokens=900, output_tokens=40)}
+    assert node(spent) == {"budget_tokens": 700, "budget_tokens_base": 40}
     starved = make_estimator_node(TaleEstimator(BillingFakeChat(texts=["100"])), default=50)
     with use_meter(Meter(Budget(max_tokens=3))):
-        assert starved({"item": ITEM}) == {"budget_tokens": 50}
+        assert starved({"item": ITEM}) == {"budget_tokens": 50, "budget_tokens_base": 0}

@@ -63,14 +63,21 @@ def test_breadth_limited_bfs_runs_to_depth_without_early_stop() -> None:
     assert expanded == {"0", "0.0", "0.1"}  # root, then the best two: b (sure), a (likely)
 
 
-def test_estimator_caps_the_search_below_the_run_budget() -> None:
+def test_estimator_caps_the_searchs_generated_tokens_not_its_units() -> None:
+    # TALE's estimate counts output tokens: 150 lets the search (30 generated, 166 prompt
+    # tokens) solve; 20 stops it at the first step that reaches 20 generated tokens.
     model = _model(**{"VALUE[b\n]": "impossible"})
     app = build_planner(model, task=ToyTask(), budget=Budget(max_tokens=50_000),
                         estimator=FixedEstimator(150), judge_samples=1)
     out = app.invoke({"item": ITEM})
-    assert out["budget_tokens"] == 150
-    assert out["stop_reason"] == "budget"
-    assert out["spend"].units < 50_000
+    assert out["budget_tokens"] == 150 and out["stop_reason"] == "solved"
+    assert out["spend"].output_tokens < 150 < out["spend"].units
+    app = build_planner(_model(**{"VALUE[b\n]": "impossible"}), task=ToyTask(),
+                        budget=Budget(max_tokens=50_000), estimator=FixedEstimator(20),
+                        judge_samples=1)
+    out = app.invoke({"item": ITEM})
+    assert out["stop_reason"] == "budget" and 20 <= out["spend"].output_tokens
+    assert out["spend"].input_tokens > 20
 
 
 def test_unrecorded_like_errors_make_a_node_unexpandable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,13 +164,14 @@ async def test_ainvoke_runs_the_same_search() -> None:
     assert out["spend"].units == sum(model.billed) == app.last_meter.spent
 
 
-def test_remaining_units_counts_the_runs_own_spend_against_the_estimate() -> None:
+def test_generated_left_counts_the_runs_own_output_against_the_estimate() -> None:
     from budget_graph import Spend
     from budget_graph.context import BASE_UNITS_KEY, run_base_units
-    from budget_graph.nodes import remaining_units
+    from budget_graph.nodes import generated_left, remaining_units
 
-    state = {"budget_tokens": 100, "spend": Spend(units=70)}
-    assert remaining_units(state, {}) == 30
-    # The thread had spent 50 units before this run started: the run spent 20 of its 100.
-    assert remaining_units(state, {"metadata": {BASE_UNITS_KEY: 50}}) == 80
+    state = {"budget_tokens": 100, "spend": Spend(input_tokens=900, output_tokens=70, units=970)}
+    assert generated_left(state) == 30 and remaining_units(state, {}) is None
+    # 50 output tokens were spent before the estimate was made: the search spent 20 of 100.
+    assert generated_left({**state, "budget_tokens_base": 50}) == 80
+    assert generated_left({"spend": Spend(output_tokens=5)}) is None
     assert run_base_units({"metadata": {BASE_UNITS_KEY: 50}}) == 50 and run_base_units({}) == 0

@@ -210,10 +210,21 @@ def test_marginal_gain_fires_when_quality_stops_moving() -> None:
     assert not rule(votes(["a"], ["a"]))
 
 
-def test_marginal_gain_keeps_sampling_when_a_batch_disagrees() -> None:
+def test_marginal_gain_stops_when_a_batch_disagrees_the_gain_is_signed() -> None:
     rule = MarginalGain(0.05)
     decision = rule(votes(["a", "a", "a"], ["b", "b"]))  # Q falls 15/16 -> 21/32
-    assert not decision and decision.statistic == pytest.approx(-0.3)
+    assert decision.stop and decision.statistic == pytest.approx(-0.3)
+
+
+def test_marginal_gain_patience_needs_that_many_low_batches_in_a_row() -> None:
+    rule = MarginalGain(0.05, patience=2)
+    # 3 agree -> 4 agree: +1/30 (low); the batch before (1 -> 3 agree) gained +25%
+    assert not rule(votes(["a"], ["a", "a"], ["a"]))
+    # two low batches in a row: 3 -> 4 (+1/30), 4 -> 5 (+1/62)
+    assert rule(votes(["a", "a", "a"], ["a"], ["a"])).stop
+    assert str(rule) == "marginal_gain(0.05, patience=2)"
+    with pytest.raises(ValueError, match=re.escape("patience must be >= 1 (got 0)")):
+        MarginalGain(0.05, patience=0)
 
 
 def test_marginal_gain_ignores_batches_without_a_parsable_vote() -> None:

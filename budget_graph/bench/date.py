@@ -1,9 +1,11 @@
 """Date understanding benchmark: fixed-N voting vs early stopping vs budget-aware self-consistency.
 
-Every method is :func:`~budget_graph.consistency.build_self_consistency` with a different
-stop rule, batch size and budget, run over the 359 BIG-bench date questions on the
-recorded code-davinci-002 least-to-most samples (40 per question) through
-:class:`~budget_graph.replay.ReplayChatModel`. Each question's samples are served in
+Every self-consistency method is :func:`~budget_graph.consistency.build_self_consistency`
+with a different stop rule, batch size and budget; ``anytime-gen`` is
+:func:`~budget_graph.anytime.build_anytime` (progressive max_tokens 100, 200, ..., the
+relative-gain stop, the best answer so far) beside them. All run over the 359 BIG-bench
+date questions on the recorded code-davinci-002 least-to-most samples (40 per question)
+through :class:`~budget_graph.replay.ReplayChatModel`. Each question's samples are served in
 recorded order, so every method sees the same chains: the first k samples of a question
 are the same whatever method draws them.
 
@@ -12,7 +14,12 @@ prompt, about 1,360 tokens with chat framing, is paid once per request), so batc
 prompt spend. Fixed 40 draws 4 batches of 10 (the original run's 4 requests of ``n=10``);
 fixed 5 and window agreement draw batches of 5 (ESC's windows); adaptive consistency draws
 one sample per request (as in Aggarwal et al., 2023), paying the prompt per sample; the
-budget-aware method draws what its stop rule still needs, as far as the budget pays.
+budget-aware method draws what its stop rule still needs, as far as the budget pays;
+anytime generation pays the prompt at every step.
+
+Anytime traces: every run records, after each batch (step), its current answer and the
+prompt, generated and reasoning tokens spent by then, so the report draws best-so-far
+anytime curves in any token kind on the task's fixed budget grid.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from budget_graph.accounting import count_messages, count_tokens
+from budget_graph.anytime import build_anytime
 from budget_graph.budget import Budget
 from budget_graph.consistency import build_self_consistency
 from budget_graph.efficiency import RunRecord
@@ -41,6 +49,7 @@ from budget_graph.tasks.base import Item
 from budget_graph.tasks.date import DateTask
 
 __all__ = [
+    "ANYTIME_MAX_STEPS",
     "BUDGETS",
     "METHODS",
     "SAMPLE_MAX_TOKENS",
@@ -53,6 +62,9 @@ __all__ = [
 SAMPLE_MAX_TOKENS = 256
 """Output cap of one reasoning chain (the longest recorded chain has 169 tokens)."""
 
+ANYTIME_MAX_STEPS = 10
+"""Most steps of ``anytime-gen`` (caps 100, 200, ..., 1,000 tokens; the rule stops it first)."""
+
 BUDGETS: tuple[int, ...] = (1_800, 2_400, 4_000)
 """Default per-question budgets of ``sc-budget``, in prompt + generated tokens."""
 
@@ -64,10 +76,12 @@ _TASK = "date"
 class MethodSpec:
     """One benchmarked self-consistency configuration."""
 
-    stop: StopRule
-    """Stop rule (always capped at the 40 recorded samples)."""
-    batch_size: int
+    stop: StopRule | None = None
+    """Stop rule of a self-consistency method (always capped at the 40 recorded samples)."""
+    batch_size: int = 1
     """Most samples per request (``n``)."""
+    anytime_step: int | None = None
+    """Anytime generation instead of a vote: the output cap added per step (Δ)."""
     budgeted: bool = False
     """Run at each benchmark budget (else once, unbudgeted)."""
     label: str = ""
@@ -103,6 +117,10 @@ METHODS: dict[str, MethodSpec] = {
         budgeted=True,
         label="budget-aware: Adaptive 0.95, batch = what the rule needs and the budget pays",
     ),
+    "anytime-gen": MethodSpec(
+        anytime_step=100,
+        label="anytime generation: max_tokens 100, 200, ...; relative gain < 5%; best so far",
+    ),
 }
 """The benchmarked methods by name (``sc-budget`` runs at every budget)."""
 
@@ -130,7 +148,14 @@ def _run_one(graph: Any, item: Item, method: str, limit: int | None, task: DateT
     meter = getattr(graph, "last_meter", None)
     over = max(meter.spent - limit, 0) if meter is not None and limit is not None else 0
     answer = out.get("answer")
-    anytime = [(p.output_tokens, float(task.is_correct(item, p.answer))) for p in out["trace"]]
+    trace = out.get("trace") or ()
+    extra: dict[str, Any] = {"stop_rule": out.get("stop_rule"), "overshoot": over}
+    if "samples" in out:
+        extra["samples"] = len(out["samples"])
+        extra["confidence"] = round(float(out.get("confidence") or 0.0), 6)
+    else:  # anytime generation: one answer per step
+        extra["samples"] = int(out.get("step") or 0)
+        extra["stop_rule"] = out.get("stop_reason")
     return RunRecord(
         task=_TASK,
         item=item.id,
@@ -139,25 +164,31 @@ def _run_one(graph: Any, item: Item, method: str, limit: int | None, task: DateT
         correct=task.is_correct(item, answer),
         prompt_tokens=spend.input_tokens,
         generated_tokens=spend.output_tokens,
+        reasoning_tokens=spend.reasoning_tokens,
         calls=spend.calls,
         stop_reason=out.get("stop_reason"),
         answer=answer,
-        anytime=anytime,
-        extra={
-            "samples": len(out["samples"]),
-            "confidence": round(float(out.get("confidence") or 0.0), 6),
-            "stop_rule": out.get("stop_rule"),
-            "overshoot": over,
-        },
+        anytime=[(p.output_tokens, float(task.is_correct(item, p.answer))) for p in trace],
+        anytime_usage=[(p.input_tokens, p.reasoning_tokens) for p in trace],
+        extra=extra,
     )
 
 
 def _graph(model: ReplayChatModel, task: DateTask, method: str, budget: int | None) -> Any:
     spec = METHODS[method]
+    run_budget = Budget(max_tokens=budget) if budget is not None else None
+    if spec.anytime_step is not None:
+        return build_anytime(
+            model,
+            task=task,
+            budget=run_budget,
+            step_tokens=spec.anytime_step,
+            max_steps=ANYTIME_MAX_STEPS,
+        )
     return build_self_consistency(
         model,
         task=task,
-        budget=Budget(max_tokens=budget) if budget is not None else None,
+        budget=run_budget,
         stop=spec.stop,
         batch_size=spec.batch_size,
         max_samples=_RECORDED,

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _gen_ai
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from budget_graph.budget import Spend
 from budget_graph.errors import BudgetError
@@ -38,10 +45,38 @@ __all__ = [
     "RecordsError",
     "RunRecord",
     "SPAN_KIND_LLM",
+    "TOKEN_KINDS",
     "from_state",
     "read_jsonl",
+    "token_count",
     "write_jsonl",
 ]
+
+TOKEN_KINDS = ("visible", "generated", "reasoning", "prompt", "total")
+"""Token kinds T may count: ``visible`` (generated minus hidden reasoning: what the
+definition of T counts), ``generated`` (all output tokens), ``reasoning`` (hidden
+reasoning only), ``prompt`` and ``total`` (prompt + generated)."""
+
+
+def token_count(kind: str, prompt: int, generated: int, reasoning: int) -> int:
+    """Tokens of ``kind`` from a run's prompt, generated and reasoning counts.
+
+    Raises:
+        ValueError: Unknown ``kind``.
+
+    """
+    if kind == "visible":
+        return generated - reasoning
+    if kind == "generated":
+        return generated
+    if kind == "reasoning":
+        return reasoning
+    if kind == "prompt":
+        return prompt
+    if kind == "total":
+        return prompt + generated
+    raise ValueError(f"Invalid token kind: {kind!r}. Must be one of {', '.join(TOKEN_KINDS)}")
+
 
 # Span attributes read by spans.from_spans. Usage follows the OTel GenAI semantic conventions;
 # the run's identity lives on any span of the run (usually the run's root span).
@@ -121,9 +156,9 @@ class RunRecord(BaseModel):
     prompt_tokens: int = Field(default=0, ge=0)
     """Prompt (input) tokens over all calls."""
     generated_tokens: int = Field(default=0, ge=0)
-    """T: generated (output) tokens over all calls, reasoning included."""
+    """Generated (output) tokens over all calls, hidden reasoning included."""
     reasoning_tokens: int = Field(default=0, ge=0)
-    """Part of ``generated_tokens`` spent reasoning."""
+    """Hidden reasoning part of ``generated_tokens``; T counts the rest (the visible tokens)."""
     calls: int = Field(default=0, ge=0)
     """LLM calls made."""
     stop_reason: str | None = None
@@ -131,7 +166,11 @@ class RunRecord(BaseModel):
     answer: str | None = None
     """Final answer, if kept."""
     anytime: list[tuple[int, float]] = Field(default_factory=list)
-    """Anytime trace: (tokens spent, quality of the best answer so far), tokens non-decreasing."""
+    """Anytime trace: (generated tokens spent, quality of the run's answer at that point),
+    tokens non-decreasing. Curves take the running maximum (the best answer so far)."""
+    anytime_usage: list[tuple[int, int]] = Field(default_factory=list)
+    """(prompt tokens, reasoning tokens) spent at each ``anytime`` point, so a trace can be
+    read in any token kind; empty when only generated tokens were traced."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Free-form extras (e.g. ``{"samples": 5}``); must be JSON-serialisable."""
 
@@ -150,20 +189,68 @@ class RunRecord(BaseModel):
             last = tokens
         return trace
 
+    @field_validator("anytime_usage")
+    @classmethod
+    def _check_usage(cls, usage: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        last = (0, 0)
+        for i, (prompt, reasoning) in enumerate(usage):
+            if prompt < last[0] or reasoning < last[1] or reasoning < 0:
+                raise ValueError(
+                    f"anytime_usage[{i}] must be >= 0 and non-decreasing (got "
+                    f"{(prompt, reasoning)} after {last})"
+                )
+            last = (prompt, reasoning)
+        return usage
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> RunRecord:
+        if self.reasoning_tokens > self.generated_tokens:
+            raise ValueError(
+                f"reasoning_tokens ({self.reasoning_tokens}) must be <= generated_tokens "
+                f"({self.generated_tokens})"
+            )
+        if self.anytime_usage and len(self.anytime_usage) != len(self.anytime):
+            raise ValueError(
+                f"anytime_usage must have one entry per anytime point (got "
+                f"{len(self.anytime_usage)} for {len(self.anytime)})"
+            )
+        return self
+
     @property
     def total_tokens(self) -> int:
         """Prompt plus generated tokens."""
         return self.prompt_tokens + self.generated_tokens
 
+    @property
+    def visible_tokens(self) -> int:
+        """Generated tokens the model showed: generated minus hidden reasoning."""
+        return self.generated_tokens - self.reasoning_tokens
+
     def tokens(self, kind: str = "generated") -> int:
-        """Tokens of one kind: ``"generated"``, ``"prompt"`` or ``"total"``."""
-        if kind == "generated":
-            return self.generated_tokens
-        if kind == "prompt":
-            return self.prompt_tokens
-        if kind == "total":
-            return self.total_tokens
-        raise ValueError(f"Invalid token kind: {kind!r}. Must be 'generated', 'prompt' or 'total'")
+        """Tokens of one kind (see :data:`TOKEN_KINDS`)."""
+        return token_count(kind, self.prompt_tokens, self.generated_tokens, self.reasoning_tokens)
+
+    def trace(self, kind: str = "generated") -> list[tuple[int, float]] | None:
+        """The anytime trace as ``(tokens of kind, quality)``; ``None`` if it cannot be read so.
+
+        A trace records generated tokens; other kinds need ``anytime_usage``, unless
+        the part they add is zero for the whole run (no reasoning tokens: visible =
+        generated; no prompt tokens: total = generated). ``[]`` for a run without a trace.
+        """
+        token_count(kind, 0, 0, 0)  # validates kind
+        if kind == "generated" or not self.anytime:
+            return list(self.anytime)
+        if self.anytime_usage:
+            return [
+                (token_count(kind, p, g, r), q)
+                for (g, q), (p, r) in zip(self.anytime, self.anytime_usage, strict=True)
+            ]
+        # Without usage per point a kind is still exact when the part it adds is zero.
+        if kind in ("visible", "reasoning") and self.reasoning_tokens == 0:
+            return [(g if kind == "visible" else 0, q) for g, q in self.anytime]
+        if kind in ("prompt", "total") and self.prompt_tokens == 0:
+            return [(0 if kind == "prompt" else g, q) for g, q in self.anytime]
+        return None
 
 
 # ---------------------------------------------------------------- JSONL
@@ -250,15 +337,20 @@ def _spend_of(value: Any) -> Spend:
     )
 
 
-def _trace_of(value: Any) -> list[tuple[int, float]]:
+def _trace_of(value: Any) -> tuple[list[tuple[int, float]], list[tuple[int, int]]]:
     points: list[tuple[int, float]] = []
+    usage: list[tuple[int, int]] = []
     for point in value or ():
         if isinstance(point, Mapping):
             points.append((int(point["tokens"]), float(point["quality"])))
+            if "prompt_tokens" in point:
+                usage.append((int(point["prompt_tokens"]), int(point.get("reasoning_tokens", 0))))
         else:
-            tokens, quality = point
+            tokens, quality, *rest = point
             points.append((int(tokens), float(quality)))
-    return points
+            if rest:
+                usage.append((int(rest[0]), int(rest[1]) if len(rest) > 1 else 0))
+    return points, (usage if len(usage) == len(points) else [])
 
 
 def from_state(
@@ -276,7 +368,9 @@ def from_state(
     Args:
         final_state: The state a graph run returned; needs ``"spend"`` (a
             :class:`~budget_graph.budget.Spend`), optionally ``"answer"``,
-            ``"stop_reason"`` and ``"anytime"`` (``[(tokens, quality), ...]``).
+            ``"stop_reason"`` and ``"anytime"`` (``[(generated tokens, quality), ...]``,
+            optionally ``(generated, quality, prompt, reasoning)`` or mappings with
+            ``tokens``, ``quality``, ``prompt_tokens``, ``reasoning_tokens``).
         task: Task name.
         item: Item id.
         method: Method label.
@@ -304,6 +398,7 @@ def from_state(
             f"final state has no 'spend' key (keys: {sorted(final_state)})", field="spend"
         )
     spend = _spend_of(final_state["spend"])
+    trace, trace_usage = _trace_of(final_state.get("anytime"))
     answer = final_state.get("answer")
     answer = None if answer is None else str(answer)
     ok = correct(answer) if callable(correct) else correct
@@ -320,7 +415,8 @@ def from_state(
             calls=spend.calls,
             stop_reason=final_state.get("stop_reason"),
             answer=answer,
-            anytime=_trace_of(final_state.get("anytime")),
+            anytime=trace,
+            anytime_usage=trace_usage,
             extra=dict(extra or {}),
         )
     except ValidationError as exc:

@@ -10,7 +10,9 @@ Entry points:
 
 Which columns a task's table shows, and which tokens its E counts, is a
 :class:`~budget_graph.efficiency.tables.TableSpec`; ``TABLE_SPECS`` maps task names
-to specs and can be extended (see :mod:`budget_graph.efficiency.tables`).
+to specs and can be extended (see :mod:`budget_graph.efficiency.tables`). The budget
+grid of a task's anytime curves is fixed per task in :data:`ANYTIME_GRIDS`, so a row's
+Anytime Index does not depend on the other rows of the report.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from budget_graph.efficiency import metrics as m
 from budget_graph.efficiency.records import RunRecord, read_jsonl, write_jsonl
+from budget_graph.efficiency.significance import divergent_pairs
 from budget_graph.efficiency.tables import (
     COLUMNS,
     DEFAULT_TABLE,
@@ -42,6 +45,7 @@ from budget_graph.efficiency.tables import (
 )
 
 __all__ = [
+    "ANYTIME_GRIDS",
     # Re-exported from tables, so one import gives a caller everything a report needs.
     "COLUMNS",
     "DEFAULT_TABLE",
@@ -52,6 +56,7 @@ __all__ = [
     "Group",
     "TableSpec",
     "aggregate",
+    "grid_for",
     "render_json",
     "render_markdown",
     "render_report",
@@ -59,6 +64,51 @@ __all__ = [
     "report_main",
     "write_report",
 ]
+
+
+ANYTIME_GRIDS: dict[str, m.BudgetGrid] = {
+    # 40 recorded chains per question at the 256-token chain cap: the most a method can
+    # generate on one question of the shipped date recording.
+    "date": m.BudgetGrid(top=40 * 256, points=10, tokens="visible"),
+    # About the recorded ToT BFS run's mean spend per puzzle (19,357 prompt + completion
+    # tokens), rounded up.
+    "game24": m.BudgetGrid(top=20_000, points=10, tokens="total"),
+}
+"""Task name -> the fixed budget grid of its anytime curves and Anytime Index."""
+
+
+def grid_for(
+    task: str,
+    records: Sequence[RunRecord],
+    grids: Mapping[str, m.BudgetGrid] | None = None,
+    kind: m.TokenKind = "visible",
+) -> tuple[m.BudgetGrid, bool]:
+    """The anytime grid of ``task`` and whether it is fixed for the task.
+
+    From ``grids``, else :data:`ANYTIME_GRIDS`; a task with neither gets an even grid of
+    10 budgets up to the largest spend of ``records`` in ``kind`` (which depends on the
+    runs reported, so the report says so).
+    """
+    fixed = {**ANYTIME_GRIDS, **(grids or {})}.get(task)
+    if fixed is not None:
+        return fixed, True
+    top = max((b for b in m.budget_grid(records, kind, points=1)), default=1.0)
+    return m.BudgetGrid(top=top, points=10, tokens=kind), False
+
+
+def _row_metrics(g: Group, grid: m.BudgetGrid, kind: m.TokenKind) -> dict[str, Any]:
+    curve = grid.curve(g.records)
+    return {
+        "visible_tokens": g.tokens("visible"),
+        "hidden_tokens": g.tokens("reasoning"),
+        "generated_tokens": g.tokens("generated"),
+        "e_1k": m.efficiency(g.records, kind, per_1k=True),
+        "e_visible_1k": m.efficiency(g.records, "visible", per_1k=True),
+        "e3": m.e3(g.records, kind),
+        "e3_1k": m.e3(g.records, kind, per_1k=True),
+        "anytime_index": m.anytime_index(curve),
+        "anytime_curve": [[b, q] for b, q in curve],
+    }
 
 
 # ---------------------------------------------------------------- markdown
@@ -105,12 +155,18 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def _task_markdown(task: str, groups: list[Group], spec: TableSpec) -> list[str]:
+def _task_markdown(
+    task: str,
+    groups: list[Group],
+    spec: TableSpec,
+    grids: Mapping[str, m.BudgetGrid] | None = None,
+) -> list[str]:
     out = [f"## {task}", "", *_table_lines(groups, spec)]
 
     kind = spec.tokens
     by_label = {g.label: g for g in groups}
-    ranks = m.rankings({g.label: g.records for g in groups}, kind)
+    divergences = divergent_pairs({g.label: g.records for g in groups}, kind)
+    ranks = m.rankings({g.label: g.records for g in groups}, kind, divergences=divergences)
     out += [
         "",
         f"### Rankings: accuracy vs E (correct per 1k {kind} tokens)",
@@ -131,7 +187,7 @@ def _task_markdown(task: str, groups: list[Group], spec: TableSpec) -> list[str]
                 _num(r.efficiency),
                 _ci(g.efficiency_ci(kind), _num),
                 str(r.efficiency_rank),
-                "yes" if r.diverges else "",
+                ", ".join(r.diverges_from),
             ]
         )
     out += _md_table(
@@ -143,21 +199,29 @@ def _task_markdown(task: str, groups: list[Group], spec: TableSpec) -> list[str]
             "E per 1k",
             "95% CI",
             "E rank",
-            "diverges",
+            "diverges from (paired tests)",
         ],
         rows,
     )
-    diverging = [r for r in ranks if r.diverges]
     out.append("")
-    if diverging:
-        out.append("Where the rankings diverge:")
+    if divergences:
+        out.append(
+            "Where the rankings diverge (paired by item: McNemar's exact test on accuracy, "
+            "a paired bootstrap of the E difference; both at the 5% level):"
+        )
         out += [
-            f"- {r.label}: {_ordinal(r.accuracy_rank)} by accuracy, "
-            f"{_ordinal(r.efficiency_rank)} by E"
-            for r in diverging
+            f"- {d.more_accurate} is more accurate (p = {d.p_accuracy:.3g}) and "
+            f"{d.more_efficient} more efficient (E difference per 1k, 95% CI "
+            f"{_ci(d.e_diff_ci, _num)}) on {d.items} shared items"
+            for d in divergences
         ]
-    else:
+    elif all(r.accuracy_rank == r.efficiency_rank for r in ranks):
         out.append("The accuracy and E rankings agree.")
+    else:
+        out.append(
+            "No pair of rows is ordered oppositely by accuracy and E with both differences "
+            "significant (paired tests at the 5% level), so no row is marked."
+        )
 
     front = m.pareto_front(_pareto_points(groups, kind))
     out += ["", f"### Pareto front: accuracy vs mean {kind} tokens per item", ""]
@@ -166,28 +230,37 @@ def _task_markdown(task: str, groups: list[Group], spec: TableSpec) -> list[str]
         [[p.label, _num(p.tokens), _pct(p.accuracy)] for p in front],
     )
 
-    if any(r.anytime for g in groups for r in g.records):
-        grid = m.budget_grid([r for g in groups for r in g.records], kind)
-        out += [
-            "",
-            f"### Anytime: Q(b) at budgets b ({kind} tokens) and Anytime Index",
-            "",
-            "AI = (1/|B|) Σ ΔQ(b)/Δb over this log-spaced grid, from (0, 0); per 1k tokens.",
-            "",
-        ]
-        rows = []
-        for g in groups:
-            curve = m.anytime_curve(g.records, grid, kind)
-            q_at = dict(curve)
-            ai = m.anytime_index(curve)
-            rows.append(
-                [
-                    g.label,
-                    *(f"{q_at[b]:.3f}" for b in grid),
-                    _num(None if ai is None else ai * 1000),
-                ]
-            )
-        out += _md_table(["method", *(f"Q({b:,.0f})" for b in grid), "AI per 1k"], rows)
+    grid, fixed = grid_for(task, [r for g in groups for r in g.records], grids, kind)
+    budgets = grid.budgets()
+    where = (
+        "fixed for this task"
+        if fixed
+        else "up to the largest spend in this report, so it depends on the rows reported"
+    )
+    out += [
+        "",
+        f"### E³ and the Anytime Index ({grid.tokens} tokens)",
+        "",
+        f"E³ = A² / T̄ (Plan-and-Budget, arXiv:2505.16122), T̄ the mean {kind} tokens per item, "
+        "per 1k tokens. Q(b): share of items whose best answer so far is correct once b "
+        f"tokens were spent. AI = (1/|B|) Σ ΔQ(b)/Δb from (0, 0) on the {grid.spacing} grid "
+        f"of {len(budgets)} budgets {where}; per 1k tokens.",
+        "",
+    ]
+    rows = []
+    for g in groups:
+        curve = grid.curve(g.records)
+        ai = m.anytime_index(curve)
+        e3 = m.e3(g.records, kind, per_1k=True)
+        rows.append(
+            [
+                g.label,
+                _num(e3),
+                *(f"{q:.3f}" for _, q in curve),
+                _num(None if ai is None else ai * 1000),
+            ]
+        )
+    out += _md_table(["method", "E³ per 1k", *(f"Q({b:,.0f})" for b in budgets), "AI per 1k"], rows)
     return out + [""]
 
 
@@ -202,37 +275,55 @@ def render_markdown(
     records: Sequence[RunRecord],
     *,
     specs: Mapping[str, TableSpec] | None = None,
+    grids: Mapping[str, m.BudgetGrid] | None = None,
     title: str = "Efficiency report",
 ) -> str:
-    """Render markdown: per task, the table, rankings, Pareto front and anytime view."""
+    """Render markdown: per task, the table, rankings, Pareto front, E³ and anytime view."""
     tasks = by_task(records)
     lines = [f"# {title}", "", f"{len(records)} runs over {len(tasks)} task(s).", ""]
     for task, groups in tasks.items():
-        lines += _task_markdown(task, groups, spec_for(task, specs))
+        lines += _task_markdown(task, groups, spec_for(task, specs), grids)
     return "\n".join(lines).rstrip() + "\n"
 
 
 def render_json(
-    records: Sequence[RunRecord], *, specs: Mapping[str, TableSpec] | None = None
+    records: Sequence[RunRecord],
+    *,
+    specs: Mapping[str, TableSpec] | None = None,
+    grids: Mapping[str, m.BudgetGrid] | None = None,
 ) -> dict[str, Any]:
-    """Return the report as a JSON-ready dict (raw numbers, no formatting)."""
+    """Return the report as a JSON-ready dict (raw numbers, no formatting).
+
+    Each row carries its table's columns plus ``e3`` (A²/T̄ in the task's token kind),
+    ``anytime_index`` (per token, on the task's fixed grid), the curve, visible and
+    hidden token totals and E on visible tokens.
+    """
     result: dict[str, Any] = {"runs": len(records), "tasks": []}
     for task, groups in by_task(records).items():
         spec = spec_for(task, specs)
         kind = spec.tokens
+        grid, fixed = grid_for(task, records, grids, kind)
         rows = []
         for g in groups:
             cols = {c.name: c for c in (*COLUMNS.values(), *spec.resolved())}
             row = {name: c.value(g, groups) for name, c in cols.items() if name != "config"}
+            row.update(_row_metrics(g, grid, kind))
             row["label"] = g.label
             rows.append(row)
-        ranks = m.rankings({g.label: g.records for g in groups}, kind)
+        divergences = divergent_pairs({g.label: g.records for g in groups}, kind)
+        ranks = m.rankings({g.label: g.records for g in groups}, kind, divergences=divergences)
         front = m.pareto_front(_pareto_points(groups, kind))
         result["tasks"].append(
             {
                 "task": task,
                 "tokens": kind,
                 "columns": [c.name for c in spec.resolved()],
+                "anytime_grid": {
+                    "budgets": grid.budgets(),
+                    "tokens": grid.tokens,
+                    "spacing": grid.spacing,
+                    "fixed_for_task": fixed,
+                },
                 "rows": rows,
                 "rankings": [
                     {
@@ -242,8 +333,19 @@ def render_json(
                         "efficiency_1k": r.efficiency,
                         "efficiency_rank": r.efficiency_rank,
                         "diverges": r.diverges,
+                        "diverges_from": list(r.diverges_from),
                     }
                     for r in ranks
+                ],
+                "divergences": [
+                    {
+                        "more_accurate": d.more_accurate,
+                        "more_efficient": d.more_efficient,
+                        "p_accuracy": d.p_accuracy,
+                        "e_diff_1k_ci": list(d.e_diff_ci),
+                        "items": d.items,
+                    }
+                    for d in divergences
                 ],
                 "pareto": [
                     {"label": p.label, "tokens": p.tokens, "accuracy": p.accuracy} for p in front
@@ -258,6 +360,7 @@ def render_report(
     *,
     fmt: str = "markdown",
     specs: Mapping[str, TableSpec] | None = None,
+    grids: Mapping[str, m.BudgetGrid] | None = None,
 ) -> str:
     """Render records as a ``"markdown"`` or ``"json"`` report.
 
@@ -265,6 +368,7 @@ def render_report(
         records: The runs.
         fmt: ``"markdown"`` or ``"json"``.
         specs: Per-task table specs overriding :data:`TABLE_SPECS`.
+        grids: Per-task anytime grids overriding :data:`ANYTIME_GRIDS`.
 
     Returns:
         The report text.
@@ -274,13 +378,13 @@ def render_report(
         >>> rs = [RunRecord(task="date", item="1", method="sc", correct=True,
         ...                 prompt_tokens=100, generated_tokens=50, calls=5)]
         >>> print(render_report(rs).splitlines()[8])
-        | sc | 100.0% | 1/1 | 5.00 | 50 | 100 | 20.00 | n/a | 0 |
+        | sc | 100.0% | 1/1 | 5.00 | 50 | 0 | 100 | 20.00 | n/a | 0 |
 
     """
     if fmt == "markdown":
-        return render_markdown(records, specs=specs)
+        return render_markdown(records, specs=specs, grids=grids)
     if fmt == "json":
-        return json.dumps(render_json(records, specs=specs), indent=2) + "\n"
+        return json.dumps(render_json(records, specs=specs, grids=grids), indent=2) + "\n"
     raise ValueError(f"Invalid fmt: {fmt!r}. Must be 'markdown' or 'json'")
 
 

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from budget_graph.efficiency import metrics as m
-from budget_graph.efficiency.records import RunRecord
+from budget_graph.efficiency.records import TOKEN_KINDS, RunRecord
 
 __all__ = [
     "COLUMNS",
@@ -208,6 +208,7 @@ COLUMNS: dict[str, Column] = {
         _col("calls", "calls", lambda g: g.calls, _int),
         _col("prompt_tokens", "prompt tokens", lambda g: g.tokens("prompt"), _int),
         _col("generated_tokens", "generated tokens", lambda g: g.tokens("generated"), _int),
+        _col("visible_tokens", "visible generated tokens", lambda g: g.tokens("visible"), _int),
         _col("completion_tokens", "completion tokens", lambda g: g.tokens("generated"), _int),
         _col("total_tokens", "total tokens", lambda g: g.tokens("total"), _int),
         _col("reasoning_tokens", "reasoning tokens", lambda g: g.reasoning_tokens, _int),
@@ -230,6 +231,12 @@ COLUMNS: dict[str, Column] = {
             _num,
         ),
         _col("e_total_1k", "correct per 1k total tokens", lambda g: g.efficiency_1k("total"), _num),
+        _col(
+            "e_visible_1k",
+            "correct per 1k visible tokens",
+            lambda g: g.efficiency_1k("visible"),
+            _num,
+        ),
         _col(
             "e_generated_1k_ci",
             "E (generated) 95% CI",
@@ -276,9 +283,9 @@ class TableSpec:
         unknown = [c for c in self.columns if isinstance(c, str) and c not in COLUMNS]
         if unknown:
             raise ValueError(f"Unknown columns: {unknown}. Must be among {sorted(COLUMNS)}")
-        if self.tokens not in ("generated", "prompt", "total"):
+        if self.tokens not in TOKEN_KINDS:
             raise ValueError(
-                f"Invalid tokens: {self.tokens!r}. Must be 'generated', 'prompt' or 'total'"
+                f"Invalid tokens: {self.tokens!r}. Must be one of {', '.join(TOKEN_KINDS)}"
             )
 
     def resolved(self) -> list[Column]:
@@ -311,17 +318,19 @@ SELF_CONSISTENCY_TABLE = TableSpec(
         "accuracy",
         "solved_of",
         "samples",
-        "generated_tokens",
+        "visible_tokens",
+        "reasoning_tokens",
         "prompt_tokens",
-        "e_generated_1k",
+        "e_visible_1k",
         token_share("sc-fixed40", "generated", "% of fixed-40 generated"),
         "overshoot_max",
     ),
-    tokens="generated",
+    tokens="visible",
 )
-"""The self-consistency benchmark's table (date understanding): the issue's six columns,
-then the exact count correct, generated tokens as a share of the fixed-40 vote, and the
-largest per-run overshoot."""
+"""The self-consistency benchmark's table (date understanding): accuracy, the exact count
+correct, samples, visible and hidden (reasoning) generated tokens, prompt tokens, E on
+visible tokens, generated tokens as a share of the fixed-40 vote, and the largest per-run
+overshoot."""
 DEFAULT_TABLE = TableSpec(
     columns=(
         "config",
@@ -330,8 +339,9 @@ DEFAULT_TABLE = TableSpec(
         "mean_generated_tokens",
         "prompt_tokens",
         "generated_tokens",
-        "e_generated_1k",
+        "e_visible_1k",
     ),
+    tokens="visible",
 )
 """Table for a task without a spec of its own."""
 TABLE_SPECS: dict[str, TableSpec] = {"game24": PLANNER_TABLE, "date": SELF_CONSISTENCY_TABLE}

@@ -5,12 +5,20 @@ from budget_graph.nodes.allocation import (
     AllocationPolicy,
     BestFirst,
     BreadthLimitedBFS,
+    FrontierProportional,
     PolicyView,
     Selection,
     ValueProportional,
     proportional_shares,
 )
-from budget_graph.nodes.edge import PlannerEdge, expected_step_cost, remaining_units
+from budget_graph.nodes.edge import (
+    AnytimePoint,
+    PlannerEdge,
+    expected_step_cost,
+    generated_left,
+    remaining_units,
+    search_point,
+)
 from budget_graph.nodes.estimator import (
     Clamped,
     Estimator,
@@ -49,6 +57,7 @@ __all__ = [
     "ROOT_ID",
     "Action",
     "AllocationPolicy",
+    "AnytimePoint",
     "BestFirst",
     "BreadthLimitedBFS",
     "ChainValue",
@@ -56,6 +65,7 @@ __all__ = [
     "Estimator",
     "Fallback",
     "FixedEstimator",
+    "FrontierProportional",
     "HeuristicEstimator",
     "JudgeValue",
     "LearnedEstimator",
@@ -77,6 +87,7 @@ __all__ = [
     "best_node",
     "child_id",
     "expected_step_cost",
+    "generated_left",
     "is_not_recorded",
     "make_estimator_node",
     "make_expand_node",
@@ -86,4 +97,5 @@ __all__ = [
     "parse_token_budget",
     "proportional_shares",
     "remaining_units",
+    "search_point",
 ]

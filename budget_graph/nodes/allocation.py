@@ -3,10 +3,16 @@
 Every policy is a small object called with a :class:`PolicyView` that returns a
 :class:`Selection`. Shares follow B(n_i) = B_rem * V(n_i) / sum_j V(n_j); a node whose share
 cannot pay for one expansion (the expected cost learned so far) is not expanded.
+
+The sum runs over the whole frontier (every open, valued node) in
+:class:`FrontierProportional`, as the definition has it; :class:`ValueProportional` and
+:class:`BestFirst` split among the ``width`` best nodes only (``BestFirst``: one node gets
+everything).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -18,6 +24,7 @@ __all__ = [
     "AllocationPolicy",
     "BestFirst",
     "BreadthLimitedBFS",
+    "FrontierProportional",
     "PolicyView",
     "Selection",
     "ValueProportional",
@@ -71,11 +78,20 @@ class AllocationPolicy(Protocol):
 
 
 def proportional_shares(remaining: int, values: Sequence[float]) -> list[int]:
-    """B_rem * V_i / sum V (equal shares when every value is 0)."""
+    """B_rem * V_i / sum V, floored (equal shares when every value is 0).
+
+    The sum is exact (``math.fsum``) and each share floored, so shares never add up to
+    more than ``remaining``.
+
+    Example:
+        >>> proportional_shares(1000, [0.9, 0.8, 0.7, 0.6])
+        [300, 266, 233, 200]
+
+    """
     if not values:
         return []
     clipped = [max(v, 0.0) for v in values]
-    total = sum(clipped)
+    total = math.fsum(clipped)
     if total <= 0:
         return [remaining // len(values)] * len(values)
     return [int(remaining * v / total) for v in clipped]
@@ -161,22 +177,19 @@ class ValueProportional:
         """Select by value, allocating shares in proportion to value."""
         top = view.tree.best_open(self.width, max_depth=view.max_depth)
         pending = view.tree.unvalued()
-        weak = not top or (
-            self.expand_at is not None and (top[0].value or 0.0) < self.expand_at
-        )
+        weak = not top or (self.expand_at is not None and (top[0].value or 0.0) < self.expand_at)
         if pending and weak:
             return self._value_action(view, pending)
         if not top:
-            deep = any(
-                n.depth >= view.max_depth for n in view.tree.best_open(1)
-            )
+            deep = any(n.depth >= view.max_depth for n in view.tree.best_open(1))
             return Selection(reason="depth" if deep else "exhausted")
         if view.remaining is None:
             return Selection(tuple(Action("expand", n.id) for n in top))
         shares = proportional_shares(view.remaining, [n.value or 0.0 for n in top])
         need = view.expected_cost or 0.0
         chosen = [
-            Action("expand", n.id, allocated=s) for n, s in zip(top, shares, strict=True)
+            Action("expand", n.id, allocated=s)
+            for n, s in zip(top, shares, strict=True)
             if s >= need
         ]
         if not chosen:
@@ -184,6 +197,51 @@ class ValueProportional:
                 return Selection(reason="budget")
             chosen = [Action("expand", top[0].id, allocated=view.remaining)]
         return Selection(tuple(chosen))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FrontierProportional(ValueProportional):
+    """B(n_i) = B_rem * V(n_i) / sum_j V(n_j) over the *whole* frontier (every open node).
+
+    Each open, valued node gets its share of the remaining budget; the nodes whose share
+    pays for one expansion are expanded (at most ``width`` of them, best first; ``None``:
+    all). A frontier of values [.9, .8, .7, .6] with 1,000 tokens left gets
+    [300, 266, 233, 200]. Lazy valuation is handled as in :class:`ValueProportional`.
+    """
+
+    width: int | None = None  # type: ignore[assignment]
+    """Most nodes expanded per step (``None``: every node whose share pays)."""
+
+    def __post_init__(self) -> None:
+        if self.width is not None and self.width < 1:
+            raise ValueError(f"width must be >= 1 (got {self.width})")
+
+    def _frontier(self, view: PolicyView) -> list[TreeNode]:
+        return view.tree.best_open(len(view.tree), max_depth=view.max_depth)
+
+    def __call__(self, view: PolicyView) -> Selection:
+        """Shares over the whole frontier; expand the best nodes whose share pays."""
+        frontier = self._frontier(view)
+        pending = view.tree.unvalued()
+        weak = not frontier or (
+            self.expand_at is not None and (frontier[0].value or 0.0) < self.expand_at
+        )
+        if pending and weak:
+            return self._value_action(view, pending)
+        if not frontier:
+            deep = any(n.depth >= view.max_depth for n in view.tree.best_open(1))
+            return Selection(reason="depth" if deep else "exhausted")
+        limit = self.width if self.width is not None else len(frontier)
+        if view.remaining is None:
+            return Selection(tuple(Action("expand", n.id) for n in frontier[:limit]))
+        shares = proportional_shares(view.remaining, [n.value or 0.0 for n in frontier])
+        need = view.expected_cost or 0.0
+        paid = [(n, s) for n, s in zip(frontier, shares, strict=True) if s >= need][:limit]
+        if not paid:
+            if view.remaining < need:
+                return Selection(reason="budget")
+            paid = [(frontier[0], view.remaining)]
+        return Selection(tuple(Action("expand", n.id, allocated=s) for n, s in paid))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

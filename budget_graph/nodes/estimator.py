@@ -3,6 +3,12 @@
 Each estimator maps a problem (an :class:`~budget_graph.tasks.base.Item`) to a token count,
 or ``None`` when it cannot tell. ``a | b`` falls back to ``b`` when ``a`` has no answer and
 ``.clamp(lo, hi)`` bounds any estimator.
+
+The count means what TALE (Han et al., 2024) means: the *output* tokens a correct
+solution needs, never prompt tokens. Self-consistency puts it in the prompt and caps each
+chain's ``max_tokens`` with it; the planner caps the search's generated tokens with it
+(:func:`~budget_graph.nodes.edge.generated_left`). Neither reads it as prompt + output
+units: that is the run :class:`~budget_graph.budget.Budget`'s job.
 """
 
 from __future__ import annotations
@@ -241,16 +247,23 @@ def make_estimator_node(
 ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """Build the ``estimate`` node: writes ``budget_tokens`` for the state's ``item``.
 
-    A refused call or no estimate leaves ``default`` (``None``: only the run's budget caps
-    the search).
+    ``budget_tokens`` is an output-token count (TALE's meaning); ``budget_tokens_base`` is
+    the run's output tokens when it was set, so a consumer counts generated tokens from
+    there. A refused call or no estimate leaves ``default`` (``None``: only the run's
+    budget caps the search).
     """
 
     def estimate(state: Mapping[str, Any]) -> dict[str, Any]:
+        spend = state.get("spend")
+        base = spend.output_tokens if spend is not None else 0
         try:
             tokens = estimator(state["item"])
         except BudgetExceededError:
             tokens = None
-        return {"budget_tokens": tokens if tokens is not None else default}
+        return {
+            "budget_tokens": tokens if tokens is not None else default,
+            "budget_tokens_base": base,
+        }
 
     estimate.__name__ = "estimate"
     return estimate
