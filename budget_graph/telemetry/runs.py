@@ -1,10 +1,12 @@
-"""Run spans: ``trace_run`` around any graph invocation, and ``traced(graph)``."""
+"""Run spans: ``trace_run`` around any graph run, and ``traced(graph)`` for every entry point."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableConfig
 
 from budget_graph._internal import observe
 from budget_graph._internal.observe import RunInfo
@@ -35,6 +37,8 @@ def trace_run(
     observe.notify("run_started", info)
     try:
         yield info
+    except GeneratorExit:  # a stream whose consumer stopped iterating: not an error
+        raise
     except BaseException as exc:
         info.error = exc
         raise
@@ -42,39 +46,70 @@ def trace_run(
         observe.notify("run_finished", info)
 
 
-class TracedGraph:
-    """A compiled graph whose ``invoke``/``ainvoke`` run in :func:`trace_run`.
+class TracedGraph(Runnable[Any, Any]):
+    """A graph whose every run is one :func:`trace_run`: invoke, stream and their async twins.
 
-    A run a wrapped ``with_budget`` graph reports itself merges into this one (one span,
-    named here).
-    Everything else is delegated to the wrapped graph.
+    ``batch``, ``astream_events`` and ``with_config`` come from ``Runnable`` on top of
+    these, so they are traced too. A run a wrapped ``with_budget`` graph reports itself
+    merges into this one (one span, named here). Other attributes (``get_state``...)
+    are the wrapped graph's.
     """
 
     def __init__(self, graph: Any, name: str | None = None) -> None:
         """Wrap ``graph``; runs are named ``name`` (the graph's name by default)."""
         self.graph = graph
-        self.name = name or str(getattr(graph, "name", None) or "run")
+        self.run_name: str = name or str(getattr(graph, "name", None) or "run")
+        """The run span's name."""
+        self.name = self.run_name
 
     def __getattr__(self, name: str) -> Any:
+        if name == "graph":  # not set yet (e.g. while unpickling)
+            raise AttributeError(name)
         return getattr(self.graph, name)
 
-    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+    def _finish(self, run: RunInfo, state: Any = None) -> None:
+        run.meter = getattr(self.graph, "last_meter", None)
+        if state is not None:
+            run.state = state
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Invoke the graph inside a run span."""
-        with trace_run(self.name, absorb_nested=True) as run:
+        with trace_run(self.run_name, absorb_nested=True) as run:
+            run.input = input
             out = self.graph.invoke(input, config, **kwargs)
-            run.state, run.meter = out, getattr(self.graph, "last_meter", None)
+            self._finish(run, out)
         return out
 
-    async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Async :meth:`invoke`."""
-        with trace_run(self.name, absorb_nested=True) as run:
+        with trace_run(self.run_name, absorb_nested=True) as run:
+            run.input = input
             out = await self.graph.ainvoke(input, config, **kwargs)
-            run.state, run.meter = out, getattr(self.graph, "last_meter", None)
+            self._finish(run, out)
         return out
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        """Stream the graph inside a run span (open until the stream ends or is dropped)."""
+        with trace_run(self.run_name, absorb_nested=True) as run:
+            run.input = input
+            yield from self.graph.stream(input, config, **kwargs)
+            self._finish(run)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """Async :meth:`stream`."""
+        with trace_run(self.run_name, absorb_nested=True) as run:
+            run.input = input
+            async for chunk in self.graph.astream(input, config, **kwargs):
+                yield chunk
+            self._finish(run)
 
 
 def traced(graph: Any, name: str | None = None) -> TracedGraph:
-    """Wrap a graph so each ``invoke``/``ainvoke`` gets a run span (see :func:`trace_run`).
+    """Wrap a graph so each run (invoke, stream, batch...) gets a run span (see :func:`trace_run`).
 
     Works on plain compiled graphs (e.g. budgeted models on a fixed meter) and on
     ``with_budget`` graphs (to name the run).
