@@ -1,19 +1,31 @@
-"""Seconds per tree node of the planner graph at 250, 500, 1,000 and 2,000 nodes (fake model).
+"""Milliseconds per tree node of the planner at 250-2,000 nodes, without and with checkpointers.
 
 A synthetic task whose every state has five children is searched value-proportionally
-(three nodes expanded in parallel per step) until a token budget sized for the target
-node count runs out. If state updates or backups were quadratic, the time per node would
-grow with the tree; the last line prints the ratio of time per node at 2,000 vs 250
-nodes (target <= 1.5).
+(three nodes expanded in parallel per step) with a fake model until a token budget sized
+for the target node count runs out. Each size runs with no checkpointer, InMemorySaver,
+SqliteSaver (a file, LangGraph's default settings) and PostgresSaver (a local throwaway
+PostgreSQL server started here), interleaved, best of ``--runs`` runs each (the machine
+may be shared; the minimum is the least disturbed run).
 
-Run: ``python benchmarks/tree_scaling.py``
+If a step's work or its checkpoint grew with the tree, the time per node would grow with
+it. The last line gives the 2,000 / 250 ratio without a checkpointer, the worst such
+ratio over the savers (target <= 1.5), and the worst saver's time per node at 2,000
+nodes over the time without one (target <= 2.0).
+
+Run: ``python benchmarks/tree_scaling.py [--runs 3]``
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import hashlib
+import sqlite3
+import tempfile
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -25,10 +37,12 @@ from budget_graph.nodes import ValueProportional
 from budget_graph.planner import build_planner
 from budget_graph.tasks.base import Item
 
-__all__ = ["SyntheticTask", "main", "seconds_per_node"]
+__all__ = ["SIZES", "SyntheticTask", "main", "ms_per_node"]
 
 BRANCHING = 5
 UNITS_PER_CALL = 40  # fixed usage per call, so the budget fixes the tree size
+SIZES = (250, 500, 1000, 2000)
+SAVERS = ("none", "InMemorySaver", "SqliteSaver", "PostgresSaver")
 
 
 class _FakeChat(BaseChatModel):
@@ -39,7 +53,10 @@ class _FakeChat(BaseChatModel):
         return "fake-tree"
 
     def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
+        self,
+        messages: list[BaseMessage],
+        stop: Any = None,
+        run_manager: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
         prompt = str(messages[-1].content)
@@ -48,8 +65,11 @@ class _FakeChat(BaseChatModel):
             text = str(1 + int.from_bytes(digest, "big") % 100)
         else:
             text = "\n".join(f"s{i}" for i in range(BRANCHING))
-        usage = {"input_tokens": UNITS_PER_CALL // 2, "output_tokens": UNITS_PER_CALL // 2,
-                 "total_tokens": UNITS_PER_CALL}
+        usage = {
+            "input_tokens": UNITS_PER_CALL // 2,
+            "output_tokens": UNITS_PER_CALL // 2,
+            "total_tokens": UNITS_PER_CALL,
+        }
         msg = AIMessage(content=text, usage_metadata=usage)  # type: ignore[arg-type]
         return ChatResult(generations=[ChatGeneration(message=msg)])
 
@@ -98,32 +118,108 @@ def _budget_for(nodes: int) -> int:
     return expansions * UNITS_PER_CALL * (1 + BRANCHING)
 
 
-def seconds_per_node(nodes: int) -> tuple[float, int]:
-    """Wall seconds per tree node for a search sized to about ``nodes`` nodes."""
+def ms_per_node(nodes: int, checkpointer: Any = None) -> tuple[float, int]:
+    """Wall milliseconds per tree node for a search sized to about ``nodes`` nodes."""
     task = SyntheticTask()
     graph = build_planner(
-        _FakeChat(), task=task, budget=Budget(max_tokens=_budget_for(nodes)),
-        policy=ValueProportional(width=3), judge_samples=1,
+        _FakeChat(),
+        task=task,
+        budget=Budget(max_tokens=_budget_for(nodes)),
+        policy=ValueProportional(width=3),
+        judge_samples=1,
+        checkpointer=checkpointer,
     )
+    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
     start = time.perf_counter()
-    out = graph.invoke({"item": task.items()[0]})
+    out = graph.invoke({"item": task.items()[0]}, config)
     elapsed = time.perf_counter() - start
     size = len(out["tree"])
-    return elapsed / size, size
+    return 1000 * elapsed / size, size
 
 
-def main() -> float:
-    """Print seconds per node at each size and the 2,000 / 250 ratio."""
-    seconds_per_node(100)  # warm up imports and tokenizer
-    results = {}
-    for n in (250, 500, 1000, 2000):
-        # Best of three: the machine may be shared; the minimum is the least disturbed run.
-        per_node, size = min(seconds_per_node(n) for _ in range(3))
-        results[n] = per_node
-        print(f"nodes={size} seconds_per_node={per_node:.6f}")
-    ratio = results[2000] / results[250]
-    print(f"scaling_ratio={ratio:.3f}")
-    return ratio
+@contextlib.contextmanager
+def _savers() -> Iterator[dict[str, Callable[[], Any]]]:
+    """Factories of a fresh checkpointer per run, by name (starts PostgreSQL)."""
+    import psycopg
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from psycopg.rows import dict_row
+
+    from budget_graph._internal.pg_testing import start_postgres
+
+    with tempfile.TemporaryDirectory() as tmp, start_postgres() as server:
+        conn = psycopg.connect(
+            server.create_database("tree_scaling"),
+            autocommit=True,
+            prepare_threshold=0,
+            row_factory=dict_row,
+        )
+        postgres = PostgresSaver(conn)  # type: ignore[arg-type]
+        postgres.setup()
+        files = iter(range(1_000_000))
+
+        def sqlite() -> Any:
+            path = Path(tmp) / f"run{next(files)}.db"
+            return SqliteSaver(sqlite3.connect(path, check_same_thread=False))
+
+        try:
+            yield {
+                "none": lambda: None,
+                "InMemorySaver": InMemorySaver,
+                "SqliteSaver": sqlite,
+                "PostgresSaver": lambda: postgres,
+            }
+        finally:
+            conn.close()
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    """Print ms per node per size and saver, side by side, and the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per size and saver (best of)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    args = parser.parse_args(argv)
+    sizes = sorted(args.sizes)
+    best: dict[tuple[int, str], float] = {}
+    got: dict[int, int] = {}
+    with _savers() as factories:
+        for name in SAVERS:
+            ms_per_node(100, factories[name]())  # warm up imports, tokenizer, tables
+        for _ in range(args.runs):
+            # Interleaved, so a busy spell of the machine hits every saver alike.
+            for n in sizes:
+                for name in SAVERS:
+                    per_node, size = ms_per_node(n, factories[name]())
+                    key = (n, name)
+                    best[key] = min(best.get(key, float("inf")), per_node)
+                    got[n] = size
+    for n in sizes:
+        for name in SAVERS:
+            print(f"nodes={got[n]} saver={name} ms_per_node={best[n, name]:.3f}")
+    print()
+    print("| nodes | " + " | ".join(SAVERS) + " |")
+    print("|---|" + "---|" * len(SAVERS))
+    for n in sizes:
+        cells = " | ".join(f"{best[n, name]:.2f}" for name in SAVERS)
+        print(f"| {got[n]:,} | {cells} |")
+    lo, hi = sizes[0], sizes[-1]
+    ratios = {name: best[hi, name] / best[lo, name] for name in SAVERS}
+    cells = " | ".join(f"{ratios[name]:.2f}" for name in SAVERS)
+    print(f"| ratio {hi:,} / {lo:,} | {cells} |")
+    overheads = {name: best[hi, name] / best[hi, "none"] for name in SAVERS[1:]}
+    cells = " | ".join(f"{overheads[name]:.2f}" for name in SAVERS[1:])
+    print(f"| vs none at {hi:,} | - | {cells} |")
+    print()
+    worst = max(SAVERS[1:], key=lambda name: best[hi, name])
+    result = {
+        "scaling_ratio": ratios["none"],
+        "ckpt_scaling_ratio_max": max(ratios[name] for name in SAVERS[1:]),
+        f"ckpt_overhead_{hi}": overheads[worst],
+    }
+    print(f"worst saver at {hi:,} nodes: {worst}")
+    print(" ".join(f"{k}={v:.3f}" for k, v in result.items()))
+    return result
 
 
 if __name__ == "__main__":

@@ -1,16 +1,23 @@
 """``build_planner``: budget-aware value tree search as a LangGraph graph.
 
 estimate -> plan -(budget edge)-> expand (``Send`` per node) -> value -> plan ... -> terminate
+
+The tree is a ``DeltaChannel``: a checkpoint stores the records a step wrote, not the
+tree, and LangGraph rebuilds any checkpoint's tree from them (see docs/planner.md).
 """
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Mapping
 from typing import Annotated, Any, NotRequired
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
+from langgraph.channels import DeltaChannel
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.managed import RemainingSteps
 
@@ -33,7 +40,14 @@ from budget_graph.nodes.edge import (
 from budget_graph.nodes.estimator import Estimator, make_estimator_node
 from budget_graph.nodes.expand import make_expand_node
 from budget_graph.nodes.terminator import make_terminator
-from budget_graph.nodes.tree import ROOT_ID, SearchStats, Tree, TreeNode, backup, merge_tree
+from budget_graph.nodes.tree import (
+    ROOT_ID,
+    SearchStats,
+    Tree,
+    TreeNode,
+    backup,
+    merge_tree_updates,
+)
 from budget_graph.nodes.value import (
     JudgeValue,
     ValueCache,
@@ -41,10 +55,47 @@ from budget_graph.nodes.value import (
     VerifierValue,
     make_value_node,
 )
-from budget_graph.state import BudgetState
+from budget_graph.state import CHECKPOINT_TYPES, BudgetState
 from budget_graph.tasks.base import Item, SearchTask
 
-__all__ = ["PlannerState", "build_planner"]
+__all__ = ["PLANNER_CHECKPOINT_TYPES", "PlannerState", "allow_planner_types", "build_planner"]
+
+PLANNER_CHECKPOINT_TYPES: tuple[tuple[str, str], ...] = (
+    *CHECKPOINT_TYPES,
+    *((t.__module__, t.__name__) for t in (Tree, TreeNode, SearchStats, Action, Item)),
+)
+"""``(module, name)`` of every type :class:`PlannerState` puts in checkpoints.
+
+``build_planner(checkpointer=...)`` registers them itself; pass them to the serializer
+of a parent graph's checkpointer when the planner runs as its subgraph:
+``JsonPlusSerializer(allowed_msgpack_modules=PLANNER_CHECKPOINT_TYPES)``.
+"""
+
+
+def allow_planner_types(checkpointer: Any) -> Any:
+    """``checkpointer`` with a serializer that loads the planner's types without warnings.
+
+    LangGraph's default serializer loads any type but logs "Deserializing unregistered
+    type" for each; the planner's graph gets a shallow clone of the saver (same storage,
+    as ``BaseCheckpointSaver.with_allowlist`` makes) whose serializer allows exactly
+    :data:`PLANNER_CHECKPOINT_TYPES` (and LangGraph's safe types). A serializer with an
+    allowlist of its own gets the planner's types added to it. ``None``/``True``/``False``
+    are returned as they are.
+    """
+    if not isinstance(checkpointer, BaseCheckpointSaver):
+        return checkpointer
+    serde = checkpointer.serde
+    if type(serde) is JsonPlusSerializer:
+        allowed = serde.with_msgpack_allowlist(PLANNER_CHECKPOINT_TYPES)
+        if allowed is serde:  # the permissive default (allow all, warn) or already allowed
+            allowed = JsonPlusSerializer(
+                pickle_fallback=serde.pickle_fallback,
+                allowed_msgpack_modules=PLANNER_CHECKPOINT_TYPES,
+            )
+        clone = copy.copy(checkpointer)
+        clone.serde = allowed
+        return clone
+    return checkpointer.with_allowlist(PLANNER_CHECKPOINT_TYPES)
 
 
 class PlannerState(BudgetState):
@@ -52,8 +103,9 @@ class PlannerState(BudgetState):
 
     item: Item
     """The problem being solved."""
-    tree: Annotated[Tree, merge_tree]
-    """The search tree; branches return node records, merged by id."""
+    tree: Annotated[Tree, DeltaChannel(merge_tree_updates)]
+    """The search tree; branches return node records, merged by id. A checkpoint stores
+    only the step's records (LangGraph rebuilds the tree from them), not the whole tree."""
     search_stats: Annotated[SearchStats, operator.add]
     """Additive counters (expansions, units) the budget edge learns costs from."""
     actions: NotRequired[list[Action]]
@@ -130,7 +182,7 @@ def build_planner(
         patience: Low-gain steps in a row needed to stop (default 1).
         expand_max_tokens: Output cap of a propose call.
         recursion_limit: LangGraph super-step limit (3 per search step).
-        checkpointer: Passed to ``compile``.
+        checkpointer: Passed to ``compile`` (through :func:`allow_planner_types`).
         name: Graph name.
 
     Returns:
@@ -216,16 +268,14 @@ def build_planner(
         guard(make_expand_node(model, task, max_tokens=expand_max_tokens), name="expand"),
         destinations=("value",),
     )
-    builder.add_node(
-        "value", guard(make_value_node(value, stop_at=lazy_value_at), name="value")
-    )
+    builder.add_node("value", guard(make_value_node(value, stop_at=lazy_value_at), name="value"))
     builder.add_node("terminate", make_terminator(task))  # type: ignore[arg-type]
     builder.add_edge(START, "estimate")
     builder.add_edge("estimate", "plan")
     builder.add_conditional_edges("plan", edge, ["expand", "value", "terminate"])
     builder.add_edge("value", "plan")
     builder.add_edge("terminate", END)
-    graph = builder.compile(checkpointer=checkpointer, name=name).with_config(
+    graph = builder.compile(checkpointer=allow_planner_types(checkpointer), name=name).with_config(
         recursion_limit=recursion_limit
     )
     return with_budget(graph, budget) if budget is not None else graph

@@ -10,10 +10,9 @@ while the next step runs sees its own version); writing to an old version forks 
 from __future__ import annotations
 
 import heapq
-import itertools
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -23,7 +22,12 @@ __all__ = [
     "SearchStats",
     "Tree",
     "TreeNode",
-    "backup", "child_id", "merge_tree"]
+    "backup",
+    "child_id",
+    "id_order",
+    "merge_tree",
+    "merge_tree_updates",
+]
 
 ROOT_ID = "0"
 """Id of the root node (the empty partial solution)."""
@@ -32,6 +36,11 @@ NodeStatus = Literal["open", "expanded", "solved", "dead", "unexpandable"]
 """``open``: may be expanded; ``expanded``: children made; ``solved``: verified solution;
 ``dead``: pruned (value says no way forward); ``unexpandable``: the model could not expand it
 (e.g. a replayed request that was never recorded)."""
+
+
+def id_order(node_id: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key of a node id: its path, numbers compared as numbers (``"0.2" < "0.10"``)."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in node_id.split("."))
 
 
 def child_id(parent: str, index: int) -> str:
@@ -81,14 +90,13 @@ class TreeNode:
 class _Core:
     """The shared, append-only storage behind every version of one tree lineage."""
 
-    __slots__ = ("children", "heap", "lock", "log", "positions", "seq", "unvalued")
+    __slots__ = ("children", "heap", "lock", "log", "positions", "unvalued")
 
     def __init__(self) -> None:
         self.log: list[TreeNode] = []
         self.positions: dict[str, list[int]] = {}
         self.children: dict[str, list[str]] = {}
-        self.heap: list[tuple[float, int, int, str, int]] = []
-        self.seq = itertools.count()
+        self.heap: list[tuple[float, int, tuple[tuple[int, int | str], ...], str, int]] = []
         self.lock = threading.Lock()
         self.unvalued: dict[str, None] = {}
 
@@ -108,7 +116,8 @@ class _Core:
             self.unvalued.pop(node.id, None)
         if node.status == "open" and node.value is not None:
             # Lazy max-heap of open, valued nodes; stale entries are skipped on read.
-            heapq.heappush(self.heap, (-node.value, -node.depth, next(self.seq), node.id, pos))
+            entry = (-node.value, -node.depth, id_order(node.id), node.id, pos)
+            heapq.heappush(self.heap, entry)
 
 
 class Tree(Mapping[str, TreeNode]):
@@ -207,7 +216,10 @@ class Tree(Mapping[str, TreeNode]):
         return [self[i] for i in self]
 
     def best_open(self, k: int, *, max_depth: int | None = None) -> list[TreeNode]:
-        """The ``k`` open, valued nodes of highest value (then deeper, then older).
+        """The ``k`` open, valued nodes of highest value (then deeper, then by :func:`id_order`).
+
+        The order depends only on the records, so a tree rebuilt from a checkpoint picks
+        the same nodes as the one the run built.
 
         Amortised O(k log n) on the newest version; an old version scans.
         """
@@ -223,10 +235,10 @@ class Tree(Mapping[str, TreeNode]):
 
         if not self.is_head:
             cands = [n for n in self.nodes() if ok(n)]
-            return sorted(cands, key=lambda n: (-n.priority[0], -n.depth))[:k]
+            return sorted(cands, key=lambda n: (-n.priority[0], -n.depth, id_order(n.id)))[:k]
         core = self._core
         out: list[TreeNode] = []
-        keep: list[tuple[float, int, int, str, int]] = []
+        keep = []
         with core.lock:
             while core.heap and len(out) < k:
                 entry = heapq.heappop(core.heap)
@@ -252,9 +264,20 @@ class Tree(Mapping[str, TreeNode]):
     # --- updates -----------------------------------------------------------------------
 
     def merged(self, records: Iterable[TreeNode]) -> Tree:
-        """A new version with ``records`` added or replacing nodes of the same id."""
+        """A new version with ``records`` added or replacing nodes of the same id.
+
+        O(len(records)) on the newest version, and on an old version whose next log
+        entries are these very records (LangGraph applies a node's writes to a copy of the
+        state for a conditional edge, then again to the state itself); otherwise the old
+        version forks a copy first.
+        """
         core = self._core
         if not self.is_head:
+            records = list(records)
+            end = self._size + len(records)
+            log = core.log
+            if end <= len(log) and all(log[self._size + i] is r for i, r in enumerate(records)):
+                return Tree._view(core, end)
             core = Tree(self.nodes())._core
         with core.lock:
             for node in records:
@@ -268,6 +291,10 @@ class Tree(Mapping[str, TreeNode]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Tree, (self.nodes(),))
+
+    def __copy__(self) -> Tree:
+        # A version never changes (writes make a new version), so a copy is the version.
+        return self
 
 
 def merge_tree(current: Tree | None, update: Tree | Iterable[TreeNode] | None) -> Tree:
@@ -287,6 +314,20 @@ def merge_tree(current: Tree | None, update: Tree | Iterable[TreeNode] | None) -
     if isinstance(update, Mapping):
         return current.merged(update.values())
     return current.merged(update)
+
+
+def merge_tree_updates(
+    current: Tree | None, updates: Sequence[Tree | Iterable[TreeNode] | None]
+) -> Tree:
+    """Batch reducer for the ``tree`` channel: :func:`merge_tree` of each update in order.
+
+    Applying two batches one after the other equals applying their concatenation, as
+    LangGraph's ``DeltaChannel`` requires (it replays a checkpoint's history in batches).
+    """
+    tree = current if current is not None else Tree()
+    for update in updates:
+        tree = merge_tree(tree, update)
+    return tree
 
 
 def backup(tree: Tree, start: Iterable[str], *, gamma: float = 1.0) -> list[TreeNode]:
