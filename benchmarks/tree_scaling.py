@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import os
 import sqlite3
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +120,21 @@ def _budget_for(nodes: int) -> int:
     return expansions * UNITS_PER_CALL * (1 + BRANCHING)
 
 
-def ms_per_node(nodes: int, checkpointer: Any = None) -> tuple[float, int]:
-    """Wall milliseconds per tree node for a search sized to about ``nodes`` nodes."""
+@dataclass(frozen=True)
+class _Saver:
+    name: str
+    make: Callable[[], Any]
+    """A fresh checkpointer for one run (``None``: no checkpointer)."""
+    server_cpu: Callable[[], float] = lambda: 0.0
+    """CPU seconds used so far by the server process serving this saver (PostgreSQL)."""
+
+
+def ms_per_node(nodes: int, saver: _Saver | None = None) -> tuple[float, float, int]:
+    """Wall and CPU milliseconds per tree node for a search sized to about ``nodes`` nodes.
+
+    CPU is this process's (every thread: the graph's tasks and the savers' background
+    writes) plus the database server's for PostgreSQL.
+    """
     task = SyntheticTask()
     graph = build_planner(
         _FakeChat(),
@@ -127,19 +142,27 @@ def ms_per_node(nodes: int, checkpointer: Any = None) -> tuple[float, int]:
         budget=Budget(max_tokens=_budget_for(nodes)),
         policy=ValueProportional(width=3),
         judge_samples=1,
-        checkpointer=checkpointer,
+        checkpointer=saver.make() if saver is not None else None,
     )
     config = {"configurable": {"thread_id": uuid.uuid4().hex}}
-    start = time.perf_counter()
+    server = saver.server_cpu if saver is not None else (lambda: 0.0)
+    wall, cpu = time.perf_counter(), time.process_time() + server()
     out = graph.invoke({"item": task.items()[0]}, config)
-    elapsed = time.perf_counter() - start
+    wall = time.perf_counter() - wall
+    cpu = time.process_time() + server() - cpu
     size = len(out["tree"])
-    return 1000 * elapsed / size, size
+    return 1000 * wall / size, 1000 * cpu / size, size
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid``, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
-def _savers() -> Iterator[dict[str, Callable[[], Any]]]:
-    """Factories of a fresh checkpointer per run, by name (starts PostgreSQL)."""
+def _savers() -> Iterator[list[_Saver]]:
+    """The four configurations, each making a fresh checkpointer per run (starts PostgreSQL)."""
     import psycopg
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.checkpoint.postgres import PostgresSaver
@@ -157,6 +180,7 @@ def _savers() -> Iterator[dict[str, Callable[[], Any]]]:
         )
         postgres = PostgresSaver(conn)  # type: ignore[arg-type]
         postgres.setup()
+        backend = conn.info.backend_pid
         files = iter(range(1_000_000))
 
         def sqlite() -> Any:
@@ -164,40 +188,20 @@ def _savers() -> Iterator[dict[str, Callable[[], Any]]]:
             return SqliteSaver(sqlite3.connect(path, check_same_thread=False))
 
         try:
-            yield {
-                "none": lambda: None,
-                "InMemorySaver": InMemorySaver,
-                "SqliteSaver": sqlite,
-                "PostgresSaver": lambda: postgres,
-            }
+            yield [
+                _Saver("none", lambda: None),
+                _Saver("InMemorySaver", InMemorySaver),
+                _Saver("SqliteSaver", sqlite),
+                _Saver("PostgresSaver", lambda: postgres, lambda: _process_cpu(backend)),
+            ]
         finally:
             conn.close()
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    """Print ms per node per size and saver, side by side, and the ratios."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per size and saver (best of)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    args = parser.parse_args(argv)
-    sizes = sorted(args.sizes)
-    best: dict[tuple[int, str], float] = {}
-    got: dict[int, int] = {}
-    with _savers() as factories:
-        for name in SAVERS:
-            ms_per_node(100, factories[name]())  # warm up imports, tokenizer, tables
-        for _ in range(args.runs):
-            # Interleaved, so a busy spell of the machine hits every saver alike.
-            for n in sizes:
-                for name in SAVERS:
-                    per_node, size = ms_per_node(n, factories[name]())
-                    key = (n, name)
-                    best[key] = min(best.get(key, float("inf")), per_node)
-                    got[n] = size
-    for n in sizes:
-        for name in SAVERS:
-            print(f"nodes={got[n]} saver={name} ms_per_node={best[n, name]:.3f}")
-    print()
+def _report(clock: str, best: dict[tuple[int, str], float], got: dict[int, int]) -> dict[str, Any]:
+    """Print one clock's table; return its ratios."""
+    sizes = sorted(got)
+    print(f"\n{clock} ms per tree node (best of the runs):\n")
     print("| nodes | " + " | ".join(SAVERS) + " |")
     print("|---|" + "---|" * len(SAVERS))
     for n in sizes:
@@ -206,20 +210,61 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     lo, hi = sizes[0], sizes[-1]
     ratios = {name: best[hi, name] / best[lo, name] for name in SAVERS}
     cells = " | ".join(f"{ratios[name]:.2f}" for name in SAVERS)
-    print(f"| ratio {hi:,} / {lo:,} | {cells} |")
-    overheads = {name: best[hi, name] / best[hi, "none"] for name in SAVERS[1:]}
-    cells = " | ".join(f"{overheads[name]:.2f}" for name in SAVERS[1:])
-    print(f"| vs none at {hi:,} | - | {cells} |")
-    print()
+    print(f"| ratio {got[hi]:,} / {got[lo]:,} | {cells} |")
+    over = {name: best[hi, name] / best[hi, "none"] for name in SAVERS[1:]}
+    cells = " | ".join(f"{over[name]:.2f}" for name in SAVERS[1:])
+    print(f"| / none at {got[hi]:,} | 1 | {cells} |")
     worst = max(SAVERS[1:], key=lambda name: best[hi, name])
-    result = {
+    return {
+        "worst": worst,
         "scaling_ratio": ratios["none"],
         "ckpt_scaling_ratio_max": max(ratios[name] for name in SAVERS[1:]),
-        f"ckpt_overhead_{hi}": overheads[worst],
+        f"ckpt_overhead_{hi}": over[worst],
     }
-    print(f"worst saver at {hi:,} nodes: {worst}")
-    print(" ".join(f"{k}={v:.3f}" for k, v in result.items()))
-    return result
+
+
+def _line(result: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.3f}" for k, v in result.items() if k != "worst")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Print ms per node per size and saver, side by side, and the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per size and saver (best of)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="which measurement gives the last line (both are printed)",
+    )
+    args = parser.parse_args(argv)
+    best: dict[str, dict[tuple[int, str], float]] = {"wall": {}, "cpu": {}}
+    got: dict[int, int] = {}
+    with _savers() as savers:
+        for saver in savers:
+            ms_per_node(100, saver)  # warm up imports, tokenizer, tables
+        for _ in range(args.runs):
+            # Interleaved, so a busy spell of the machine hits every saver alike.
+            for n in sorted(args.sizes):
+                for saver in savers:
+                    wall, cpu, size = ms_per_node(n, saver)
+                    got[n] = size
+                    print(
+                        f"nodes={size} saver={saver.name} wall_ms_per_node={wall:.3f} "
+                        f"cpu_ms_per_node={cpu:.3f}",
+                        flush=True,
+                    )
+                    for clock, value in (("wall", wall), ("cpu", cpu)):
+                        key = (n, saver.name)
+                        best[clock][key] = min(best[clock].get(key, float("inf")), value)
+    results = {clock: _report(clock, best[clock], got) for clock in ("wall", "cpu")}
+    other = "wall" if args.clock == "cpu" else "cpu"
+    print()
+    print(f"{other}: worst saver {results[other]['worst']}: {_line(results[other])}")
+    print(f"{args.clock}: worst saver at {max(got):,} nodes: {results[args.clock]['worst']}")
+    print(_line(results[args.clock]))
+    return results
 
 
 if __name__ == "__main__":

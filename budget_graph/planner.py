@@ -58,7 +58,20 @@ from budget_graph.nodes.value import (
 from budget_graph.state import CHECKPOINT_TYPES, BudgetState
 from budget_graph.tasks.base import Item, SearchTask
 
-__all__ = ["PLANNER_CHECKPOINT_TYPES", "PlannerState", "allow_planner_types", "build_planner"]
+__all__ = [
+    "PLANNER_CHECKPOINT_TYPES",
+    "TREE_SNAPSHOT_EVERY",
+    "PlannerState",
+    "allow_planner_types",
+    "build_planner",
+]
+
+TREE_SNAPSHOT_EVERY = 500
+"""Updates of the tree between two full copies of it in a checkpoint.
+
+A copy costs O(tree), so it adds O(tree / 500) records per update (a planner update writes
+a few to a few dozen); loading a checkpoint replays at most this many updates' writes.
+"""
 
 PLANNER_CHECKPOINT_TYPES: tuple[tuple[str, str], ...] = (
     *CHECKPOINT_TYPES,
@@ -103,7 +116,7 @@ class PlannerState(BudgetState):
 
     item: Item
     """The problem being solved."""
-    tree: Annotated[Tree, DeltaChannel(merge_tree_updates)]
+    tree: Annotated[Tree, DeltaChannel(merge_tree_updates, snapshot_frequency=TREE_SNAPSHOT_EVERY)]
     """The search tree; branches return node records, merged by id. A checkpoint stores
     only the step's records (LangGraph rebuilds the tree from them), not the whole tree."""
     search_stats: Annotated[SearchStats, operator.add]

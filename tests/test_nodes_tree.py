@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 from dataclasses import replace
 
@@ -9,14 +10,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from budget_graph.nodes.tree import ROOT_ID, SearchStats, Tree, TreeNode, backup, merge_tree
+from budget_graph.nodes.tree import (
+    ROOT_ID,
+    SearchStats,
+    Tree,
+    TreeNode,
+    backup,
+    id_order,
+    merge_tree,
+    merge_tree_updates,
+)
 
 
 def _node(node_id: str, value: float | None = None, status: str = "open") -> TreeNode:
     parent = node_id.rsplit(".", 1)[0] if "." in node_id else None
     depth = node_id.count(".")
     return TreeNode(
-        id=node_id, parent=parent, depth=depth, text=node_id, reward=value, value=value,
+        id=node_id,
+        parent=parent,
+        depth=depth,
+        text=node_id,
+        reward=value,
+        value=value,
         status=status,  # type: ignore[arg-type]
     )
 
@@ -68,13 +83,15 @@ def test_unvalued_lists_open_nodes_without_a_value() -> None:
 
 
 def test_backup_takes_reward_plus_discounted_best_child_up_to_the_root() -> None:
-    t = Tree([
-        _node("0", 0.0, "expanded"),
-        replace(_node("0.0", 2.0, "expanded")),
-        _node("0.1", 1.0),
-        _node("0.0.0", 4.0),
-        _node("0.0.1", 10.0),
-    ])
+    t = Tree(
+        [
+            _node("0", 0.0, "expanded"),
+            replace(_node("0.0", 2.0, "expanded")),
+            _node("0.1", 1.0),
+            _node("0.0.0", 4.0),
+            _node("0.0.1", 10.0),
+        ]
+    )
     changed = {n.id: n for n in backup(t, ["0.0"], gamma=0.5)}
     assert changed["0.0"].value == 2.0 + 0.5 * 10.0
     assert changed[ROOT_ID].value == 0.0 + 0.5 * 7.0
@@ -106,3 +123,55 @@ def test_merge_matches_a_plain_dict(updates: list[tuple[int, int]]) -> None:
     assert dict(tree.items()) == model
     open_values = sorted((n.value for n in model.values()), reverse=True)
     assert [n.value for n in tree.best_open(3)] == open_values[:3]
+
+
+def test_a_write_repeating_the_records_after_an_old_version_reuses_them() -> None:
+    # LangGraph applies a node's writes to a copy of the state (for a conditional edge),
+    # then the same write objects to the state itself.
+    old = Tree([_node("0", 0.0)])
+    records = [_node("0.0", 1.0), _node("0.1", 2.0)]
+    ahead = merge_tree(copy.copy(old), records)
+    again = merge_tree(old, records)
+    assert copy.copy(old) is old and again._core is ahead._core and again == ahead
+    # Equal but different records are a different write: the old version forks.
+    other = merge_tree(old, [_node("0.0", 1.0), _node("0.1", 3.0)])
+    assert other._core is not ahead._core and other["0.1"].value == 3.0
+    assert ahead["0.1"].value == 2.0 and len(old) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.lists(st.tuples(st.integers(0, 4), st.integers(0, 9)), max_size=4), max_size=8),
+    st.integers(0, 8),
+)
+def test_tree_updates_reduce_the_same_in_any_batching(
+    batches: list[list[tuple[int, int]]], cut: int
+) -> None:
+    updates = [[_node(f"0.{k}", float(v)) for k, v in batch] for batch in batches]
+    at_once = merge_tree_updates(Tree([_node("0", 0.0)]), updates)
+    in_two = merge_tree_updates(
+        merge_tree_updates(Tree([_node("0", 0.0)]), updates[:cut]), updates[cut:]
+    )
+    assert at_once == in_two
+
+
+def test_best_open_breaks_ties_by_id_so_a_rebuilt_tree_picks_the_same_nodes() -> None:
+    ids = ["0.10", "0.2", "0.1.0", "0.1"]
+    built = merge_tree(Tree(), [_node("0", 0.0, "expanded")])
+    for i in ids:  # one record at a time, as a run writes them
+        built = merge_tree(built, [_node(i, 5.0)])
+    rebuilt = Tree(reversed(built.nodes()))
+    assert [n.id for n in built.best_open(4)] == ["0.1.0", "0.1", "0.2", "0.10"]
+    assert [n.id for n in rebuilt.best_open(4)] == [n.id for n in built.best_open(4)]
+    assert id_order("0.2") < id_order("0.10") and id_order("0.x") > id_order("0.9")
+
+
+def test_records_serialize_as_their_non_default_fields() -> None:
+    from budget_graph.planner import PLANNER_CHECKPOINT_TYPES
+
+    node = replace(_node("0.3", 2.0), text="abc")
+    assert set(node._asdict()) == {"id", "parent", "depth", "text", "reward", "value"}
+    assert SearchStats(solved=1)._asdict() == {"solved": 1}
+    serde = JsonPlusSerializer(allowed_msgpack_modules=PLANNER_CHECKPOINT_TYPES)
+    back = serde.loads_typed(serde.dumps_typed([node, SearchStats(solved=1), Tree([node])]))
+    assert back == [node, SearchStats(solved=1), Tree([node])]

@@ -13,7 +13,7 @@ import heapq
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 __all__ = [
@@ -85,6 +85,21 @@ class TreeNode:
     def priority(self) -> tuple[float, int]:
         """Ordering key for best-first search: value, then depth (deeper first)."""
         return (self.value if self.value is not None else float("-inf"), self.depth)
+
+    def _asdict(self) -> dict[str, Any]:
+        return _non_default_fields(self)
+
+
+def _non_default_fields(record: Any) -> dict[str, Any]:
+    """The fields of a dataclass record that differ from their defaults.
+
+    LangGraph's checkpoint serializer stores an object with ``_asdict`` as
+    ``cls(**obj._asdict())``, the format it uses for dataclasses, but without the
+    protocol checks it makes before reaching them (most of its time on our records); the
+    constructor restores the fields left out. Every step's writes are node records.
+    """
+    defaults = _DEFAULTS[type(record)]
+    return {k: v for k, d in defaults.items() if (v := getattr(record, k)) != d}
 
 
 class _Core:
@@ -393,6 +408,9 @@ class SearchStats:
             self.solved + other.solved,
         )
 
+    def _asdict(self) -> dict[str, Any]:
+        return _non_default_fields(self)
+
     @property
     def units_per_expansion(self) -> float | None:
         """Mean units of one expansion (the propose call), ``None`` before the first."""
@@ -406,3 +424,8 @@ class SearchStats:
         if self.value_calls == 0:
             return None
         return self.value_units / self.value_calls
+
+
+_DEFAULTS: dict[type, dict[str, Any]] = {
+    cls: {f.name: f.default for f in fields(cls)} for cls in (TreeNode, SearchStats)
+}
