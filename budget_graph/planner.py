@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import operator
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, NotRequired
 
 from langchain_core.language_models import BaseChatModel
@@ -20,6 +20,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.managed import RemainingSteps
+from langgraph.types import Overwrite
 
 from budget_graph.budget import Budget
 from budget_graph.guard import guard, with_budget
@@ -64,6 +65,7 @@ __all__ = [
     "PlannerState",
     "allow_planner_types",
     "build_planner",
+    "concat_lists",
 ]
 
 TREE_SNAPSHOT_EVERY = 500
@@ -75,7 +77,10 @@ a few to a few dozen); loading a checkpoint replays at most this many updates' w
 
 PLANNER_CHECKPOINT_TYPES: tuple[tuple[str, str], ...] = (
     *CHECKPOINT_TYPES,
-    *((t.__module__, t.__name__) for t in (Tree, TreeNode, SearchStats, Action, Item)),
+    *(
+        (t.__module__, t.__name__)
+        for t in (Tree, TreeNode, SearchStats, Action, AnytimePoint, Item)
+    ),
 )
 """``(module, name)`` of every type :class:`PlannerState` puts in checkpoints.
 
@@ -83,6 +88,14 @@ PLANNER_CHECKPOINT_TYPES: tuple[tuple[str, str], ...] = (
 of a parent graph's checkpointer when the planner runs as its subgraph:
 ``JsonPlusSerializer(allowed_msgpack_modules=PLANNER_CHECKPOINT_TYPES)``.
 """
+
+
+def concat_lists(current: list[Any], updates: Sequence[list[Any]]) -> list[Any]:
+    """Batch reducer of an append-only list channel (``DeltaChannel``).
+
+    The updates' items after the current ones, in order.
+    """
+    return [*current, *(item for update in updates for item in update)]
 
 
 def allow_planner_types(checkpointer: Any) -> Any:
@@ -124,15 +137,17 @@ class PlannerState(BudgetState):
     actions: NotRequired[list[Action]]
     """What the last plan step sent out."""
     step: NotRequired[int]
-    quality: NotRequired[list[float]]
-    """Q after each step: the root's backed-up value (best path value so far)."""
+    quality: Annotated[list[float], DeltaChannel(concat_lists)]
+    """Q after each step: the root's backed-up value (best path value so far). Append-only:
+    a step writes its own Q, and a checkpoint stores only that."""
     budget_tokens: NotRequired[int | None]
     """The estimator's budget for this problem: output tokens (TALE), capping the search's
     generated tokens below the run budget."""
     budget_tokens_base: NotRequired[int]
     """Output tokens the run had spent when ``budget_tokens`` was set."""
-    trace: Annotated[list[AnytimePoint], operator.add]
-    """Anytime trace: the best verified answer so far after each step, with the spend."""
+    trace: Annotated[list[AnytimePoint], DeltaChannel(concat_lists)]
+    """Anytime trace: the best verified answer so far after each step, with the spend.
+    Append-only, stored like ``quality``."""
     remaining_steps: RemainingSteps
     best_id: NotRequired[str | None]
     solution: NotRequired[str | None]
@@ -226,7 +241,12 @@ def build_planner(
         the_item = state.get("item") or item
         if the_item is None:
             raise ValueError("build_planner needs an item: pass item=... or {'item': ...}")
-        out: dict[str, Any] = {"item": the_item, "step": 0, "actions": [], "quality": []}
+        out: dict[str, Any] = {
+            "item": the_item,
+            "step": 0,
+            "actions": [],
+            "quality": Overwrite([]),  # a new run on the thread starts its own curve
+        }
         if ROOT_ID not in (state.get("tree") or ()):
             out["tree"] = [TreeNode(id=ROOT_ID, reward=0.0, value=0.0)]
         if estimate_tokens is not None:
@@ -239,7 +259,8 @@ def build_planner(
         step = int(state.get("step") or 0)
         changed = backup(tree, {a.node for a in last}, gamma=gamma) if last else []
         root = next((n for n in changed if n.id == ROOT_ID), tree.get(ROOT_ID))
-        quality = [*(state.get("quality") or ()), float(root.value or 0.0) if root else 0.0]
+        q = float(root.value or 0.0) if root else 0.0
+        quality = [*(state.get("quality") or ()), q]
         remaining = remaining_units(state, config)
         stats = state.get("search_stats")
         view = PolicyView(
@@ -264,7 +285,7 @@ def build_planner(
             "tree": changed,
             "actions": [] if reason else list(selection.actions),
             "step": step + 1,
-            "quality": quality,
+            "quality": [q],
         }
         if reason is not None:
             out["stop_reason"] = reason
