@@ -1,0 +1,435 @@
+"""What the sync and async Postgres meters share: values, settings and every decision.
+
+The twins (:class:`~budget_graph.postgres.PostgresMeter` and
+:class:`~budget_graph.postgres.AsyncPostgresMeter`) only do I/O; they build their
+statements' parameters and read their results through the methods here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from budget_graph.budget import Budget, Spend, Usage
+from budget_graph.errors import BudgetError, BudgetExceededError, UsageOverrunWarning
+from budget_graph.meter import Reservation
+from budget_graph.postgres.scope import BudgetScope
+
+__all__ = [
+    "BudgetSnapshot",
+    "LeaseExpiredWarning",
+    "LeasedReservation",
+    "MeterTimeoutError",
+    "PostgresMeterBase",
+    "is_transient",
+]
+
+Figures = tuple[int, int, int, int]  # limit, reserve, spent, reserved of one level
+M = TypeVar("M", bound="PostgresMeterBase")
+
+
+@dataclass(frozen=True)
+class LeasedReservation(Reservation):
+    """A reservation held in PostgreSQL on every level of a scope chain."""
+
+    key: str = ""
+    """The key of the meter it was made on (fixed even if the period rolls over)."""
+    keys: tuple[str, ...] = ()
+    """Every level held, innermost first (``key`` and its ancestors' keys)."""
+    expires_at: datetime | None = None
+    """When the lease lapses unless renewed (the meters renew open leases)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSnapshot:
+    """One budget row as read (after reclaiming expired leases)."""
+
+    key: str
+    limit: int
+    reserve: int
+    spent: int
+    reserved: int
+    reclaimed: int = 0
+    """Units of expired leases returned to the budgets by this read."""
+
+    @property
+    def remaining(self) -> int:
+        """Units neither spent nor reserved."""
+        return max(self.limit - self.spent - self.reserved, 0)
+
+    def available(self, *, final: bool = False) -> int:
+        """Units a new reservation could take on this level."""
+        return max(self.limit - (0 if final else self.reserve) - self.spent - self.reserved, 0)
+
+
+class LeaseExpiredWarning(UserWarning):
+    """A call was committed after its lease expired and its units had been reclaimed."""
+
+
+class MeterTimeoutError(BudgetError):
+    """The database did not answer a meter operation in time; nothing was changed.
+
+    Attributes:
+        scope: The meter's scope key.
+        operation: ``"reserve"``, ``"commit"``, ``"release"`` or ``"read"``.
+        setting: The setting that ran out (``"lock_timeout"`` or ``"statement_timeout"``).
+
+    """
+
+    def __init__(self, *, scope: str, operation: str, setting: str, detail: str = "") -> None:
+        self.scope = scope
+        self.operation = operation
+        self.setting = setting
+        super().__init__(
+            f"The {operation} on the {scope} budget ran out of {setting} (the budget row is "
+            f"locked elsewhere, or the server is overloaded); nothing was changed. {detail}".strip()
+        )
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_rebuild_timeout, (self.scope, self.operation, self.setting))
+
+
+def _rebuild_timeout(scope: str, operation: str, setting: str) -> MeterTimeoutError:
+    return MeterTimeoutError(scope=scope, operation=operation, setting=setting)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying may help: a lost connection, a restart, a deadlock (not a timeout)."""
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(
+        exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled
+    )
+
+
+def _is_operational(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.OperationalError)
+
+
+def _opt(value: float | None, name: str, *, allow_zero: bool = False) -> float | None:
+    if value is None:
+        return None
+    if not (value >= 0 if allow_zero else value > 0):
+        raise ValueError(
+            f"Invalid {name}: {value!r}. Must be {'>= 0' if allow_zero else '> 0'} or None"
+        )
+    return float(value)
+
+
+class PostgresMeterBase:
+    """Settings, scope chain and figures of a Postgres meter; no I/O."""
+
+    def __init__(
+        self,
+        budget: Budget,
+        *,
+        scope: BudgetScope | str,
+        parent: PostgresMeterBase | None,
+        lease_s: float,
+        lock_timeout_s: float | None,
+        retry_s: float,
+        max_hold_s: float | None,
+        renew: bool,
+        update_limit: bool,
+    ) -> None:
+        if not lease_s > 0:
+            raise ValueError(f"Invalid lease_s: {lease_s!r}. Must be > 0")
+        if isinstance(scope, str) and not scope:
+            raise ValueError("Invalid scope: ''. Must be a BudgetScope or a non-empty key")
+        if parent is not None and not isinstance(parent, type(self)):
+            raise ValueError(
+                f"Invalid parent: {parent!r}. Must be a {type(self).__name__} "
+                "on the same database (in-process parents nest through the run)"
+            )
+        self.budget = budget
+        self.scope_spec = scope
+        self.parent = parent
+        """The enclosing level (e.g. the tenant of a user); reservations hold on both."""
+        self.lease_s = float(lease_s)
+        self.lock_timeout_s = _opt(lock_timeout_s, "lock_timeout_s")
+        self.retry_s = float(_opt(retry_s, "retry_s", allow_zero=True) or 0.0)
+        self.max_hold_s = _opt(max_hold_s, "max_hold_s")
+        self.renew_leases = renew
+        self.update_limit = update_limit
+        self._owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._figures: Figures | None = None
+        self._refusal: tuple[str, int, int, int, int] = ("", 0, 0, 0, 0)
+        self.refused = 0
+        """Reservations this meter had refused."""
+        self.overrun_units = 0
+        """Units this meter committed beyond their reservation."""
+        self.late_commits = 0
+        """Commits of this meter whose lease had already been reclaimed."""
+        keys = [m.key for m in self.chain]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"Invalid parent: the scope chain {keys} repeats a key")
+
+    # --- the chain -------------------------------------------------------------------
+
+    @property
+    def chain(self: M) -> list[M]:
+        """The meter and its ancestors, innermost first."""
+        out: list[M] = []
+        level: M | None = self
+        while level is not None:
+            out.append(level)
+            level = level.parent  # type: ignore[assignment]
+        return out
+
+    @property
+    def key(self) -> str:
+        """The budget row's key now (periodic scopes roll over)."""
+        spec = self.scope_spec
+        return spec if isinstance(spec, str) else spec.key()
+
+    @property
+    def scope(self) -> str:
+        """The scope named in errors and telemetry: the current key."""
+        return self.key
+
+    # --- figures (as of this meter's last round trip) --------------------------------
+
+    def _level(self, figures: Figures | None) -> Figures:
+        if figures is not None:
+            self._figures = figures
+        if self._figures is None:
+            return (self.budget.limit, self.budget.reserve, 0, 0)
+        return self._figures
+
+    def _snapshots(self, rows: list[tuple[Any, ...]], keys: list[str]) -> list[BudgetSnapshot]:
+        by_key = {r[0]: r for r in rows}
+        out = []
+        for meter, key in zip(self.chain, keys, strict=True):
+            row = by_key.get(key)
+            if row is None:  # not created yet: the budget as configured
+                snap = BudgetSnapshot(key, meter.budget.limit, meter.budget.reserve, 0, 0)
+            else:
+                snap = BudgetSnapshot(key, *(int(v) for v in row[1:6]))
+            out.append(snap)
+        first = out[0]
+        self._figures = (first.limit, first.reserve, first.spent, first.reserved)
+        return out
+
+    # --- reserve ---------------------------------------------------------------------
+
+    def _reserve_params(
+        self,
+        units: int,
+        n: int,
+        max_output: int,
+        clamp: bool,
+        final: bool,
+        node: str | None,
+    ) -> dict[str, Any]:
+        if units < 0:
+            raise ValueError(f"units must be >= 0 (got {units})")
+        if n < 1:
+            raise ValueError(f"n must be >= 1 (got {n})")
+        if max_output < 0:
+            raise ValueError(f"max_output must be >= 0 (got {max_output})")
+        chain = self.chain
+        return {
+            "id": secrets.randbits(63),
+            "keys": [m.key for m in chain],
+            "limits": [m.budget.limit for m in chain],
+            "reserves": [m.budget.reserve for m in chain],
+            "unit": self.budget.unit,
+            "set_limits": self.update_limit,
+            "units": units,
+            "n": n,
+            "max_output": max_output,
+            "clamp": clamp,
+            "final": final,
+            "node": node,
+            "owner": self._owner,
+            "lease_s": self.lease_s,
+            "lock_timeout_ms": self._lock_timeout_ms,
+        }
+
+    @property
+    def _lock_timeout_ms(self) -> int | None:
+        return None if self.lock_timeout_s is None else max(int(self.lock_timeout_s * 1000), 1)
+
+    def _held(self, row: tuple[Any, ...], params: dict[str, Any]) -> LeasedReservation | None:
+        """The reservation a reserve statement returned, or ``None`` (refused; recorded)."""
+        held, expires, refused_key, *figures = row
+        keys = params["keys"]
+        if held is None:
+            self.refused += 1
+            self._refusal = (refused_key, *figures)
+            if refused_key == keys[0]:
+                self._level(tuple(figures))  # type: ignore[arg-type]
+            return None
+        self._level(tuple(figures))  # type: ignore[arg-type]
+        return LeasedReservation(
+            params["id"],
+            int(held),
+            params["final"],
+            params["node"],
+            key=keys[0],
+            keys=tuple(keys),
+            expires_at=expires,
+        )
+
+    def _exceeded(self, requested: int) -> BudgetExceededError:
+        """The error for the last refusal, naming the level that refused."""
+        key, limit, _reserve, spent, reserved = self._refusal
+        return BudgetExceededError(
+            limit=limit,
+            spent=spent,
+            requested=requested,
+            scope=key,
+            reserved=reserved,
+            unit=self.budget.unit,
+        )
+
+    @staticmethod
+    def _per_sample(reservation: LeasedReservation, prompt_units: int, n: int) -> int:
+        return (reservation.units - prompt_units) // n
+
+    # --- commit / release --------------------------------------------------------------
+
+    def _keys_of(self, reservation: Reservation) -> list[str]:
+        if isinstance(reservation, LeasedReservation) and reservation.keys:
+            return list(reservation.keys)
+        return [m.key for m in self.chain]
+
+    def _commit_params(
+        self,
+        reservation: Reservation,
+        units: int,
+        usage: Usage | Spend | None,
+    ) -> dict[str, Any]:
+        if units < 0:
+            raise ValueError(f"units must be >= 0 (got {units})")
+        u = usage
+        return {
+            "id": reservation.id,
+            "keys": self._keys_of(reservation),
+            "units": units,
+            "reserved_units": reservation.units,
+            "node": reservation.node,
+            "input_tokens": u.input_tokens if u is not None else None,
+            "output_tokens": u.output_tokens if u is not None else None,
+            "reasoning_tokens": u.reasoning_tokens if u is not None else None,
+            "cached_tokens": u.cached_tokens if u is not None else None,
+            "calls": u.calls if u is not None else None,
+            "estimated_calls": u.estimated_calls if u is not None else None,
+            "lock_timeout_ms": self._lock_timeout_ms,
+        }
+
+    def _committed(
+        self,
+        rows: list[tuple[Any, ...]],
+        reservation: Reservation,
+        units: int,
+        warn: Callable[..., None] = warnings.warn,
+    ) -> None:
+        """Record a commit's outcome; warn about a late or overrun charge."""
+        if not rows:  # committed before: nothing charged now
+            return
+        late, *figures = rows[0]
+        self._level(tuple(figures))  # type: ignore[arg-type]
+        if late:
+            self.late_commits += 1
+            warn(
+                f"Committed {units} units on {self._keys_of(reservation)[0]!r} after lease "
+                f"{reservation.id} expired (lease_s={self.lease_s}); the budget may be "
+                "overshot by this call",
+                LeaseExpiredWarning,
+                stacklevel=3,
+            )
+        over = units - reservation.units
+        if over > 0:
+            self.overrun_units += over
+            warn(
+                f"Call charged {units} units but reserved {reservation.units}: the provider "
+                f"ignored max_tokens (overrun={over})",
+                UsageOverrunWarning,
+                stacklevel=3,
+            )
+
+    def _release_params(self, reservation: Reservation) -> dict[str, Any]:
+        return {
+            "id": reservation.id,
+            "keys": self._keys_of(reservation),
+            "lock_timeout_ms": self._lock_timeout_ms,
+        }
+
+    def _released(self, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self._level(tuple(rows[0]))  # type: ignore[arg-type]
+
+    def _read_params(self) -> dict[str, Any]:
+        return {"keys": [m.key for m in self.chain], "lock_timeout_ms": self._lock_timeout_ms}
+
+    @staticmethod
+    def _spend(rows: list[tuple[Any, ...]]) -> Spend:
+        total = Spend()
+        for node, *numbers in rows:
+            total = total + Spend.of(Usage(*(int(n or 0) for n in numbers)), node=node)
+        return total
+
+    # --- failures ----------------------------------------------------------------------
+
+    def _retrying(
+        self,
+        health_check: Callable[[RetryCallState], Any] | None,
+        *,
+        timeouts: bool = False,
+    ) -> Retrying:
+        """Retry transient errors for ``retry_s``; with ``timeouts``, lock waits too.
+
+        A commit or release retries a lock timeout (the provider billed the call: the
+        charge must land); a reserve does not (refusing fast beats blocking a call).
+        """
+        return Retrying(
+            retry=retry_if_exception(_is_operational if timeouts else is_transient),
+            stop=stop_after_delay(self.retry_s),
+            wait=wait_exponential_jitter(initial=0.02, max=1.0),
+            before_sleep=health_check,
+            reraise=True,
+        )
+
+    def _aretrying(
+        self,
+        health_check: Callable[[RetryCallState], Any] | None,
+        *,
+        timeouts: bool = False,
+    ) -> AsyncRetrying:
+        """The async twin of :meth:`_retrying`."""
+        return AsyncRetrying(
+            retry=retry_if_exception(_is_operational if timeouts else is_transient),
+            stop=stop_after_delay(self.retry_s),
+            wait=wait_exponential_jitter(initial=0.02, max=1.0),
+            before_sleep=health_check,
+            reraise=True,
+        )
+
+    def _timeout(self, operation: str, exc: BaseException) -> MeterTimeoutError:
+        setting = (
+            "lock_timeout" if isinstance(exc, pg_errors.LockNotAvailable) else "statement_timeout"
+        )
+        limit = f" (lock_timeout_s={self.lock_timeout_s})" if setting == "lock_timeout" else ""
+        return MeterTimeoutError(
+            scope=self.key, operation=operation, setting=setting, detail=limit.strip()
+        )
+
+    def __repr__(self) -> str:
+        keys = " < ".join(m.key for m in self.chain)
+        return f"{type(self).__name__}(scope={keys!r}, lease_s={self.lease_s})"

@@ -1,0 +1,442 @@
+"""The synchronous Postgres meter: one budget, or a chain of scopes, shared by many workers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import tuple_row
+from psycopg_pool import ConnectionPool, PoolClosed
+from tenacity import RetryCallState
+
+from budget_graph._internal import pg_schema as sql
+from budget_graph._internal.pg_renew import ThreadRenewer
+from budget_graph.budget import Budget, Spend, Usage
+from budget_graph.meter import Reservation
+from budget_graph.postgres.base import BudgetSnapshot, LeasedReservation, PostgresMeterBase
+from budget_graph.postgres.scope import BudgetScope
+
+__all__ = ["PostgresMeter", "connection_options", "setup"]
+
+Conn = ConnectionPool | psycopg.Connection[Any]
+
+_renewers: weakref.WeakKeyDictionary[Any, ThreadRenewer] = weakref.WeakKeyDictionary()
+_renewers_lock = threading.Lock()
+
+
+def connection_options(
+    *,
+    statement_timeout_s: float | None = 10.0,
+    lock_timeout_s: float | None = 2.0,
+) -> str:
+    """The libpq ``options`` setting the server timeouts of a meter's connections."""
+    opts = []
+    if statement_timeout_s is not None:
+        opts.append(f"-c statement_timeout={max(int(statement_timeout_s * 1000), 1)}")
+    if lock_timeout_s is not None:
+        opts.append(f"-c lock_timeout={max(int(lock_timeout_s * 1000), 1)}")
+    return " ".join(opts)
+
+
+@contextmanager
+def _cursor_of(conn: Conn) -> Iterator[psycopg.Cursor[Any]]:
+    if isinstance(conn, ConnectionPool):
+        with conn.connection() as c, c.cursor(row_factory=tuple_row) as cur:
+            yield cur
+    else:
+        with conn.cursor(row_factory=tuple_row) as cur:
+            yield cur
+
+
+def setup(conn: Conn) -> None:
+    """Create or migrate the meter's tables; idempotent, safe from many workers at once.
+
+    Like ``PostgresSaver.setup()``: call it once at deploy or start-up time.
+    """
+    with _cursor_of(conn) as cur, cur.connection.transaction():
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (sql.SETUP_LOCK,))
+        cur.execute(sql.MIGRATIONS[0])
+        row = cur.execute("SELECT max(v) FROM budget_graph_migrations").fetchone()
+        version = -1 if row is None or row[0] is None else row[0]
+        for v in range(version + 1, len(sql.MIGRATIONS)):
+            cur.execute(sql.MIGRATIONS[v])
+            cur.execute("INSERT INTO budget_graph_migrations (v) VALUES (%s)", (v,))
+
+
+def _renewer_for(conn: Conn) -> ThreadRenewer:
+    """The one renewer of a pool (or connection): a daemon thread while leases are open."""
+    with _renewers_lock:
+        renewer = _renewers.get(conn)
+        if renewer is None:
+            ref = weakref.ref(conn)
+
+            def renew(ids: list[int], lease_s: float) -> set[int]:
+                c = ref()
+                if c is None:
+                    return set()
+                try:
+                    with _cursor_of(c) as cur:
+                        rows = cur.execute(sql.RENEW_SQL, {"ids": ids, "lease_s": lease_s})
+                        return {r[0] for r in rows.fetchall()}
+                except PoolClosed:
+                    return set()
+
+            renewer = _renewers[conn] = ThreadRenewer(renew)
+        return renewer
+
+
+class PostgresMeter(PostgresMeterBase):
+    """A hard cap shared by every worker that points at the same database and scope.
+
+    The :class:`~budget_graph.meter.BaseMeter` protocol on a row of
+    ``budget_graph_budgets``. Each reserve, commit and release is one round trip
+    (one call of a SQL function), retried on connection errors for ``retry_s``
+    (a reserve is idempotent: a retry finds its own lease). Open reservations are
+    renewed in the background every ``lease_s / 3`` until committed or released
+    (at most ``max_hold_s``), so a long stream keeps its hold while a dead
+    worker's hold lapses after ``lease_s``.
+
+    With a ``parent`` (another ``PostgresMeter`` on the same pool), a reservation
+    holds on this level and every ancestor atomically (user ⊂ tenant ⊂ global), and
+    a refusal's :class:`~budget_graph.errors.BudgetExceededError` names the level
+    that refused. ``limit``, ``spent``, ``reserved`` and ``remaining`` are this
+    level's, read fresh (one round trip each); ``available()`` is the room left on
+    every level.
+
+    Args:
+        conn: A ``psycopg_pool.ConnectionPool`` (recommended) or a ``psycopg.Connection``
+            opened with ``autocommit=True`` (as for LangGraph's ``PostgresSaver``).
+        budget: Limit, reserve and unit of this scope.
+        scope: What the budget covers (a :class:`BudgetScope` or a raw key).
+        parent: The enclosing scope's meter, or ``None``.
+        lease_s: Seconds a reservation stays held without renewal.
+        lock_timeout_s: Longest wait for a budget row's lock (``None``: no bound). A
+            reserve that waits longer raises :class:`MeterTimeoutError`; a commit retries.
+        retry_s: How long reserve, commit and release retry a lost connection.
+        max_hold_s: Stop renewing a reservation held this long (``None``: never).
+        renew: Renew open reservations in the background.
+        update_limit: Write ``budget``'s limit and reserve into the row on each reserve.
+
+    Example:
+        >>> meter = PostgresMeter.from_conn_string(  # doctest: +SKIP
+        ...     "postgresql://localhost/app", Budget(max_tokens=100_000),
+        ...     scope=BudgetScope.tenant("acme", period="day"))
+        >>> r = meter.reserve(1_200)  # doctest: +SKIP
+        >>> meter.commit(r, 800)  # doctest: +SKIP
+
+    """
+
+    parent: PostgresMeter | None
+
+    def __init__(
+        self,
+        conn: Conn,
+        budget: Budget,
+        *,
+        scope: BudgetScope | str,
+        parent: PostgresMeter | None = None,
+        lease_s: float = 300.0,
+        lock_timeout_s: float | None = 2.0,
+        retry_s: float = 30.0,
+        max_hold_s: float | None = 3600.0,
+        renew: bool = True,
+        update_limit: bool = True,
+    ) -> None:
+        if isinstance(conn, psycopg.Connection) and not conn.autocommit:
+            raise ValueError(
+                "Invalid conn: a psycopg.Connection must be opened with autocommit=True"
+            )
+        if parent is not None and parent.conn is not conn:
+            raise ValueError("Invalid parent: it must use the same pool or connection")
+        self.conn: Conn = conn
+        self._owns_pool = False
+        super().__init__(
+            budget,
+            scope=scope,
+            parent=parent,
+            lease_s=lease_s,
+            lock_timeout_s=lock_timeout_s,
+            retry_s=retry_s,
+            max_hold_s=max_hold_s,
+            renew=renew,
+            update_limit=update_limit,
+        )
+        self._retry = self._retrying(self._health_check)
+        self._retry_all = self._retrying(self._health_check, timeouts=True)
+        self._renewer = _renewer_for(conn) if renew else None
+
+    @classmethod
+    def from_conn_string(
+        cls,
+        conninfo: str,
+        budget: Budget,
+        *,
+        scope: BudgetScope | str,
+        max_pool_size: int = 10,
+        setup: bool = True,
+        pool_timeout_s: float = 10.0,
+        statement_timeout_s: float | None = 10.0,
+        **kwargs: Any,
+    ) -> PostgresMeter:
+        """Open a meter with its own pool (closed by :meth:`close` / ``with``).
+
+        The pool waits at most ``pool_timeout_s`` for a connection, and its
+        connections carry ``statement_timeout`` and ``lock_timeout``.
+        """
+        options = connection_options(
+            statement_timeout_s=statement_timeout_s,
+            lock_timeout_s=kwargs.get("lock_timeout_s", 2.0),
+        )
+        pool: ConnectionPool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_pool_size,
+            open=True,
+            timeout=pool_timeout_s,
+            kwargs={"autocommit": True, "options": options},
+        )
+        meter = cls(pool, budget, scope=scope, **kwargs)
+        meter._owns_pool = True
+        if setup:
+            meter.setup()
+        return meter
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "lease_s": self.lease_s,
+            "lock_timeout_s": self.lock_timeout_s,
+            "retry_s": self.retry_s,
+            "max_hold_s": self.max_hold_s,
+            "renew": self.renew_leases,
+            "update_limit": self.update_limit,
+        }
+
+    def for_scope(self, scope: BudgetScope | str, budget: Budget | None = None) -> PostgresMeter:
+        """A meter for another scope on the same connection and parent (e.g. per thread)."""
+        return type(self)(
+            self.conn, budget or self.budget, scope=scope, parent=self.parent, **self._settings()
+        )
+
+    def child(self, scope: BudgetScope | str, budget: Budget) -> PostgresMeter:
+        """A meter for a scope nested in this one (a user of this tenant)."""
+        return type(self)(self.conn, budget, scope=scope, parent=self, **self._settings())
+
+    @classmethod
+    def nested(
+        cls,
+        conn: Conn,
+        levels: Sequence[tuple[BudgetScope | str, Budget]],
+        **kwargs: Any,
+    ) -> PostgresMeter:
+        """The innermost meter of a scope chain given outermost first.
+
+        Example:
+            >>> user = PostgresMeter.nested(pool, [  # doctest: +SKIP
+            ...     ("global", Budget(max_tokens=10_000_000)),
+            ...     (BudgetScope.tenant("acme"), Budget(max_tokens=1_000_000)),
+            ...     (BudgetScope.user("alice"), Budget(max_tokens=50_000))])
+
+        """
+        if not levels:
+            raise ValueError("Invalid levels: []. Give at least one (scope, budget)")
+        meter: PostgresMeter | None = None
+        for scope, budget in levels:
+            meter = cls(conn, budget, scope=scope, parent=meter, **kwargs)
+        assert meter is not None
+        return meter
+
+    def close(self) -> None:
+        """Close the pool if this meter opened it."""
+        if self._owns_pool and isinstance(self.conn, ConnectionPool):
+            self.conn.close()
+
+    def __enter__(self) -> PostgresMeter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- I/O ---------------------------------------------------------------------------
+
+    def _health_check(self, state: RetryCallState) -> None:
+        """Before a retry: drop the pool's broken connections (after a restart, all of them)."""
+        if isinstance(self.conn, ConnectionPool):
+            try:
+                self.conn.check()
+            except Exception:  # the server may still be down; the retry will tell
+                pass
+
+    def _run(
+        self, operation: str, query: str, params: dict[str, Any], *, timeouts: bool = False
+    ) -> list[tuple[Any, ...]]:
+        try:
+            for attempt in self._retry_all if timeouts else self._retry:
+                with attempt, _cursor_of(self.conn) as cur:
+                    return cur.execute(query, params).fetchall()
+        except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
+            raise self._timeout(operation, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def setup(self) -> None:
+        """Create or migrate the tables (see :func:`setup`)."""
+        setup(self.conn)
+
+    # --- reads -------------------------------------------------------------------------
+
+    def snapshots(self) -> list[BudgetSnapshot]:
+        """Reclaim the chain's expired leases and read every level, innermost first."""
+        params = self._read_params()
+        return self._snapshots(self._run("read", sql.READ_SQL, params), params["keys"])
+
+    def snapshot(self) -> BudgetSnapshot:
+        """Reclaim expired leases and read this level's row."""
+        return self.snapshots()[0]
+
+    @property
+    def limit(self) -> int:
+        """The limit of this level in units."""
+        return self.snapshot().limit
+
+    @property
+    def spent(self) -> int:
+        """Units committed on this level so far, by every worker."""
+        return self.snapshot().spent
+
+    @property
+    def reserved(self) -> int:
+        """Units held on this level by live reservations of every worker."""
+        return self.snapshot().reserved
+
+    @property
+    def remaining(self) -> int:
+        """Units of this level neither spent nor reserved (the reserve included)."""
+        return self.snapshot().remaining
+
+    def available(self, *, final: bool = False) -> int:
+        """Units a new reservation could take now on every level."""
+        return min(s.available(final=final) for s in self.snapshots())
+
+    @property
+    def spend(self) -> Spend:
+        """What every worker committed with usage on this level, per node."""
+        return self._spend(self._run("read", sql.SPEND_SQL, {"key": self.key}))
+
+    # --- the protocol ------------------------------------------------------------------
+
+    def _hold(self, params: dict[str, Any]) -> LeasedReservation | None:
+        res = self._held(self._run("reserve", sql.RESERVE_SQL, params)[0], params)
+        if res is not None and self._renewer is not None:
+            self._renewer.add(res.id, self.lease_s, self.max_hold_s)
+        return res
+
+    def reserve(
+        self,
+        units: int,
+        *,
+        final: bool = False,
+        node: str | None = None,
+    ) -> LeasedReservation:
+        """Hold ``units`` on every level or raise :class:`BudgetExceededError` holding nothing.
+
+        Expired leases are reclaimed in the same statement when the units do not fit.
+        """
+        res = self._hold(self._reserve_params(units, 1, 0, False, final, node))
+        if res is None:
+            raise self._exceeded(units)
+        return res
+
+    def reserve_output(
+        self,
+        prompt_units: int,
+        *,
+        n: int = 1,
+        max_output: int = 0,
+        final: bool = False,
+        node: str | None = None,
+    ) -> tuple[LeasedReservation, int] | None:
+        """Atomically hold ``prompt_units`` plus as many output units per sample as fit.
+
+        Each of the ``n`` samples gets the same cap, at most ``max_output`` (0: no
+        bound), computed in SQL under the rows' locks. Returns the reservation and
+        the per-sample cap, or ``None`` (nothing held) when not one unit fits.
+        """
+        res = self._hold(self._reserve_params(prompt_units, n, max_output, True, final, node))
+        return None if res is None else (res, self._per_sample(res, prompt_units, n))
+
+    def commit(
+        self,
+        reservation: Reservation,
+        units: int,
+        *,
+        usage: Usage | Spend | None = None,
+    ) -> None:
+        """Charge the real ``units`` on every level and drop the lease (a repeat is a no-op).
+
+        Charged even when the lease had expired (the provider billed the call); that
+        warns with :class:`LeaseExpiredWarning`. A charge above the reservation warns
+        with :class:`~budget_graph.errors.UsageOverrunWarning`.
+        """
+        params = self._commit_params(reservation, units, usage)
+        if self._renewer is not None:
+            self._renewer.remove(reservation.id)
+        self._committed(
+            self._run("commit", sql.COMMIT_SQL, params, timeouts=True), reservation, units
+        )
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop a reservation without charging it (idempotent)."""
+        if self._renewer is not None:
+            self._renewer.remove(reservation.id)
+        params = self._release_params(reservation)
+        self._released(self._run("release", sql.RELEASE_SQL, params, timeouts=True))
+
+    def renew(self, reservation: Reservation) -> bool:
+        """Extend a lease by ``lease_s`` from now; ``False`` if it was already reclaimed."""
+        rows = self._run("renew", sql.RENEW_SQL, {"ids": [reservation.id], "lease_s": self.lease_s})
+        return bool(rows)
+
+    # --- async twins: a worker thread, so the event loop never blocks -------------------
+
+    async def areserve(
+        self,
+        units: int,
+        *,
+        final: bool = False,
+        node: str | None = None,
+    ) -> LeasedReservation:
+        """:meth:`reserve` in a worker thread."""
+        return await asyncio.to_thread(self.reserve, units, final=final, node=node)
+
+    async def areserve_output(
+        self,
+        prompt_units: int,
+        *,
+        n: int = 1,
+        max_output: int = 0,
+        final: bool = False,
+        node: str | None = None,
+    ) -> tuple[LeasedReservation, int] | None:
+        """:meth:`reserve_output` in a worker thread."""
+        return await asyncio.to_thread(
+            self.reserve_output, prompt_units, n=n, max_output=max_output, final=final, node=node
+        )
+
+    async def acommit(
+        self,
+        reservation: Reservation,
+        units: int,
+        *,
+        usage: Usage | Spend | None = None,
+    ) -> None:
+        """:meth:`commit` in a worker thread."""
+        await asyncio.to_thread(self.commit, reservation, units, usage=usage)
+
+    async def arelease(self, reservation: Reservation) -> None:
+        """:meth:`release` in a worker thread."""
+        await asyncio.to_thread(self.release, reservation)
