@@ -224,7 +224,13 @@ class AsyncPostgresMeter(PostgresMeterBase):
                 pass
 
     async def _run(
-        self, operation: str, query: str, params: dict[str, Any], *, timeouts: bool = False
+        self,
+        operation: str,
+        query: str,
+        params: dict[str, Any],
+        *,
+        timeouts: bool = False,
+        rows: bool = True,
     ) -> list[tuple[Any, ...]]:
         self._loop = asyncio.get_running_loop()
         try:
@@ -232,7 +238,8 @@ class AsyncPostgresMeter(PostgresMeterBase):
             async for attempt in (self._retry_all if timeouts else self._retry).copy():
                 with attempt:
                     async with _cursor_of(self.conn) as cur:
-                        return await (await cur.execute(query, params)).fetchall()
+                        await cur.execute(query, params)
+                        return await cur.fetchall() if rows else []
         except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
             raise self._timeout(operation, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -312,8 +319,16 @@ class AsyncPostgresMeter(PostgresMeterBase):
     # --- the protocol, async -----------------------------------------------------------
 
     async def _hold(self, params: dict[str, Any]) -> LeasedReservation | None:
-        rows = await self._run("reserve", sql.RESERVE_SQL, params)
-        res = self._held(rows[0], params)
+        query, reclaimed = sql.reserve_sql(len(params["keys"])), False
+        while True:
+            res = self._held(await self._run("reserve", query, params), params, reclaimed=reclaimed)
+            if res == "missing":  # a key's first use: create the chain's rows, then retry
+                await self._run("reserve", sql.ENSURE_SQL, self._ensure_params(params), rows=False)
+            elif res == "expired":  # refused, but expired leases can come back first
+                await self._run("reserve", sql.READ_SQL, {"keys": params["keys"]})
+                reclaimed = True
+            else:
+                break
         if res is not None and self._renewer is not None:
             self._renewer.add(res.id, self.lease_s, self.max_hold_s)
         return res

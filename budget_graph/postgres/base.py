@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -242,12 +242,11 @@ class PostgresMeterBase:
             raise ValueError(f"n must be >= 1 (got {n})")
         if max_output < 0:
             raise ValueError(f"max_output must be >= 0 (got {max_output})")
-        chain = self.chain
-        return {
+        params: dict[str, Any] = {
             "id": secrets.randbits(63),
-            "keys": [m.key for m in chain],
-            "limits": [m.budget.limit for m in chain],
-            "reserves": [m.budget.reserve for m in chain],
+            "keys": [],
+            "limits": [],
+            "reserves": [],
             "unit": self.budget.unit,
             "set_limits": self.update_limit,
             "units": units,
@@ -258,24 +257,53 @@ class PostgresMeterBase:
             "node": node,
             "owner": self._owner,
             "lease_s": self.lease_s,
-            "lock_timeout_ms": self._lock_timeout_ms,
         }
+        for i, level in enumerate(self.chain):
+            key, budget = level.key, level.budget
+            params["keys"].append(key)
+            params["limits"].append(budget.limit)
+            params["reserves"].append(budget.reserve)
+            params[f"k{i}"], params[f"l{i}"], params[f"r{i}"] = key, budget.limit, budget.reserve
+        return params
 
-    @property
-    def _lock_timeout_ms(self) -> int | None:
-        return None if self.lock_timeout_s is None else max(int(self.lock_timeout_s * 1000), 1)
+    def _held(
+        self,
+        rows: list[tuple[Any, ...]],
+        params: dict[str, Any],
+        *,
+        reclaimed: bool,
+    ) -> LeasedReservation | Literal["missing", "expired"] | None:
+        """Read a reserve statement's rows.
 
-    def _held(self, row: tuple[Any, ...], params: dict[str, Any]) -> LeasedReservation | None:
-        """The reservation a reserve statement returned, or ``None`` (refused; recorded)."""
-        held, expires, refused_key, *figures = row
-        keys = params["keys"]
+        Returns the reservation; ``"missing"`` when a level has no row yet (create the
+        chain's rows, then retry); ``"expired"`` when refused while expired leases
+        could be reclaimed (reclaim, then retry); ``None`` when refused (recorded for
+        :meth:`_exceeded`).
+        """
+        keys: list[str] = params["keys"]
+        held, expires, found = rows[0][:3]
+        if found < 0:  # a retry found its own lease (the first reply was lost)
+            return LeasedReservation(
+                params["id"],
+                int(held),
+                params["final"],
+                params["node"],
+                key=keys[0],
+                keys=tuple(keys),
+                expires_at=expires,
+            )
+        if held is None and found < len(keys):
+            return "missing"
+        if held is None and not reclaimed and any(r[8] for r in rows):
+            return "expired"
+        levels = {r[3]: tuple(int(v) for v in r[4:8]) for r in rows}
+        limit, reserve, spent, reserved = levels[keys[0]]
         if held is None:
             self.refused += 1
-            self._refusal = (refused_key, *figures)
-            if refused_key == keys[0]:
-                self._level(tuple(figures))  # type: ignore[arg-type]
+            self._level(levels[keys[0]])  # type: ignore[arg-type]
+            self._refusal = self._refusing_level(levels, params)
             return None
-        self._level(tuple(figures))  # type: ignore[arg-type]
+        self._level((limit, reserve, spent, reserved + int(held)))
         return LeasedReservation(
             params["id"],
             int(held),
@@ -285,6 +313,30 @@ class PostgresMeterBase:
             keys=tuple(keys),
             expires_at=expires,
         )
+
+    @staticmethod
+    def _refusing_level(
+        levels: dict[str, tuple[int, ...]],
+        params: dict[str, Any],
+    ) -> tuple[str, int, int, int, int]:
+        """The level to name in the error: the tightest one for a clamp, else the innermost
+        one without room for the units."""
+        final, units = params["final"], params["units"]
+
+        def room(key: str) -> int:
+            limit, reserve, spent, reserved = levels[key]
+            return limit - (0 if final else reserve) - spent - reserved
+
+        keys: list[str] = params["keys"]
+        if params["clamp"]:
+            key = min(keys, key=room)
+        else:
+            key = next((k for k in keys if units > room(k)), keys[0])
+        limit, reserve, spent, reserved = levels[key]
+        return (key, limit, reserve, spent, reserved)
+
+    def _ensure_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {k: params[k] for k in ("keys", "limits", "reserves", "unit")}
 
     def _exceeded(self, requested: int) -> BudgetExceededError:
         """The error for the last refusal, naming the level that refused."""
@@ -330,7 +382,6 @@ class PostgresMeterBase:
             "cached_tokens": u.cached_tokens if u is not None else None,
             "calls": u.calls if u is not None else None,
             "estimated_calls": u.estimated_calls if u is not None else None,
-            "lock_timeout_ms": self._lock_timeout_ms,
         }
 
     def _committed(
@@ -368,7 +419,6 @@ class PostgresMeterBase:
         return {
             "id": reservation.id,
             "keys": self._keys_of(reservation),
-            "lock_timeout_ms": self._lock_timeout_ms,
         }
 
     def _released(self, rows: list[tuple[Any, ...]]) -> None:
@@ -376,7 +426,7 @@ class PostgresMeterBase:
             self._level(tuple(rows[0]))  # type: ignore[arg-type]
 
     def _read_params(self) -> dict[str, Any]:
-        return {"keys": [m.key for m in self.chain], "lock_timeout_ms": self._lock_timeout_ms}
+        return {"keys": [m.key for m in self.chain]}
 
     @staticmethod
     def _spend(rows: list[tuple[Any, ...]]) -> Spend:

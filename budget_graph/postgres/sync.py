@@ -273,12 +273,19 @@ class PostgresMeter(PostgresMeterBase):
                 pass
 
     def _run(
-        self, operation: str, query: str, params: dict[str, Any], *, timeouts: bool = False
+        self,
+        operation: str,
+        query: str,
+        params: dict[str, Any],
+        *,
+        timeouts: bool = False,
+        rows: bool = True,
     ) -> list[tuple[Any, ...]]:
         try:
             for attempt in self._retry_all if timeouts else self._retry:
                 with attempt, _cursor_of(self.conn) as cur:
-                    return cur.execute(query, params).fetchall()
+                    cur.execute(query, params)
+                    return cur.fetchall() if rows else []
         except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
             raise self._timeout(operation, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -330,7 +337,16 @@ class PostgresMeter(PostgresMeterBase):
     # --- the protocol ------------------------------------------------------------------
 
     def _hold(self, params: dict[str, Any]) -> LeasedReservation | None:
-        res = self._held(self._run("reserve", sql.RESERVE_SQL, params)[0], params)
+        query, reclaimed = sql.reserve_sql(len(params["keys"])), False
+        while True:
+            res = self._held(self._run("reserve", query, params), params, reclaimed=reclaimed)
+            if res == "missing":  # a key's first use: create the chain's rows, then retry
+                self._run("reserve", sql.ENSURE_SQL, self._ensure_params(params), rows=False)
+            elif res == "expired":  # refused, but expired leases can come back first
+                self._run("reserve", sql.READ_SQL, {"keys": params["keys"]})
+                reclaimed = True
+            else:
+                break
         if res is not None and self._renewer is not None:
             self._renewer.add(res.id, self.lease_s, self.max_hold_s)
         return res
