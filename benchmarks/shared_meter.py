@@ -1,132 +1,270 @@
-"""Reservations per second of the in-process Meter and of PostgresMeter, and the
-overshoot of one PostgreSQL budget hammered by 8 processes.
+"""Shared budgets in PostgreSQL: the meters' throughput beside a plain-SQL baseline, and overshoot.
 
 Starts its own throwaway PostgreSQL (same helper as the test fixture). Usage:
 
-    python benchmarks/shared_meter.py [--processes 8] [--threads 4] [--durable]
+    python benchmarks/shared_meter.py [--concurrency 8] [--seconds 1.5] [--rounds 5] [--durable]
 
-Last line: ``pg_reserve_per_s=<x> overshoot_tokens=<y>`` (y must be 0).
+Throughput: at the same concurrency (``--concurrency`` threads, or coroutines for
+the async meter), each contender runs reserve+commit cycles (reserve 10, commit 8)
+on one hot key of a large budget for ``--seconds``, in ``--rounds`` interleaved
+rounds, so the machine's load falls on all of them alike; a contender's rate is
+the median of its rounds. The contenders, on the same server, pool settings and
+threads:
+
+- ``baseline``: the simplest correct reservation in plain SQL, one statement each way:
+  ``UPDATE budget ... WHERE spent + reserved + n <= limit`` plus the insert of a
+  lease row (so a crashed worker's hold can expire), and ``DELETE lease`` plus
+  ``UPDATE budget`` to commit, on tables of the meter's shape.
+- ``PostgresMeter`` (sync) and ``AsyncPostgresMeter`` (asyncio): the meters'
+  ``reserve``/``commit`` (``areserve``/``acommit``), with ledger, idempotent ids,
+  retries and lease renewal on.
+- ``ChunkedMeter``: the sync meter behind local chunks of ``--chunk`` units.
+
+Overshoot: ``--processes`` processes (sync, async and chunked meters in turn)
+hammer one small budget until it is exhausted while a watcher samples
+``spent + reserved``; overshoot is how far the peak or the final spend went past
+the limit (must be 0), and the ledger must equal ``spent``.
+
+Last line: ``pg_cycles_per_s=<x> baseline_per_s=<y> ratio=<x/y> chunked_per_s=<z>
+overshoot_tokens=<o>``, where ``x`` is the slower of the sync and async meters.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
+import secrets
+import statistics
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from budget_graph._internal.pg_testing import hammer, start_postgres
 from budget_graph.budget import Budget
-from budget_graph.meter import Meter
-from budget_graph.postgres import PostgresMeter
+from budget_graph.postgres import (
+    AsyncPostgresMeter,
+    ChunkedMeter,
+    PostgresMeter,
+    connection_options,
+    setup,
+)
+
+BASELINE_TABLES = """
+CREATE TABLE bench_budgets (LIKE budget_graph_budgets INCLUDING ALL);
+CREATE TABLE bench_leases (LIKE budget_graph_leases INCLUDING ALL);
+ALTER TABLE bench_leases ADD FOREIGN KEY (key) REFERENCES bench_budgets (key);
+INSERT INTO bench_budgets (key, limit_units) VALUES ('hot', 1000000000000000);
+"""
+BASELINE_RESERVE = """
+WITH b AS (
+    UPDATE bench_budgets SET reserved = reserved + %(units)s
+    WHERE key = %(key)s AND spent + reserved + %(units)s <= limit_units RETURNING key)
+INSERT INTO bench_leases (id, key, units, expires_at)
+SELECT %(id)s, key, %(units)s, now() + interval '300 seconds' FROM b RETURNING id"""
+BASELINE_COMMIT = """
+WITH gone AS (DELETE FROM bench_leases WHERE id = %(id)s RETURNING key, units)
+UPDATE bench_budgets b SET spent = b.spent + %(used)s, reserved = b.reserved - g.units
+FROM gone g WHERE b.key = g.key"""
+BIG = Budget(max_tokens=10**15)
 
 
-def bench_in_process(n: int, threads: int) -> tuple[float, float]:
-    """(single-thread, multi-thread) reserve+commit cycles per second."""
-    meter = Meter(Budget(max_tokens=10**12))
+def run_threads(cycle: Callable[[], None], workers: int, seconds: float) -> float:
+    """Cycles per second of ``workers`` threads looping on ``cycle`` for ``seconds``."""
+    counts = [0] * workers
+    start = threading.Barrier(workers + 1)
+    stop = [0.0]
+
+    def loop(i: int) -> None:
+        start.wait()
+        n = 0
+        while time.perf_counter() < stop[0]:
+            cycle()
+            n += 1
+        counts[i] = n
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
     t0 = time.perf_counter()
-    for _ in range(n):
-        meter.commit(meter.reserve(10), 8)
-    single = n / (time.perf_counter() - t0)
+    stop[0] = t0 + seconds
+    start.wait()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - t0)
 
-    def loop() -> None:
-        for _ in range(n // threads):
-            meter.commit(meter.reserve(10), 8)
 
-    workers = [threading.Thread(target=loop) for _ in range(threads)]
+async def run_tasks(meter: AsyncPostgresMeter, workers: int, seconds: float) -> float:
+    """Cycles per second of ``workers`` coroutines on the async meter."""
+    stop = time.perf_counter() + seconds
     t0 = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    multi = (n // threads) * threads / (time.perf_counter() - t0)
-    return single, multi
+
+    async def loop() -> int:
+        n = 0
+        while time.perf_counter() < stop:
+            await meter.acommit(await meter.areserve(10), 8)
+            n += 1
+        return n
+
+    counts = await asyncio.gather(*(loop() for _ in range(workers)))
+    return sum(counts) / (time.perf_counter() - t0)
 
 
-def bench_pg_single(conninfo: str, n: int) -> float:
-    """Reserve+commit cycles per second from one process, one thread."""
-    with PostgresMeter.from_conn_string(
-        conninfo, Budget(max_tokens=10**12), scope="bench:single", max_pool_size=1,
-    ) as meter:
-        meter.commit(meter.reserve(10), 8)  # warm up: budget row, prepared statements
-        t0 = time.perf_counter()
-        for _ in range(n):
-            meter.commit(meter.reserve(10), 8)
-        return n / (time.perf_counter() - t0)
+def throughput(
+    conninfo: str, workers: int, seconds: float, rounds: int, chunk: int
+) -> dict[str, float]:
+    """Median cycles/s per contender over interleaved rounds."""
+    kwargs = {"autocommit": True, "options": connection_options()}
+    pool = ConnectionPool(conninfo, min_size=workers, max_size=workers, open=True, kwargs=kwargs)
+    setup(pool)
+    with pool.connection() as conn:
+        for stmt in BASELINE_TABLES.strip().split(";\n"):
+            conn.execute(stmt)
+
+    def baseline() -> None:
+        lease = secrets.randbits(63)
+        with pool.connection() as conn:
+            row = conn.execute(BASELINE_RESERVE, {"units": 10, "key": "hot", "id": lease})
+            assert row.fetchone() is not None
+        with pool.connection() as conn:
+            conn.execute(BASELINE_COMMIT, {"id": lease, "used": 8})
+
+    sync_meter = PostgresMeter(pool, BIG, scope="bench:sync")
+    chunked = ChunkedMeter(PostgresMeter(pool, BIG, scope="bench:chunked"), chunk_units=chunk)
+
+    def sync_cycle() -> None:
+        sync_meter.commit(sync_meter.reserve(10), 8)
+
+    def chunked_cycle() -> None:
+        chunked.commit(chunked.reserve(10), 8)
+
+    loop = asyncio.new_event_loop()
+    apool = AsyncConnectionPool(
+        conninfo, min_size=workers, max_size=workers, open=False, kwargs=kwargs
+    )
+    loop.run_until_complete(apool.open())
+    async_meter = AsyncPostgresMeter(apool, BIG, scope="bench:async")
+    for cycle in (baseline, sync_cycle, chunked_cycle):  # warm up: rows, prepared statements
+        run_threads(cycle, workers, 0.2)
+    loop.run_until_complete(run_tasks(async_meter, workers, 0.2))
+
+    rates: dict[str, list[float]] = {"baseline": [], "sync": [], "async": [], "chunked": []}
+    for r in range(rounds):
+        rates["baseline"].append(run_threads(baseline, workers, seconds))
+        rates["sync"].append(run_threads(sync_cycle, workers, seconds))
+        rates["async"].append(loop.run_until_complete(run_tasks(async_meter, workers, seconds)))
+        rates["chunked"].append(run_threads(chunked_cycle, workers, seconds))
+        print(
+            f"round {r + 1}: " + ", ".join(f"{k}={v[-1]:,.0f}/s" for k, v in rates.items()),
+            flush=True,
+        )
+    chunked.close()
+    loop.run_until_complete(apool.close())
+    loop.close()
+    with pool.connection() as conn:
+        left = conn.execute("SELECT sum(reserved) FROM budget_graph_budgets").fetchone()
+    pool.close()
+    assert left is not None and left[0] == 0, f"holds left after the runs: {left}"
+    return {k: statistics.median(v) for k, v in rates.items()}
 
 
-def bench_pg_shared(
-    conninfo: str, processes: int, threads: int, limit: int
-) -> tuple[float, int, int, int, int]:
-    """Hammer one budget from ``processes`` x ``threads`` until it is exhausted.
-
-    Returns (reservations/s, reservations, spent, peak of spent+reserved, committed
-    as counted by the workers).
-    """
+def overshoot(conninfo: str, processes: int, threads: int, limit: int) -> tuple[int, str]:
+    """Hammer one small budget from sync, async and chunked workers; the overshoot found."""
     key = "bench:shared"
     with PostgresMeter.from_conn_string(conninfo, Budget(max_tokens=limit), scope=key) as m:
-        assert m.remaining == limit
+        m.release(m.reserve(0))  # the row exists before the watcher starts
     peak = [0]
     stop = threading.Event()
 
     def watch() -> None:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             while not stop.is_set():
-                row = conn.execute("SELECT spent + reserved FROM budget_graph_budgets "
-                                   "WHERE key = %s", (key,)).fetchone()
+                row = conn.execute(
+                    "SELECT spent + reserved FROM budget_graph_budgets WHERE key = %s", (key,)
+                ).fetchone()
                 peak[0] = max(peak[0], row[0] if row else 0)
                 time.sleep(0.001)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
+    kinds = ["sync", "async", "chunked"]
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["budget_graph._internal.pg_testing", "budget_graph.postgres"])
     with ctx.Pool(processes) as pool:
-        pool.apply(time.sleep, (0,))  # start the workers before the clock
-        t0 = time.perf_counter()
-        results = pool.starmap(
-            hammer, [(conninfo, key, limit, threads, 50, 20, seed) for seed in range(processes)])
-        elapsed = time.perf_counter() - t0
+        results: list[dict[str, Any]] = pool.starmap(
+            hammer,
+            [
+                (conninfo, key, limit, threads, 50, 20, seed, kinds[seed % 3], 300)
+                for seed in range(processes)
+            ],
+        )
     stop.set()
     watcher.join()
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute("SELECT spent FROM budget_graph_budgets WHERE key = %s",
-                           (key,)).fetchone()
-    assert row is not None
-    reservations = sum(r["reservations"] for r in results)
+        row = conn.execute(
+            "SELECT spent, reserved FROM budget_graph_budgets WHERE key = %s", (key,)
+        ).fetchone()
+        ledger = conn.execute(
+            "SELECT sum(units) FROM budget_graph_charges WHERE key = %s", (key,)
+        ).fetchone()
+    assert row is not None and ledger is not None
+    spent, reserved = int(row[0]), int(row[1])
     committed = sum(r["committed"] for r in results)
-    return reservations / elapsed, reservations, int(row[0]), peak[0], committed
+    assert spent == committed == int(ledger[0]), (spent, committed, ledger)
+    assert reserved == 0, f"holds left: {reserved}"
+    n = sum(r["reservations"] for r in results)
+    over = max(peak[0] - limit, spent - limit, 0)
+    return over, (
+        f"{processes} processes x {threads} workers (sync, async, chunked), "
+        f"{n:,} reservations; limit={limit:,} spent={spent:,} = ledger = workers' "
+        f"commits, peak spent+reserved={peak[0]:,}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--processes", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=4, help="threads per process")
-    parser.add_argument("--limit", type=int, default=300_000, help="shared budget, tokens")
-    parser.add_argument("--single-n", type=int, default=3_000)
-    parser.add_argument("--durable", action="store_true",
-                        help="keep fsync and synchronous_commit on (slower, realistic disk)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=1.5, help="per contender per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--chunk", type=int, default=20_000, help="ChunkedMeter chunk units")
+    parser.add_argument("--processes", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=4, help="workers per process")
+    parser.add_argument("--limit", type=int, default=100_000, help="overshoot budget, tokens")
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="keep fsync and synchronous_commit on (slower, realistic disk)",
+    )
     args = parser.parse_args()
 
-    single, multi = bench_in_process(200_000, args.threads)
-    print(f"in-process Meter: {single:,.0f} reserve+commit/s (1 thread), "
-          f"{multi:,.0f}/s ({args.threads} threads)")
     with start_postgres(durable=args.durable) as server:
-        conninfo = server.create_database("bench")
         mode = "fsync on" if args.durable else "fsync/synchronous_commit off"
-        pg_single = bench_pg_single(conninfo, args.single_n)
-        print(f"PostgresMeter: {pg_single:,.0f} reserve+commit/s (1 process, 1 thread, "
-              f"unix socket, {mode})")
-        rate, n, spent, peak, committed = bench_pg_shared(
-            conninfo, args.processes, args.threads, args.limit)
-        overshoot = max(spent - args.limit, 0)
-        print(f"PostgresMeter shared: {args.processes} processes x {args.threads} threads, "
-              f"{n:,} reservations at {rate:,.0f}/s; limit={args.limit:,} spent={spent:,} "
-              f"(workers committed {committed:,}), peak spent+reserved={peak:,}")
-        assert spent == committed, "the database lost or invented a commit"
-    print(f"pg_reserve_per_s={rate:.0f} overshoot_tokens={overshoot}")
+        print(
+            f"PostgreSQL on a unix socket, {mode}; {args.concurrency} workers per contender, "
+            f"{args.rounds} rounds of {args.seconds}s, medians:"
+        )
+        rates = throughput(
+            server.create_database("bench"), args.concurrency, args.seconds, args.rounds, args.chunk
+        )
+        for name, rate in rates.items():
+            print(
+                f"  {name:>8}: {rate:,.0f} reserve+commit/s "
+                f"({rate / rates['baseline']:.2f}x baseline)"
+            )
+        over, summary = overshoot(
+            server.create_database("shared"), args.processes, args.threads, args.limit
+        )
+        print(summary)
+    pg = min(rates["sync"], rates["async"])
+    print(
+        f"pg_cycles_per_s={pg:.0f} baseline_per_s={rates['baseline']:.0f} "
+        f"ratio={pg / rates['baseline']:.2f} chunked_per_s={rates['chunked']:.0f} "
+        f"overshoot_tokens={over}"
+    )
 
 
 if __name__ == "__main__":

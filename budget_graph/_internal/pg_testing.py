@@ -9,6 +9,7 @@ and the binaries run through ``runuser``.
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import pwd
@@ -17,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,9 +99,10 @@ class TempPostgres:
             return
         self._stopped = True
         subprocess.run(
-            [*self.run_as, self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "-w",
-             "stop"],
-            capture_output=True, check=False, timeout=60,
+            [*self.run_as, self.pg_ctl, "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            check=False,
+            timeout=60,
         )
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
@@ -139,19 +142,48 @@ def start_postgres(*, durable: bool = False, max_connections: int = 200) -> Temp
     (base / "sock").mkdir()
     if run_as:
         os.chown(base / "sock", pwd.getpwnam("postgres").pw_uid, -1)
-    server = TempPostgres(base_dir=base, port=_free_port(), user=user, pg_ctl=pg_ctl,
-                          run_as=run_as)
+    server = TempPostgres(base_dir=base, port=_free_port(), user=user, pg_ctl=pg_ctl, run_as=run_as)
     try:
-        _run([*run_as, initdb, "-D", str(server.data_dir), "-U", user, "-A", "trust",
-              "-E", "UTF8", "--no-sync", "--no-locale"])
+        _run(
+            [
+                *run_as,
+                initdb,
+                "-D",
+                str(server.data_dir),
+                "-U",
+                user,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-locale",
+            ]
+        )
         opts = [
-            f"-p {server.port}", f"-k {server.socket_dir}", "-c listen_addresses=''",
+            f"-p {server.port}",
+            f"-k {server.socket_dir}",
+            "-c listen_addresses=''",
             f"-c max_connections={max_connections}",
         ]
         if not durable:
             opts += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
-        _run([*run_as, pg_ctl, "-D", str(server.data_dir), "-l", str(base / "server.log"),
-              "-o", " ".join(opts), "-w", "-t", "60", "start"])
+        _run(
+            [
+                *run_as,
+                pg_ctl,
+                "-D",
+                str(server.data_dir),
+                "-l",
+                str(base / "server.log"),
+                "-o",
+                " ".join(opts),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
     except BaseException:
         log = base / "server.log"
         tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -178,27 +210,37 @@ def hammer(
     max_units: int = 50,
     stop_after_refusals: int = 20,
     seed: int = 0,
+    kind: str = "sync",
+    chunk_units: int = 500,
 ) -> dict[str, int]:
     """Load worker: reserve/commit on one shared budget until it is exhausted.
 
-    Runs in a child process (it opens its own pool). Each thread reserves a random
-    1..``max_units`` units, then commits a random part of it (sometimes releases),
-    and stops after ``stop_after_refusals`` refusals. Returns what this process
-    committed and how many reservations it made, for the caller to check against
-    the database.
+    Runs in a child process (it opens its own pool). Each of ``threads`` workers
+    (threads; coroutines for ``kind="async"``) reserves a random 1..``max_units``
+    units, then commits a random part of it (sometimes releases), and stops after
+    ``stop_after_refusals`` refusals. ``kind`` is ``"sync"`` (PostgresMeter),
+    ``"async"`` (AsyncPostgresMeter) or ``"chunked"`` (ChunkedMeter of
+    ``chunk_units``). Returns what this process committed and how many reservations
+    it made, for the caller to check against the database.
     """
-    import threading
-
+    if kind == "async":
+        return asyncio.run(
+            _ahammer(conninfo, scope_key, limit, threads, max_units, stop_after_refusals, seed)
+        )
     from budget_graph.budget import Budget
     from budget_graph.errors import BudgetExceededError
-    from budget_graph.postgres import PostgresMeter
+    from budget_graph.postgres import ChunkedMeter, PostgresMeter
 
     totals = {"committed": 0, "reservations": 0, "refused": 0, "released": 0}
     lock = threading.Lock()
-    meter = PostgresMeter.from_conn_string(
-        conninfo, Budget(max_tokens=limit), scope=scope_key,
-        max_pool_size=threads, setup=False,
+    inner = PostgresMeter.from_conn_string(
+        conninfo,
+        Budget(max_tokens=limit),
+        scope=scope_key,
+        max_pool_size=threads,
+        setup=False,
     )
+    meter: Any = ChunkedMeter(inner, chunk_units=chunk_units) if kind == "chunked" else inner
 
     def work(i: int) -> None:
         rng = random.Random(seed * 1000 + i)
@@ -230,14 +272,66 @@ def hammer(
         t.start()
     for t in workers:
         t.join()
+    if kind == "chunked":
+        meter.close()
     totals["elapsed_us"] = int((time.perf_counter() - started) * 1e6)
-    meter.close()
+    inner.close()
+    return totals
+
+
+async def _ahammer(
+    conninfo: str,
+    scope_key: str,
+    limit: int,
+    tasks: int,
+    max_units: int,
+    stop_after_refusals: int,
+    seed: int,
+) -> dict[str, int]:
+    from budget_graph.budget import Budget
+    from budget_graph.errors import BudgetExceededError
+    from budget_graph.postgres import AsyncPostgresMeter
+
+    totals = {"committed": 0, "reservations": 0, "refused": 0, "released": 0}
+    meter = await AsyncPostgresMeter.from_conn_string(
+        conninfo, Budget(max_tokens=limit), scope=scope_key, max_pool_size=tasks, setup=False
+    )
+
+    async def work(i: int) -> None:
+        rng = random.Random(seed * 1000 + i)
+        refused = 0
+        while refused < stop_after_refusals:
+            want = rng.randint(1, max_units)
+            try:
+                res = await meter.areserve(want)
+            except BudgetExceededError:
+                refused += 1
+                totals["refused"] += 1
+                continue
+            totals["reservations"] += 1
+            if rng.random() < 0.1:
+                await meter.arelease(res)
+                totals["released"] += 1
+            else:
+                used = rng.randint(max(want // 2, 1), want)
+                await meter.acommit(res, used)
+                totals["committed"] += used
+
+    started = time.perf_counter()
+    await asyncio.gather(*(work(i) for i in range(tasks)))
+    totals["elapsed_us"] = int((time.perf_counter() - started) * 1e6)
+    await meter.aclose()
     return totals
 
 
 def hold_until_killed(
-    conninfo: str, scope_key: str, limit: int, commit_units: int, hold_units: int,
-    lease_s: float, ready: Any,
+    conninfo: str,
+    scope_key: str,
+    limit: int,
+    commit_units: int,
+    hold_units: int,
+    lease_s: float,
+    ready: Any,
 ) -> None:
     """Worker to be SIGKILLed: commit ``commit_units``, then hold ``hold_units`` forever.
 
@@ -248,7 +342,11 @@ def hold_until_killed(
     from budget_graph.postgres import PostgresMeter
 
     meter = PostgresMeter.from_conn_string(
-        conninfo, Budget(max_tokens=limit), scope=scope_key, lease_s=lease_s, setup=False,
+        conninfo,
+        Budget(max_tokens=limit),
+        scope=scope_key,
+        lease_s=lease_s,
+        setup=False,
     )
     done = meter.reserve(commit_units)
     meter.commit(done, commit_units)

@@ -24,6 +24,7 @@ from budget_graph.postgres.base import (
     LeaseExpiredWarning,
     MeterTimeoutError,
 )
+from budget_graph.postgres.chunks import ChunkedMeter, LocalReservation
 from budget_graph.postgres.scope import BudgetScope, Period
 from budget_graph.postgres.sync import PostgresMeter, connection_options, setup
 
@@ -32,8 +33,10 @@ __all__ = [
     "AsyncPostgresMeter",
     "BudgetScope",
     "BudgetSnapshot",
+    "ChunkedMeter",
     "LeaseExpiredWarning",
     "LeasedReservation",
+    "LocalReservation",
     "MeterTimeoutError",
     "Period",
     "PostgresMeter",

@@ -319,8 +319,10 @@ class PostgresMeterBase:
         levels: dict[str, tuple[int, ...]],
         params: dict[str, Any],
     ) -> tuple[str, int, int, int, int]:
-        """The level to name in the error: the tightest one for a clamp, else the innermost
-        one without room for the units."""
+        """The level to name in the error.
+
+        The tightest level for a clamp, else the innermost one without room for the units.
+        """
         final, units = params["final"], params["units"]
 
         def room(key: str) -> int:
