@@ -95,6 +95,7 @@ def build_anytime(
     epsilon: float = 0.05,
     patience: int = 1,
     quality: AnytimeQuality = answer_complete,
+    stop_at: float | None = None,
     unanswerable: Callable[[BaseException], bool] = is_not_recorded,
     checkpointer: Any = None,
     name: str = "anytime",
@@ -106,7 +107,8 @@ def build_anytime(
     the earlier). After each step the relative-gain rule reads the best-so-far Q: it
     stops with ``"converged"`` at the first step whose signed gain is below ``epsilon``
     (``patience`` steps in a row) while Q > 0. Other stops: ``"budget"`` (a call was
-    refused), ``"depth"`` (``max_steps`` made), ``"error"`` (``unanswerable``).
+    refused), ``"solved"`` (the best quality reached ``stop_at``), ``"depth"``
+    (``max_steps`` made), ``"error"`` (``unanswerable``).
 
     Args:
         model: Chat model that writes the answers.
@@ -120,6 +122,8 @@ def build_anytime(
         patience: Low-gain steps in a row needed to stop.
         quality: Scores a completion (default :func:`answer_complete`; pass a verifier
             for tasks that have one).
+        stop_at: Stop with ``"solved"`` as soon as the best quality reaches this (e.g.
+            1.0 for a verifier: nothing can beat a verified answer).
         unanswerable: Errors that end the run with ``stop_reason="error"``.
         checkpointer: Passed to ``compile``.
         name: Graph name.
@@ -174,7 +178,9 @@ def build_anytime(
         )
         decision = rule(qualities)
         out["stop_statistic"] = decision.statistic
-        if decision.stop:
+        if stop_at is not None and best_q >= stop_at:
+            out["stop_reason"] = "solved"
+        elif decision.stop:
             out["stop_reason"] = "converged"
         elif k >= max_steps:
             out["stop_reason"] = "depth"

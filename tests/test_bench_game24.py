@@ -137,3 +137,20 @@ def test_budget_tokens_and_progress() -> None:
     )
     assert sorted({r.budget for r in records}) == [2000, 3000]
     assert sum(seen) == 2
+
+
+def test_planner_and_anytime_rows_get_traces_e3_and_an_anytime_index() -> None:
+    from budget_graph.efficiency.report import render_json
+
+    methods = ["budget-search", "budget-proportional", "anytime-gen", "cot-verify"]
+    records = game24.run(methods=methods, budget_tokens=[6_000], limit=1, workers=1)
+    assert {r.method for r in records} == set(methods)
+    for r in records:  # planner rows too: a trace read in total tokens
+        assert r.anytime and len(r.anytime_usage) == len(r.anytime)
+        assert r.anytime[-1][0] <= r.generated_tokens and r.anytime_usage[-1][0] <= r.prompt_tokens
+    gen = next(r for r in records if r.method == "anytime-gen")
+    assert gen.budget is None and gen.calls == gen.extra["samples"] == len(gen.anytime)
+    assert gen.stop_reason in {"solved", "converged", "depth"}
+    rows = render_json(records)["tasks"][0]["rows"]
+    assert {row["method"] for row in rows} == set(methods)
+    assert all(row["anytime_index"] is not None and row["e3"] is not None for row in rows)

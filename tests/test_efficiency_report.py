@@ -179,9 +179,10 @@ def test_pareto_and_anytime_sections(records):
     assert "Q(2,000)" in anytime and "Q(20,000)" in anytime and "fixed for this task" in anytime
     # every row gets an index, traced or not. planner@500: its traced run cannot be read in
     # total tokens (no anytime_usage), so it counts at its final 500 total: Q(2,000) = 0.5;
-    # E³ per 1k = 0.5² / 500 * 1000; AI per 1k = 0.5 / 20,000 * 1000.
+    # E³ per 1k = 0.5² / 500 * 1000; AI per 1k = 0.5 / 20,000 * 1000; on the log grid
+    # (20,000/512, ..., 10,000, 20,000) Q rises by 0.5 between 312.5 and 625: 0.5/312.5/10.
     assert "| planner @ 500 | 0.5000 | 0.500 |" in anytime
-    assert anytime.rstrip().endswith("| 0.500 | 0.02500 |")
+    assert anytime.rstrip().endswith("| 0.500 | 0.02500 | 0.1600 |")
     assert "### E³ and the Anytime Index (visible tokens)" in md[md.index("## date") :]
 
 

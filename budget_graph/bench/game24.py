@@ -23,6 +23,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from budget_graph.anytime import build_anytime
 from budget_graph.bench import game24_tools as tools
 from budget_graph.bench.billing import BilledReplayChatModel, CompletionMeans
 from budget_graph.bench.jobs import resolve_budgets, run_jobs, validate_budgets
@@ -31,7 +32,7 @@ from budget_graph.budgeted import budgeted
 from budget_graph.efficiency import RunRecord
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter
-from budget_graph.nodes import BestFirst, ValueCache
+from budget_graph.nodes import BestFirst, FrontierProportional, ValueCache
 from budget_graph.planner import build_planner
 from budget_graph.replay import ReplayRecord, ReplayStore, load_records, request_key
 from budget_graph.tasks.base import Item
@@ -77,13 +78,21 @@ METHODS: dict[str, _Method] = {
     "budget-search-judge": _Method("search", "judge"),
     "budget-search-verifier": _Method("search", "verifier"),
     "budget-search-solver": _Method("search", "solver"),
+    "budget-proportional": _Method("proportional", "check"),
     **{f"tot-bfs-{k}": _Method("bfs", "check", breadth=k, budgeted=False) for k in range(1, 6)},
     "cot-verify": _Method("cot", "verifier"),
+    "anytime-gen": _Method("anytime", "verifier", budgeted=False),
 }
 """Method name -> how it runs. ``budget-search*``: best-first search (lazy valuation, stop
 at the first verified answer) at each budget, one row per value-tool configuration;
+``budget-proportional``: the headline's tools with the whole-frontier proportional split
+(:class:`~budget_graph.nodes.FrontierProportional`: B(n) = B_rem V(n) / sum V over every
+open node, expanding the nodes whose share pays for an expansion);
 ``tot-bfs-k``: ToT BFS keeping k states per step, with the headline's value tools and early
-stop, unbudgeted; ``cot-verify``: CoT samples one at a time until one verifies."""
+stop, unbudgeted; ``cot-verify``: CoT samples one at a time until one verifies;
+``anytime-gen``: anytime generation (:func:`~budget_graph.anytime.build_anytime`) on the CoT
+recording, max_tokens 100, 200, ..., stopping at a verified answer or by the relative-gain
+rule, unbudgeted."""
 
 BUDGET_FRACTIONS: tuple[float, ...] = (0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
 """Default budgets: fractions of the reference method's mean tokens per puzzle."""
@@ -193,12 +202,18 @@ def _record(
     stats = out.get("search_stats")
     over = max(meter.spent - limit, 0) if meter is not None and limit is not None else 0
     answer = out.get("answer")
+    trace = out.get("trace") or ()
     return RunRecord(
         task=_TASK,
         item=item.id,
         method=method,
         budget=limit,
         correct=bool(out.get("solved")) and task.is_correct(item, answer),
+        anytime=[
+            (p.output_tokens, float(p.quality >= 1.0 and task.is_correct(item, p.answer)))
+            for p in trace
+        ],
+        anytime_usage=[(p.input_tokens, p.reasoning_tokens) for p in trace],
         prompt_tokens=spend.input_tokens if spend else 0,
         generated_tokens=spend.output_tokens if spend else 0,
         calls=spend.calls if spend else 0,
@@ -228,7 +243,17 @@ def _run_search(
     value = tools.value_tools(spec.tools, model, task, cache)
     budget = Budget(max_tokens=limit or _INF_BUDGET)
     expand_cap = recording.cap("propose")
-    if spec.kind == "search":
+    if spec.kind == "proportional":
+        graph = build_planner(
+            model,
+            task=task,
+            budget=budget,
+            value=value,
+            expand_max_tokens=expand_cap,
+            policy=FrontierProportional(expand_at=VALUE_MAP["sure"]),
+            lazy_value_at=VALUE_MAP["sure"],
+        )
+    elif spec.kind == "search":
         graph = build_planner(
             model,
             task=task,
@@ -258,6 +283,8 @@ def _run_cot(item: Item, limit: int, task: Game24Task, model: Any, cap: int) -> 
     meter = Meter(Budget(max_tokens=limit))
     llm = budgeted(model, meter=meter)
     answer, correct, reason, samples = None, False, "budget", 0
+    trace: list[tuple[int, float]] = []
+    usage: list[tuple[int, int]] = []
     recorded = len(model.replay_store.records([{"role": "user", "content": task.cot_prompt(item)}]))
     per_item = max(recorded, 1) * 100
     for _ in range(per_item):
@@ -267,7 +294,11 @@ def _run_cot(item: Item, limit: int, task: Game24Task, model: Any, cap: int) -> 
             break
         samples += 1
         got = task.extract_answer(item, msg.text)
-        if task.is_correct(item, got):
+        ok = task.is_correct(item, got)
+        spent = meter.spend
+        trace.append((spent.output_tokens, float(ok)))
+        usage.append((spent.input_tokens, spent.reasoning_tokens))
+        if ok:
             answer, correct, reason = got, True, "solved"
             break
     else:
@@ -284,6 +315,8 @@ def _run_cot(item: Item, limit: int, task: Game24Task, model: Any, cap: int) -> 
         calls=spend.calls,
         stop_reason=reason,
         answer=answer,
+        anytime=trace,
+        anytime_usage=usage,
         extra={
             "overshoot": max(meter.spent - limit, 0),
             "samples": samples,
@@ -291,6 +324,30 @@ def _run_cot(item: Item, limit: int, task: Game24Task, model: Any, cap: int) -> 
             "estimated_tokens": 0,
             "tools": "verifier",
         },
+    )
+
+
+def _run_anytime(item: Item, task: Game24Task, model: Any) -> RunRecord:
+    def verified(_item: Item, answer: str | None, _text: str, _finish: str | None) -> float:
+        return 1.0 if task.is_correct(item, answer) else 0.0
+
+    graph = build_anytime(model, task=task, quality=verified, stop_at=1.0, max_steps=10)
+    out = graph.invoke({"item": item})
+    spend, trace = out["spend"], out.get("trace") or ()
+    return RunRecord(
+        task=_TASK,
+        item=item.id,
+        method="anytime-gen",
+        correct=task.is_correct(item, out.get("answer")),
+        prompt_tokens=spend.input_tokens,
+        generated_tokens=spend.output_tokens,
+        reasoning_tokens=spend.reasoning_tokens,
+        calls=spend.calls,
+        stop_reason=out.get("stop_reason"),
+        answer=out.get("answer"),
+        anytime=[(p.output_tokens, p.quality) for p in trace],
+        anytime_usage=[(p.input_tokens, p.reasoning_tokens) for p in trace],
+        extra={"samples": int(out.get("step") or 0), "unrecorded": 0, "tools": "verifier"},
     )
 
 
@@ -304,11 +361,13 @@ def _run_job(
     """All puzzles of one (method, budget): one value cache across them, as the original run."""
     recording = _recording(sources)
     task = task or Game24Task(dead_end_rule=not recording.judged_final_states)
-    if METHODS[method].kind == "cot":
-        assert budget is not None
+    if METHODS[method].kind in ("cot", "anytime"):
         from budget_graph.replay import ReplayChatModel
 
         cot = ReplayChatModel(store=ReplayStore([], records=recording.cot))
+        if METHODS[method].kind == "anytime":
+            return [_run_anytime(item, task, cot) for item in items]
+        assert budget is not None
         return [_run_cot(item, budget, task, cot, recording.cap("cot")) for item in items]
     cache = ValueCache()
     return [_run_search(item, method, budget, cache, task, recording) for item in items]

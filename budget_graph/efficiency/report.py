@@ -96,6 +96,10 @@ def grid_for(
     return m.BudgetGrid(top=top, points=10, tokens=kind), False
 
 
+def _log_twin(grid: m.BudgetGrid) -> m.BudgetGrid:
+    return m.BudgetGrid(top=grid.top, points=grid.points, spacing="log", tokens=grid.tokens)
+
+
 def _row_metrics(g: Group, grid: m.BudgetGrid, kind: m.TokenKind) -> dict[str, Any]:
     curve = grid.curve(g.records)
     return {
@@ -107,6 +111,7 @@ def _row_metrics(g: Group, grid: m.BudgetGrid, kind: m.TokenKind) -> dict[str, A
         "e3": m.e3(g.records, kind),
         "e3_1k": m.e3(g.records, kind, per_1k=True),
         "anytime_index": m.anytime_index(curve),
+        "anytime_index_log": _log_twin(grid).index(g.records),
         "anytime_curve": [[b, q] for b, q in curve],
     }
 
@@ -231,7 +236,7 @@ def _task_markdown(
     )
 
     grid, fixed = grid_for(task, [r for g in groups for r in g.records], grids, kind)
-    budgets = grid.budgets()
+    budgets, log_grid = grid.budgets(), _log_twin(grid)
     where = (
         "fixed for this task"
         if fixed
@@ -244,13 +249,16 @@ def _task_markdown(
         f"E³ = A² / T̄ (Plan-and-Budget, arXiv:2505.16122), T̄ the mean {kind} tokens per item, "
         "per 1k tokens. Q(b): share of items whose best answer so far is correct once b "
         f"tokens were spent. AI = (1/|B|) Σ ΔQ(b)/Δb from (0, 0) on the {grid.spacing} grid "
-        f"of {len(budgets)} budgets {where}; per 1k tokens.",
+        f"of {len(budgets)} budgets {where}; per 1k tokens. The {grid.spacing} grid is the "
+        "definition's; the last column is the same index on the log grid with the same top "
+        "(top/2^(k-1), ..., top), which weighs quality bought early more.",
         "",
     ]
     rows = []
     for g in groups:
         curve = grid.curve(g.records)
         ai = m.anytime_index(curve)
+        ai_log = log_grid.index(g.records)
         e3 = m.e3(g.records, kind, per_1k=True)
         rows.append(
             [
@@ -258,9 +266,11 @@ def _task_markdown(
                 _num(e3),
                 *(f"{q:.3f}" for _, q in curve),
                 _num(None if ai is None else ai * 1000),
+                _num(None if ai_log is None else ai_log * 1000),
             ]
         )
-    out += _md_table(["method", "E³ per 1k", *(f"Q({b:,.0f})" for b in budgets), "AI per 1k"], rows)
+    headers = ["method", "E³ per 1k", *(f"Q({b:,.0f})" for b in budgets), "AI per 1k"]
+    out += _md_table([*headers, "AI per 1k (log grid)"], rows)
     return out + [""]
 
 
