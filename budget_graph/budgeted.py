@@ -277,7 +277,22 @@ class _Call(observe.CallInfo):
             self._commit(*usage_counts(meta), 1, 0, text)
             return
         usage = _result_usage(result)
+        _usage_on_first_choice(result)
         self.finish(usage, _result_text(result) if usage is None or self.wants_text else "")
+
+
+def _usage_on_first_choice(result: ChatResult) -> None:
+    """Keep a response's usage on its first choice only, where a client copied it to all n.
+
+    langchain-openai puts the whole response's usage on each of the n choices; anything
+    summing the choices (OpenLLMetry's LangChain instrumentor does) would count the call
+    n times. The call was billed once, as ``_result_usage`` reads it.
+    """
+    gens = result.generations
+    first = getattr(gens[0].message, "usage_metadata", None) if gens else None
+    if first and all(getattr(g.message, "usage_metadata", None) == first for g in gens[1:]):
+        for gen in gens[1:]:
+            gen.message.usage_metadata = None
 
 
 _TIMEOUT_NAMES = frozenset(

@@ -1,5 +1,8 @@
 """OpenTelemetry spans, events and metrics for budgets (OTel API only; SDK helpers in ``export``).
 
+``setup(endpoint, service_name, capture_content)`` does it all over OTLP/HTTP (the
+``[otel]`` extra); ``instrument(...)`` registers the tracer on providers you built.
+
 Example:
     >>> from opentelemetry.sdk.trace import TracerProvider
     >>> from budget_graph.telemetry import instrument
@@ -9,6 +12,7 @@ Example:
 """
 
 from budget_graph.telemetry.config import TelemetryConfig
+from budget_graph.telemetry.export import Telemetry, setup
 from budget_graph.telemetry.metrics import (
     BudgetInstruments,
     create_budget_events_counter,
@@ -24,6 +28,7 @@ from budget_graph.telemetry.tracer import BudgetTracer, instrument
 __all__ = [
     "BudgetInstruments",
     "BudgetTracer",
+    "Telemetry",
     "TelemetryConfig",
     "TracedGraph",
     "create_budget_events_counter",
@@ -33,6 +38,7 @@ __all__ = [
     "create_token_usage_histogram",
     "create_utilization_histogram",
     "instrument",
+    "setup",
     "trace_run",
     "traced",
 ]
