@@ -292,7 +292,8 @@ def _usage_on_first_choice(result: ChatResult) -> None:
     first = getattr(gens[0].message, "usage_metadata", None) if gens else None
     if first and all(getattr(g.message, "usage_metadata", None) == first for g in gens[1:]):
         for gen in gens[1:]:
-            gen.message.usage_metadata = None
+            if isinstance(gen.message, AIMessage):
+                gen.message.usage_metadata = None
 
 
 _TIMEOUT_NAMES = frozenset(
