@@ -11,6 +11,12 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+    patch_config,
+)
 from langgraph.pregel.protocol import PregelProtocol
 from langgraph.types import Command, Overwrite
 
@@ -131,7 +137,10 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         if not resume and isinstance(input, dict):
             stale = view is not None and view.stop_reason is not None
             input = self._fresh_input(input, stale=stale, nested=parent is not None)
-        meter = _meter(self.budget, max(used, 0), self.scope_name, parent)
+        scope = self.scope_name
+        if parent is not None and scope == self.scope:  # unnamed and nested: the graph's name
+            scope = str(self.name)
+        meter = _meter(self.budget, max(used, 0), scope, parent)
         self.last_meter = meter
         flags = RunFlags()
         run_config = budget_config(meter, cfg)
@@ -175,20 +184,30 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
             observe.emit("budget.unrecorded_spend", units=missing.units, calls=missing.calls)
         observe.notify("run_finished", info)
 
+    def _callbacks(self, config: RunnableConfig | None) -> tuple[RunnableConfig, dict[str, Any]]:
+        """The caller's config completed, and how to open this run's callback run."""
+        cfg = ensure_config(config)
+        start = {"name": self.get_name(), "run_id": cfg.pop("run_id", None)}  # type: ignore[misc]
+        return cfg, start
+
     @contextmanager
     def _session(self, input: Any, config: RunnableConfig | None) -> Iterator[_Run]:
-        view = (
-            None if current_meter(config) is not None else threads.read_thread(self.graph, config)
-        )
-        run = self._open(input, config, view)
+        cfg, start = self._callbacks(config)
+        # This run is the callback parent of the graph's own run (astream_events' root).
+        manager = get_callback_manager_for_config(cfg).on_chain_start(None, input, **start)
+        cfg = patch_config(cfg, callbacks=manager.get_child())
+        view = None if current_meter(cfg) is not None else threads.read_thread(self.graph, cfg)
+        run = self._open(input, cfg, view)
         self._started(run)
         missing = None
         try:
             yield run
         except GeneratorExit:  # the consumer stopped iterating: not an error
+            manager.on_chain_end(run.latest)
             raise
         except BaseException as exc:
             run.info.error = exc
+            manager.on_chain_error(exc)
             raise
         finally:
             try:
@@ -198,21 +217,28 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
                     )
             finally:
                 self._finished(run, missing)
+        manager.on_chain_end(run.info.state)
 
     @asynccontextmanager
     async def _asession(self, input: Any, config: RunnableConfig | None) -> AsyncIterator[_Run]:
+        cfg, start = self._callbacks(config)
+        callbacks = get_async_callback_manager_for_config(cfg)
+        manager = await callbacks.on_chain_start(None, input, **start)
+        cfg = patch_config(cfg, callbacks=manager.get_child())
         view = None
-        if current_meter(config) is None:
-            view = await threads.aread_thread(self.graph, config)
-        run = self._open(input, config, view)
+        if current_meter(cfg) is None:
+            view = await threads.aread_thread(self.graph, cfg)
+        run = self._open(input, cfg, view)
         self._started(run)
         missing = None
         try:
             yield run
         except GeneratorExit:
+            await manager.on_chain_end(run.latest)
             raise
         except BaseException as exc:
             run.info.error = exc
+            await manager.on_chain_error(exc)
             raise
         finally:
             try:
@@ -222,21 +248,45 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
                     )
             finally:
                 self._finished(run, missing)
+        await manager.on_chain_end(run.info.state)
 
-    def _end(self, run: _Run, exc: BudgetExceededError, shape: Shape) -> list[Any]:
+    def _end(self, run: _Run, exc: BudgetExceededError) -> None:
         """End a run whose budget refused a call no guard caught: a message, a reason."""
         notes = getattr(exc, "__notes__", ())
         if self.on_exhausted == "error" or any(RAISED_BY_GUARD in n for n in notes):
             raise exc
         observe.emit("budget.exhausted", limit=exc.limit, spent=exc.spent, requested=exc.requested)
         latest = run.latest if isinstance(run.latest, dict) else {}
-        update: dict[str, Any] = {"stop_reason": "budget"}
+        run.ended = {"stop_reason": "budget"}
         if "messages" in latest:
-            update["messages"] = [AIMessage(content=budget_message(exc), name="budget")]
+            run.ended["messages"] = [AIMessage(content=budget_message(exc), name="budget")]
+
+    def _closing(self, run: _Run, shape: Shape) -> list[Any]:
+        """Chunks of the run's last word: a budget ending, and spend no node wrote to state.
+
+        Calls made outside a guard (a prebuilt agent's model node, a node that raised or
+        paused) were committed on the meter but never written to ``spend``: the run's
+        final state gets them here, once.
+        """
+        latest = run.latest if isinstance(run.latest, dict) else {}
+        update: dict[str, Any] = dict(run.ended or {})
+        if run.flags.low_node and latest.get("stop_reason") is None:
+            update.setdefault("stop_reason", "budget")
+        channels = getattr(self.graph, "channels", None) or {}
+        if "spend" in channels:
+            now = latest.get("spend")
+            now = now if isinstance(now, Spend) else Spend()
+            missing = run.meter.spend - (now - run.start)
+            if missing.calls > 0 or missing.units > 0:
+                update["spend"] = missing
+        if not update:
+            return []
         values = {**latest, **update}
         if "messages" in update:
-            values["messages"] = [*latest["messages"], *update["messages"]]
-        run.latest, run.ended = values, update
+            values["messages"] = [*latest.get("messages", ()), *update["messages"]]
+        if "spend" in update:
+            values["spend"] = (latest.get("spend") or Spend()) + update["spend"]
+        run.latest = values
         return shape.chunks(values, update, "budget")
 
     def _ending_update(self, run: _Run, snapshot: Any) -> tuple[dict[str, Any], str] | None:
@@ -264,12 +314,9 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
             await self.graph.aupdate_state(snapshot.config, ending[0], as_node=ending[1])
 
     def _result(self, run: _Run, values: Any) -> Any:
-        """The run's result: a budget edge's stop noted, a nested run's output for its parent."""
-        if isinstance(values, dict):
-            if run.flags.low_node and values.get("stop_reason") is None:
-                values = {**values, "stop_reason": "budget"}
-            if run.parent is not None:
-                values = _as_child_output(values, run.parent, self.scope_name)
+        """The run's result (a nested run's: its output for its parent)."""
+        if isinstance(values, dict) and run.parent is not None:
+            values = _as_child_output(values, run.parent, run.meter.scope)
         return values
 
     # -- streaming: the core every entry point goes through --------------------------------
@@ -280,7 +327,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         shape = Shape(self.graph, kwargs)
         with self._session(input, config) as run:
             out.append(run)
-            it = iter(self.graph.stream(run.input, run.config, **kwargs))
+            it = iter(self.graph.stream(run.input, run.config, **shape.inner_kwargs(kwargs)))
             try:
                 while True:
                     with use_meter(run.meter):
@@ -289,16 +336,18 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
                         except StopIteration:
                             break
                         except BudgetExceededError as exc:
-                            yield from self._end(run, exc, shape)
+                            self._end(run, exc)
                             break
-                    values = shape.values_of(chunk)
+                    values, chunk = shape.split(chunk)
                     if values is not None:
                         run.latest = values
-                    yield chunk
+                    if chunk is not None:
+                        yield chunk
             finally:
                 close = getattr(it, "close", None)
                 if close is not None:
                     close()
+            yield from self._closing(run, shape)
             self._persist_end(run)
             run.info.state = self._result(run, run.latest)
 
@@ -308,29 +357,28 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         shape = Shape(self.graph, kwargs)
         async with self._asession(input, config) as run:
             out.append(run)
-            ait = aiter(self.graph.astream(run.input, run.config, **kwargs))
+            ait = aiter(self.graph.astream(run.input, run.config, **shape.inner_kwargs(kwargs)))
             try:
                 while True:
-                    ending = None
                     with use_meter(run.meter):
                         try:
                             chunk = await anext(ait)
                         except StopAsyncIteration:
                             break
                         except BudgetExceededError as exc:
-                            ending = self._end(run, exc, shape)
-                    if ending is not None:
-                        for item in ending:
-                            yield item
-                        break
-                    values = shape.values_of(chunk)
+                            self._end(run, exc)
+                            break
+                    values, chunk = shape.split(chunk)
                     if values is not None:
                         run.latest = values
-                    yield chunk
+                    if chunk is not None:
+                        yield chunk
             finally:
                 aclose = getattr(ait, "aclose", None)
                 if aclose is not None:
                     await aclose()
+            for item in self._closing(run, shape):
+                yield item
             await self._apersist_end(run)
             run.info.state = self._result(run, run.latest)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage
@@ -61,13 +62,17 @@ def _merge_update(result: Any, spend: Spend, stop_reason: str | None) -> Any:
 class _NodeRun:
     """One guarded node run: its ledger, its record for observers, and how it ends."""
 
-    __slots__ = ("info", "label", "ledger", "on_exhausted", "outer")
+    __slots__ = ("info", "label", "ledger", "on_exhausted", "outer", "outer_run", "reason", "token")
 
     def __init__(self, label: str, on_exhausted: OnExhausted) -> None:
         self.label = label
         self.on_exhausted = on_exhausted
         self.outer = current_ledger()
+        self.outer_run = _node_run.get()
         self.ledger = Ledger()
+        self.reason: str | None = None
+        """``"budget"`` when a graph run inside this node was stopped by a budget it shares."""
+        self.token: Any = None
         self.info: observe.NodeInfo | None = None
         if observe.state.active:  # hot path: no observer, no record
             self.info = observe.NodeInfo(name=label)
@@ -75,9 +80,11 @@ class _NodeRun:
 
     def __enter__(self) -> _NodeRun:
         self.ledger.__enter__()
+        self.token = _node_run.set(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        _node_run.reset(self.token)
         self.ledger.__exit__(*exc)
         if self.outer is not None and self.ledger:
             # A graph run inside another guarded node (a subgraph invoked in a node): its
@@ -88,7 +95,7 @@ class _NodeRun:
         if reason is None and isinstance(result, dict):
             reason = result.get("stop_reason")
         if reason is None:
-            reason = _routed_here_for_budget()
+            reason = self.reason or _routed_here_for_budget()
         info, ledger = self.info, self.ledger
         if not ledger and reason is None and info is None:
             return result  # no budgeted call, nothing to report
@@ -112,11 +119,30 @@ class _NodeRun:
             requested=exc.requested,
             scope=exc.scope,
         )
+        outer = self.outer_run
+        if outer is not None and _refused_by_a_shared_level(exc):
+            outer.reason = "budget"  # the enclosing node's run is out of budget too
         if self.on_exhausted == "error":
             self.failed(exc)
             exc.add_note(f"{RAISED_BY_GUARD} {self.label!r}")
             raise exc
         return self.done(None, "budget")
+
+
+_node_run: ContextVar[_NodeRun | None] = ContextVar("budget_graph_node_run", default=None)
+
+
+def _refused_by_a_shared_level(exc: BudgetExceededError) -> bool:
+    """Whether the refusing level is the enclosing run's (not a nested run's own limit)."""
+    meter = current_meter()
+    parent = getattr(meter, "parent", None)
+    if parent is None:  # one level: whoever refused, the enclosing node shares it
+        return True
+    while parent is not None:
+        if getattr(parent, "scope", None) == exc.scope:
+            return True
+        parent = getattr(parent, "parent", None)
+    return False
 
 
 def _routed_here_for_budget() -> str | None:

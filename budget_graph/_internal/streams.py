@@ -11,44 +11,58 @@ _INTERRUPT = "__interrupt__"
 
 
 class Shape:
-    """How a stream's chunks look for the given ``stream_mode``/``subgraphs`` arguments."""
+    """The caller's ``stream_mode``/``subgraphs`` chunk format, over a stream with values.
 
-    __slots__ = ("modes", "multi", "subgraphs")
+    ``with_budget`` streams the graph with ``"values"`` added to the caller's modes, so
+    it always knows the run's latest state, and hands the caller only the chunks (and
+    the chunk shape) it asked for.
+    """
+
+    __slots__ = ("inner", "modes", "multi", "subgraphs")
 
     def __init__(self, graph: Any, kwargs: dict[str, Any]) -> None:
         mode: Any = kwargs.get("stream_mode") or getattr(graph, "stream_mode", "values")
         self.multi = not isinstance(mode, str)
         self.modes: Sequence[str] = list(mode) if self.multi else [str(mode)]
         self.subgraphs = bool(kwargs.get("subgraphs"))
+        self.inner = kwargs.get("version", "v1") == "v1"
+        """Whether the graph is streamed in our own shape (v1 chunks; v2 passes through)."""
 
-    def values_of(self, chunk: Any) -> Any:
-        """The full state in ``chunk`` when it is a root ``values`` chunk, else ``None``."""
+    def inner_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The graph's stream arguments: the caller's modes plus ``"values"``, as a list."""
+        if not self.inner:
+            return kwargs
+        modes = [*self.modes, *(() if "values" in self.modes else ("values",))]
+        return {**kwargs, "stream_mode": modes}
+
+    def split(self, chunk: Any) -> tuple[Any, Any]:
+        """``(root state or None, the chunk as the caller wants it or None)``."""
+        if not self.inner:
+            return None, chunk
         ns: tuple = ()
         if self.subgraphs:
-            if not isinstance(chunk, tuple) or len(chunk) < 2:
-                return None
-            ns, chunk = chunk[0], chunk[1:] if self.multi else chunk[1]
-            if self.multi:
-                chunk = tuple(chunk)
-        if ns:
-            return None
+            ns, mode, payload = chunk
+        else:
+            mode, payload = chunk
+        values = payload if mode == "values" and not ns else None
+        if mode not in self.modes:
+            return values, None
+        return values, self._shaped(ns, mode, payload)
+
+    def _shaped(self, ns: tuple, mode: str, payload: Any) -> Any:
         if self.multi:
-            if isinstance(chunk, tuple) and len(chunk) == 2 and chunk[0] == "values":
-                return chunk[1]
-            return None
-        return chunk if self.modes == ["values"] else None
+            return (ns, mode, payload) if self.subgraphs else (mode, payload)
+        return (ns, payload) if self.subgraphs else payload
 
     def chunks(self, values: Any, update: dict[str, Any], node: str) -> list[Any]:
         """Chunks announcing the budget's final update (for ``values``/``updates`` modes)."""
+        if not self.inner:
+            return []
         out: list[Any] = []
         for mode in self.modes:
             payload = values if mode == "values" else {node: update} if mode == "updates" else None
-            if payload is None:
-                continue
-            chunk: Any = (mode, payload) if self.multi else payload
-            if self.subgraphs:
-                chunk = ((), *chunk) if self.multi else ((), chunk)
-            out.append(chunk)
+            if payload is not None:
+                out.append(self._shaped((), mode, payload))
         return out
 
 

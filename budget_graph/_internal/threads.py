@@ -125,10 +125,15 @@ async def aread_thread(graph: Any, config: Any) -> ThreadView | None:
     return _view(here, latest)
 
 
-def _missing(snapshot: Any, start: Spend, committed: Spend) -> Spend | None:
+def _missing(snapshot: Any, tup: Any, start: Spend, committed: Spend) -> Spend | None:
     values = snapshot.values or {}
     now = values.get("spend")
     recorded = (now if isinstance(now, Spend) else Spend()) - start
+    # Tasks that finished in a step another task failed keep their writes pending on the
+    # checkpoint; LangGraph applies them on resume, so they are recorded already.
+    for task, channel, value in tup.pending_writes or ():
+        if task != NULL_TASK_ID and channel == "spend" and isinstance(value, Spend):
+            recorded = recorded + value
     missing = committed - recorded
     return missing if missing.calls > 0 or missing.units > 0 else None
 
@@ -160,11 +165,13 @@ def record_missing(
     snapshot = graph.get_state(latest_config(config))
     if _forked(config) and _is_older(snapshot, since):
         snapshot = graph.get_state(config)
-    missing = _missing(snapshot, start, committed)
-    if missing is None or snapshot.config is None:
+    if snapshot.config is None:
         return None
     tup = saver.get_tuple(snapshot.config)
     if tup is None:
+        return None
+    missing = _missing(snapshot, tup, start, committed)
+    if missing is None:
         return None
     saver.put_writes(tup.config, _null_writes(saver, tup, missing), NULL_TASK_ID)
     return missing
@@ -180,11 +187,13 @@ async def arecord_missing(
     snapshot = await graph.aget_state(latest_config(config))
     if _forked(config) and _is_older(snapshot, since):
         snapshot = await graph.aget_state(config)
-    missing = _missing(snapshot, start, committed)
-    if missing is None or snapshot.config is None:
+    if snapshot.config is None:
         return None
     tup = await saver.aget_tuple(snapshot.config)
     if tup is None:
+        return None
+    missing = _missing(snapshot, tup, start, committed)
+    if missing is None:
         return None
     await saver.aput_writes(tup.config, _null_writes(saver, tup, missing), NULL_TASK_ID)
     return missing
