@@ -112,6 +112,17 @@ CASES: list[Case] = [
     Case("with_budget", "with_budget(graph, budget, scope='global')",
          lambda: with_budget(object(), Budget(max_tokens=10), scope="global"),
          ("scope", "'global'")),
+    Case("with_budget", "with_budget(graph, 5000)", lambda: with_budget(_graph(), 5000),
+         ("TypeError", "Budget", "int 5000")),
+    Case("with_budget", "with_budget(graph, None)", lambda: with_budget(_graph(), None),
+         ("TypeError", "Budget", "None")),
+    Case("with_budget", "with_budget(builder, budget)  (not compiled)",
+         lambda: with_budget(_builder(), Budget(max_tokens=10)),
+         ("TypeError", "compiled graph", "StateGraph")),
+    Case("with_budget", "with_budget(graph, budget, on_exhausted='stop')",
+         lambda: with_budget(_graph(), Budget(max_tokens=10), on_exhausted="stop"),
+         ("on_exhausted", "'stop'")),
+    Case("guard", "guard(42)", lambda: guard(42), ("TypeError", "int")),
     Case("TokenBudgetMiddleware", "TokenBudgetMiddleware(run_limit=-5)",
          lambda: _middleware(run_limit=-5), ("run_limit", "-5")),
     Case("TokenBudgetMiddleware", "TokenBudgetMiddleware(run_limit='lots')",
@@ -168,6 +179,21 @@ CASES += [
              {k: v for k, v in _RECORD.items() if k != "completions"}) + "\n"),
          ("missing_field.jsonl", "completions")),
 ]
+
+
+def _builder() -> Any:
+    from langgraph.graph import START, StateGraph
+
+    from budget_graph import BudgetState
+
+    builder = StateGraph(BudgetState)
+    builder.add_node("n", lambda s: {})
+    builder.add_edge(START, "n")
+    return builder
+
+
+def _graph() -> Any:
+    return _builder().compile()
 
 
 def _middleware(**kwargs: Any) -> Any:
