@@ -181,22 +181,26 @@ class ModelCall:
         if mw.exit_behavior == "interrupt":
             run_limit, thread_limit = mw.limits(self.state)
             run_spent, thread_spent = mw._spent(self.state)
-            answer = interrupt(
-                {
-                    "type": "token_budget",
-                    "message": str(err),
-                    "scope": err.scope,
-                    "limit": err.limit,
-                    "spent": err.spent,
-                    "requested": err.requested,
-                    "unit": err.unit,
-                    "run_limit": run_limit,
-                    "thread_limit": thread_limit,
-                    "run_spent": run_spent,
-                    "thread_spent": thread_spent,
-                }
-            )
-            approved = mw.parse_resume(answer)
+            question = {
+                "type": "token_budget",
+                "message": str(err),
+                "scope": err.scope,
+                "limit": err.limit,
+                "spent": err.spent,
+                "requested": err.requested,
+                "unit": err.unit,
+                "run_limit": run_limit,
+                "thread_limit": thread_limit,
+                "run_spent": run_spent,
+                "thread_spent": thread_spent,
+            }
+            answer = interrupt(question)
+            while True:  # a bad answer is consumed: ask again, saying what was wrong
+                try:
+                    approved = mw.parse_resume(answer)
+                    break
+                except ValueError as bad:
+                    answer = interrupt({**question, "error": str(bad)})
             if approved is not None:
                 self.updates.update(approved)
                 self.state.update(approved)
