@@ -17,7 +17,7 @@ def test_docs_example_runs(capsys):
 
 
 @pytest.mark.parametrize(
-    "module", ["metrics", "records", "report", "significance", "spans", "tables", "plots"]
+    "module", ["grids", "metrics", "records", "report", "significance", "spans", "tables", "plots"]
 )
 def test_module_doctests(module):
     mod = importlib.import_module(f"budget_graph.efficiency.{module}")

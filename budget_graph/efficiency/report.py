@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from budget_graph.efficiency import metrics as m
+from budget_graph.efficiency.grids import ANYTIME_GRIDS, grid_for, log_twin, row_metrics
 from budget_graph.efficiency.records import RunRecord, read_jsonl, write_jsonl
 from budget_graph.efficiency.significance import divergent_pairs
 from budget_graph.efficiency.tables import (
@@ -64,56 +65,6 @@ __all__ = [
     "report_main",
     "write_report",
 ]
-
-
-ANYTIME_GRIDS: dict[str, m.BudgetGrid] = {
-    # 40 recorded chains per question at the 256-token chain cap: the most a method can
-    # generate on one question of the shipped date recording.
-    "date": m.BudgetGrid(top=40 * 256, points=10, tokens="visible"),
-    # About the recorded ToT BFS run's mean spend per puzzle (19,357 prompt + completion
-    # tokens), rounded up.
-    "game24": m.BudgetGrid(top=20_000, points=10, tokens="total"),
-}
-"""Task name -> the fixed budget grid of its anytime curves and Anytime Index."""
-
-
-def grid_for(
-    task: str,
-    records: Sequence[RunRecord],
-    grids: Mapping[str, m.BudgetGrid] | None = None,
-    kind: m.TokenKind = "visible",
-) -> tuple[m.BudgetGrid, bool]:
-    """The anytime grid of ``task`` and whether it is fixed for the task.
-
-    From ``grids``, else :data:`ANYTIME_GRIDS`; a task with neither gets an even grid of
-    10 budgets up to the largest spend of ``records`` in ``kind`` (which depends on the
-    runs reported, so the report says so).
-    """
-    fixed = {**ANYTIME_GRIDS, **(grids or {})}.get(task)
-    if fixed is not None:
-        return fixed, True
-    top = max((b for b in m.budget_grid(records, kind, points=1)), default=1.0)
-    return m.BudgetGrid(top=top, points=10, tokens=kind), False
-
-
-def _log_twin(grid: m.BudgetGrid) -> m.BudgetGrid:
-    return m.BudgetGrid(top=grid.top, points=grid.points, spacing="log", tokens=grid.tokens)
-
-
-def _row_metrics(g: Group, grid: m.BudgetGrid, kind: m.TokenKind) -> dict[str, Any]:
-    curve = grid.curve(g.records)
-    return {
-        "visible_tokens": g.tokens("visible"),
-        "hidden_tokens": g.tokens("reasoning"),
-        "generated_tokens": g.tokens("generated"),
-        "e_1k": m.efficiency(g.records, kind, per_1k=True),
-        "e_visible_1k": m.efficiency(g.records, "visible", per_1k=True),
-        "e3": m.e3(g.records, kind),
-        "e3_1k": m.e3(g.records, kind, per_1k=True),
-        "anytime_index": m.anytime_index(curve),
-        "anytime_index_log": _log_twin(grid).index(g.records),
-        "anytime_curve": [[b, q] for b, q in curve],
-    }
 
 
 # ---------------------------------------------------------------- markdown
@@ -236,7 +187,7 @@ def _task_markdown(
     )
 
     grid, fixed = grid_for(task, [r for g in groups for r in g.records], grids, kind)
-    budgets, log_grid = grid.budgets(), _log_twin(grid)
+    budgets, log_grid = grid.budgets(), log_twin(grid)
     where = (
         "fixed for this task"
         if fixed
@@ -317,7 +268,7 @@ def render_json(
         for g in groups:
             cols = {c.name: c for c in (*COLUMNS.values(), *spec.resolved())}
             row = {name: c.value(g, groups) for name, c in cols.items() if name != "config"}
-            row.update(_row_metrics(g, grid, kind))
+            row.update(row_metrics(g, grid, kind))
             row["label"] = g.label
             rows.append(row)
         divergences = divergent_pairs({g.label: g.records for g in groups}, kind)
