@@ -233,3 +233,31 @@ def test_no_unregistered_type_is_deserialized(caplog: pytest.LogCaptureFixture) 
         unregister()
     assert states and events == []
     assert "unregistered type" not in caplog.text and "Blocked deserialization" not in caplog.text
+
+
+def test_allow_planner_types_keeps_a_savers_own_allowlist_and_storage() -> None:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from budget_graph.nodes import TreeNode
+    from budget_graph.planner import PLANNER_CHECKPOINT_TYPES, allow_planner_types
+
+    mine = ("decimal", "Context")
+    saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=[mine]))
+    allowed = allow_planner_types(saver)
+    assert allowed is not saver and allowed.storage is saver.storage
+    node = TreeNode(id="0.1", parent="0", depth=1, text="t/")
+    events: list[Any] = []
+    unregister = register_serde_event_listener(events.append)
+    try:
+        assert allowed.serde.loads_typed(allowed.serde.dumps_typed(node)) == node
+        # The saver's own serializer still blocks the planner's types; its clone does not.
+        saver.serde.loads_typed(saver.serde.dumps_typed(node))
+    finally:
+        unregister()
+    assert [e["kind"] for e in events] == ["msgpack_blocked"]
+    default = allow_planner_types(InMemorySaver())
+    assert default.serde.loads_typed(default.serde.dumps_typed(node)) == node
+    assert allow_planner_types(None) is None and set(PLANNER_CHECKPOINT_TYPES) >= {
+        ("budget_graph.nodes.tree", "TreeNode"),
+        ("budget_graph.budget", "Spend"),
+    }
