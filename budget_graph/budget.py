@@ -187,6 +187,12 @@ class Usage:
         """Prompt plus generated tokens."""
         return self.input_tokens + self.output_tokens
 
+    def _asdict(self) -> dict[str, Any]:
+        # LangGraph's checkpoint serializer stores an object with ``_asdict`` as
+        # ``cls(**obj._asdict())``, its format for dataclasses, without the slow runtime
+        # Protocol check it makes on other objects first. The instance dict is the fields.
+        return dict(self.__dict__)
+
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
@@ -308,6 +314,10 @@ class Spend:
     # in the state schema, and it looks inside ``dict[...]`` but not ``Mapping[...]``.
     by_node: dict[str, Usage] = field(default_factory=dict)
     """Per-node breakdown; treat as read-only."""
+
+    def _asdict(self) -> dict[str, Any]:
+        # As ``Usage._asdict``: checkpoints store a spend as its fields.
+        return dict(self.__dict__)
 
     def __post_init__(self) -> None:
         # A checkpoint serializer that does not allow ``Usage`` (e.g. an explicit allowlist

@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from budget_graph._internal.records import record_fields
 from budget_graph.nodes.tree import ROOT_ID, Tree, TreeNode
 
 __all__ = [
@@ -44,6 +45,10 @@ class Action:
     """Nodes to value (``kind="value"``)."""
     allocated: int | None = None
     """The budget share given to this action, in budget units."""
+
+    def _asdict(self) -> dict[str, Any]:
+        # Checkpoints store this record as its fields (see budget_graph._internal.records).
+        return record_fields(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Send
 
+from budget_graph._internal.records import record_fields
 from budget_graph.budget import Spend
 from budget_graph.context import current_meter
 from budget_graph.nodes.allocation import Action
@@ -58,6 +59,10 @@ class AnytimePoint:
         if spend is None:
             return cls(0, answer=answer, quality=quality)
         return cls(spend.output_tokens, spend.input_tokens, spend.reasoning_tokens, answer, quality)
+
+    def _asdict(self) -> dict[str, Any]:
+        # Checkpoints store this record as its fields (see budget_graph._internal.records).
+        return record_fields(self)
 
 
 def remaining_units(state: Mapping[str, Any], config: RunnableConfig | None = None) -> int | None:

@@ -87,9 +87,7 @@ def make_expand_node(
         except Exception as exc:
             if not unexpandable(exc):
                 raise
-            observe.emit(
-                "budget.node_unexpandable", node=parent.id, error=type(exc).__name__
-            )
+            observe.emit("budget.node_unexpandable", node=parent.id, error=type(exc).__name__)
             dead = replace(parent, status="unexpandable", note=type(exc).__name__)
             stats = SearchStats(unrecorded=1)
             return _finish({"tree": [dead], "search_stats": stats}, item, [])

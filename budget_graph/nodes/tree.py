@@ -13,8 +13,10 @@ import heapq
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
+
+from budget_graph._internal.records import record_fields
 
 __all__ = [
     "ROOT_ID",
@@ -87,19 +89,7 @@ class TreeNode:
         return (self.value if self.value is not None else float("-inf"), self.depth)
 
     def _asdict(self) -> dict[str, Any]:
-        return _non_default_fields(self)
-
-
-def _non_default_fields(record: Any) -> dict[str, Any]:
-    """The fields of a dataclass record that differ from their defaults.
-
-    LangGraph's checkpoint serializer stores an object with ``_asdict`` as
-    ``cls(**obj._asdict())``, the format it uses for dataclasses, but without the
-    protocol checks it makes before reaching them (most of its time on our records); the
-    constructor restores the fields left out. Every step's writes are node records.
-    """
-    defaults = _DEFAULTS[type(record)]
-    return {k: v for k, d in defaults.items() if (v := getattr(record, k)) != d}
+        return record_fields(self)
 
 
 class _Core:
@@ -409,7 +399,7 @@ class SearchStats:
         )
 
     def _asdict(self) -> dict[str, Any]:
-        return _non_default_fields(self)
+        return record_fields(self)
 
     @property
     def units_per_expansion(self) -> float | None:
@@ -424,8 +414,3 @@ class SearchStats:
         if self.value_calls == 0:
             return None
         return self.value_units / self.value_calls
-
-
-_DEFAULTS: dict[type, dict[str, Any]] = {
-    cls: {f.name: f.default for f in fields(cls)} for cls in (TreeNode, SearchStats)
-}

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from budget_graph._internal.records import record_fields
+
 __all__ = ["Item", "SampledTask", "SearchTask", "TaskError", "load_items", "load_task"]
 
 
@@ -38,6 +40,10 @@ class Item:
     def accepts(self, answer: str | None) -> bool:
         """Whether ``answer`` is one of the acceptable gold answers."""
         return answer is not None and answer in self.golds
+
+    def _asdict(self) -> dict[str, Any]:
+        # Checkpoints store this record as its fields (see budget_graph._internal.records).
+        return record_fields(self)
 
 
 @runtime_checkable
