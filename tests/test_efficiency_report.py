@@ -105,13 +105,14 @@ def test_planner_table_markdown(records):
     head = lines.index("## game24")
     assert lines[head + 2] == (
         "| method | budget | solved | prompt tokens | completion tokens | total tokens "
-        "| unbilled | estimated | correct per 1k total tokens | % of ToT tokens | max overshoot |"
+        "| unbilled | estimated | correct per 1k visible tokens | correct per 1k total tokens "
+        "| % of ToT tokens | max overshoot |"
     )
     assert lines[head + 4] == (
-        "| tot-bfs | - | 2/2 | 3,000 | 1,000 | 4,000 | 4,000 | 0 | 0.5000 | 100.0% | 0 |"
+        "| tot-bfs | - | 2/2 | 3,000 | 1,000 | 4,000 | 4,000 | 0 | 2.000 | 0.5000 | 100.0% | 0 |"
     )
     assert lines[head + 5] == (
-        "| planner | 500 | 1/2 | 800 | 200 | 1,000 | 1,000 | 2 | 1.000 | 25.0% | 0 |"
+        "| planner | 500 | 1/2 | 800 | 200 | 1,000 | 1,000 | 2 | 5.000 | 1.000 | 25.0% | 0 |"
     )
     assert render_table([x for x in records if x.task == "game24"]) == "\n".join(
         lines[head + 2 : head + 6]

@@ -303,6 +303,7 @@ PLANNER_TABLE = TableSpec(
         "total_tokens",
         "unbilled_total_tokens",
         "estimated_requests",
+        "e_visible_1k",
         "e_total_1k",
         token_share("tot-bfs", "total", "% of ToT tokens"),
         "overshoot_max",
@@ -311,7 +312,8 @@ PLANNER_TABLE = TableSpec(
 )
 """The planner benchmark's table (Game of 24): tokens billed (requests the recording never
 saw included, at an estimate), the unbilled lower bound beside them and the count of
-estimated requests, E, tokens as a share of the ToT BFS run and the largest overshoot."""
+estimated requests, E on visible generated tokens and on total tokens, tokens as a share of
+the ToT BFS run and the largest overshoot."""
 SELF_CONSISTENCY_TABLE = TableSpec(
     columns=(
         "config",
