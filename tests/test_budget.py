@@ -132,3 +132,37 @@ _records = st.lists(
 def test_fold_equals_the_sum_of_the_records(records: list) -> None:
     as_spends = [r if isinstance(r, Spend) else Spend.of(r[0], node=r[1]) for r in records]
     assert Spend.fold(records) == sum(as_spends, Spend())
+
+
+@pytest.mark.parametrize("thread", ["tokens", "cost"])
+def test_loads_checkpoints_written_by_earlier_versions(tmp_path, thread):
+    """State saved before ``Spend`` held a ``Usage`` total still loads, adds and resumes."""
+    import json
+    import shutil
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from budget_graph import with_budget
+    from tests.fixtures.checkpoints.spend_graph import BUDGETS, DIR, build
+
+    expected = json.loads((DIR / "spend_v1.json").read_text())[thread]
+    shutil.copy(DIR / "spend_v1.sqlite", tmp_path / "ckpt.sqlite")
+    conn = sqlite3.connect(tmp_path / "ckpt.sqlite", check_same_thread=False)
+    app = with_budget(build(SqliteSaver(conn)), BUDGETS[thread])
+    cfg = {"configurable": {"thread_id": thread}}
+    saved = app.get_state(cfg).values
+    spend = saved["spend"]
+    fields = ("input_tokens", "output_tokens", "calls", "estimated_calls", "units")
+    assert saved["budget"] == BUDGETS[thread]
+    assert {f: getattr(spend, f) for f in fields} == expected["total"]
+    assert {n: {f: getattr(u, f) for f in fields} for n, u in spend.by_node.items()} == expected[
+        "by_node"
+    ]
+    assert all(isinstance(u, Usage) for u in spend.by_node.values())
+    # A new run on the same thread adds to the saved spend.
+    app.invoke({"steps": []}, cfg)
+    again = app.get_state(cfg).values["spend"]
+    assert again.units == 2 * spend.units and again.calls == 6
+    assert again.by_node["a"].units == 2 * spend.by_node["a"].units
+    conn.close()
