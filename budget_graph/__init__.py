@@ -26,8 +26,19 @@ if TYPE_CHECKING:
     from budget_graph.budget import Budget, CountMode, ModelPrice, Spend, Usage
     from budget_graph.budgeted import BudgetedChatModel, budgeted
     from budget_graph.consistency import SelfConsistencyState, build_self_consistency
-    from budget_graph.context import METER_KEY, budget_config, current_meter, use_meter
-    from budget_graph.errors import BudgetError, BudgetExceededError, UsageOverrunWarning
+    from budget_graph.context import (
+        METER_KEY,
+        budget_config,
+        carry_context,
+        current_meter,
+        use_meter,
+    )
+    from budget_graph.errors import (
+        BudgetError,
+        BudgetExceededError,
+        NoMeterError,
+        UsageOverrunWarning,
+    )
     from budget_graph.guard import (
         BudgetedGraph,
         budget_edge,
@@ -77,6 +88,7 @@ _EXPORTS: dict[str, str] = {
     "MarginalGain": "budget_graph.stopping",
     "Meter": "budget_graph.meter",
     "ModelPrice": "budget_graph.budget",
+    "NoMeterError": "budget_graph.errors",
     "NodeInfo": "budget_graph._internal.observe",
     "Observer": "budget_graph._internal.observe",
     "PlannerState": "budget_graph.planner",
@@ -101,6 +113,7 @@ _EXPORTS: dict[str, str] = {
     "budgeted": "budget_graph.budgeted",
     "build_planner": "budget_graph.planner",
     "build_self_consistency": "budget_graph.consistency",
+    "carry_context": "budget_graph.context",
     "count_messages": "budget_graph.accounting",
     "count_tokens": "budget_graph.accounting",
     "current_meter": "budget_graph.context",
@@ -165,6 +178,7 @@ __all__ = [
     "MarginalGain",
     "Meter",
     "ModelPrice",
+    "NoMeterError",
     "NodeInfo",
     "Observer",
     "PlannerState",
@@ -189,6 +203,7 @@ __all__ = [
     "budgeted",
     "build_planner",
     "build_self_consistency",
+    "carry_context",
     "count_messages",
     "count_tokens",
     "current_meter",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from budget_graph._internal.records import record_fields
 from budget_graph.errors import BudgetError
 
 __all__ = ["Budget", "CountMode", "ModelPrice", "Spend", "Usage"]
@@ -158,15 +159,7 @@ class Budget(BaseModel):
         return max(int(math.floor(units / rate + 1e-9)), 0)
 
 
-# Hot paths (every call's commit, every merge of spend in state) build ``Usage`` and
-# ``Spend`` through ``_usage``/``_spend``: a frozen dataclass's ``__init__`` sets each field
-# through ``object.__setattr__`` (about 2.5 us for eight fields); setting the instance
-# dict in one step costs a quarter of that. Hence no ``slots=True`` on either class.
-_new = object.__new__
-_setattr = object.__setattr__
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Token usage of one or more calls (no per-node breakdown)."""
 
@@ -189,15 +182,13 @@ class Usage:
 
     def _asdict(self) -> dict[str, Any]:
         # LangGraph's checkpoint serializer stores an object with ``_asdict`` as
-        # ``cls(**obj._asdict())``, its format for dataclasses, without the slow runtime
-        # Protocol check it makes on other objects first. The instance dict is the fields.
-        return dict(self.__dict__)
+        # ``cls(**obj._asdict())`` (see ``_internal/records``): the fields not at default.
+        return record_fields(self)
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        # Spelled out: this runs on every call's commit (a generator over fields was 3x slower).
-        return _usage(
+        return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
@@ -215,85 +206,41 @@ class Usage:
     def __sub__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage(*(getattr(self, f) - getattr(other, f) for f in _USAGE_FIELDS))
+        return Usage(
+            self.input_tokens - other.input_tokens,
+            self.output_tokens - other.output_tokens,
+            self.reasoning_tokens - other.reasoning_tokens,
+            self.cached_tokens - other.cached_tokens,
+            self.calls - other.calls,
+            self.estimated_calls - other.estimated_calls,
+            self.units - other.units,
+        )
+
+    @classmethod
+    def parse(cls, value: Usage | Mapping[str, Any] | Sequence[int]) -> Usage:
+        """A usage from itself, a mapping of its fields, or a sequence of them in order.
+
+        Checkpoint serializers that do not know ``Usage`` restore it as one of those.
+        """
+        if isinstance(value, Usage):
+            return value
+        if isinstance(value, Mapping):
+            return cls(**{f: int(value.get(f) or 0) for f in _USAGE_FIELDS})
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            return cls(*(int(v) for v in value))
+        raise TypeError(f"Cannot read a usage from {value!r}")
 
 
 _USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 
 
-def _usage(
-    input_tokens: int,
-    output_tokens: int,
-    reasoning_tokens: int,
-    cached_tokens: int,
-    calls: int,
-    estimated_calls: int,
-    units: int,
-) -> Usage:
-    """``Usage(...)`` with every field given, built without the dataclass ``__init__``."""
-    u = _new(Usage)
-    _setattr(
-        u,
-        "__dict__",
-        {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "reasoning_tokens": reasoning_tokens,
-            "cached_tokens": cached_tokens,
-            "calls": calls,
-            "estimated_calls": estimated_calls,
-            "units": units,
-        },
-    )
-    return u
-
-
-def _spend(
-    input_tokens: int,
-    output_tokens: int,
-    reasoning_tokens: int,
-    cached_tokens: int,
-    calls: int,
-    estimated_calls: int,
-    units: int,
-    by_node: dict[str, Usage],
-) -> Spend:
-    """``Spend(...)`` from trusted parts, without the dataclass ``__init__``.
-
-    ``by_node`` must hold ``Usage`` values only: the ``__post_init__`` check is skipped.
-    """
-    s = _new(Spend)
-    _setattr(
-        s,
-        "__dict__",
-        {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "reasoning_tokens": reasoning_tokens,
-            "cached_tokens": cached_tokens,
-            "calls": calls,
-            "estimated_calls": estimated_calls,
-            "units": units,
-            "by_node": by_node,
-        },
-    )
-    return s
-
-
-def _usage_from(value: Any) -> Usage:
-    if isinstance(value, Mapping):
-        return Usage(**{k: int(value.get(k, 0) or 0) for k in _USAGE_FIELDS})
-    if isinstance(value, (list, tuple)):
-        return Usage(*(int(v) for v in value))
-    raise TypeError(f"Cannot read a per-node usage from {value!r}")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Spend:
-    """Immutable, additive record of what a run (or a node) spent.
+    """Immutable, additive record of what a run (or a node) spent: a total and a per-node map.
 
     ``+`` and ``sum()`` merge two spends, including their per-node breakdowns, so
-    spend can live in graph state under an additive reducer.
+    spend can live in graph state under an additive reducer. ``Usage``'s fields
+    (``spend.units``, ``spend.calls``...) read the total.
 
     Example:
         >>> a = Spend.of(Usage(input_tokens=10, output_tokens=5, calls=1), node="plan")
@@ -302,128 +249,109 @@ class Spend:
 
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-    cached_tokens: int = 0
-    calls: int = 0
-    estimated_calls: int = 0
-    units: int = 0
-    """What the budget charged, in meter units (tokens, or micro-USD in cost mode)."""
+    usage: Usage
+    """The total."""
     # ``dict``, not ``Mapping``: LangGraph's strict checkpoint mode allows the types it finds
     # in the state schema, and it looks inside ``dict[...]`` but not ``Mapping[...]``.
-    by_node: dict[str, Usage] = field(default_factory=dict)
+    by_node: dict[str, Usage]
     """Per-node breakdown; treat as read-only."""
+
+    def __init__(
+        self,
+        usage: Usage | None = None,
+        by_node: Mapping[str, Any] | None = None,
+        **totals: int,
+    ) -> None:
+        """A spend of ``usage`` (or of ``Usage``'s fields given as keywords) and ``by_node``.
+
+        The keywords are also how checkpoints written before ``Spend`` held a ``Usage``
+        stored it, so they load unchanged.
+        """
+        if totals:
+            if usage is not None:
+                raise TypeError("Spend takes usage= or Usage's fields as keywords, not both")
+            usage = Usage(**totals)
+        nodes = {name: Usage.parse(u) for name, u in (by_node or {}).items()}
+        # A frozen dataclass's own __init__ sets its fields this way.
+        object.__setattr__(self, "usage", usage if usage is not None else Usage())
+        object.__setattr__(self, "by_node", nodes)
 
     def _asdict(self) -> dict[str, Any]:
         # As ``Usage._asdict``: checkpoints store a spend as its fields.
-        return dict(self.__dict__)
-
-    def __post_init__(self) -> None:
-        # A checkpoint serializer that does not allow ``Usage`` (e.g. an explicit allowlist
-        # without it) restores it as a plain dict/list: rebuild them so ``+`` keeps working.
-        for u in self.by_node.values():  # a loop, not all(genexpr): runs on every merge
-            if type(u) is not Usage:
-                fixed = {
-                    name: u if isinstance(u, Usage) else _usage_from(u)
-                    for name, u in self.by_node.items()
-                }
-                object.__setattr__(self, "by_node", fixed)
-                return
+        return {"usage": self.usage, "by_node": self.by_node}
 
     @classmethod
     def of(cls, usage: Usage, *, node: str | None = None) -> Spend:
         """A spend holding one usage, attributed to ``node`` if given."""
-        return _spend(
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.reasoning_tokens,
-            usage.cached_tokens,
-            usage.calls,
-            usage.estimated_calls,
-            usage.units,
-            {node: usage} if node else {},
-        )
+        return cls(usage, {node: usage} if node else None)
 
     @classmethod
-    def fold(cls, items: Sequence[Spend | tuple[Usage, str | None]]) -> Spend:
+    def fold(cls, items: Iterable[Spend | tuple[Usage, str | None]]) -> Spend:
         """The sum of spends and ``(usage, node)`` records (how meters keep calls cheaply)."""
-        if len(items) == 1:
-            item = items[0]
-            return item if isinstance(item, Spend) else cls.of(item[0], node=item[1])
-        total = Spend()
+        total = Usage()
         by_node: dict[str, Usage] = {}
-        usages: list[Usage] = []
         for item in items:
             if isinstance(item, Spend):
-                total = total + item
-                continue
-            usage, node = item
-            usages.append(usage)
-            if node:
-                prev = by_node.get(node)
-                by_node[node] = usage if prev is None else prev + usage
-        if not usages:
-            return total
-        u = sum(usages, Usage())
-        calls = _spend(
-            u.input_tokens,
-            u.output_tokens,
-            u.reasoning_tokens,
-            u.cached_tokens,
-            u.calls,
-            u.estimated_calls,
-            u.units,
-            by_node,
-        )
-        return total + calls  # a zero total adds nothing (see __add__)
+                total = total + item.usage
+                _merge_into(by_node, item.by_node.items())
+            else:
+                usage, node = item
+                total = total + usage
+                if node:
+                    _merge_into(by_node, ((node, usage),))
+        return cls(total, by_node)
+
+    # The total's fields, read on the spend itself (``spend.units``, ``spend.calls``...).
+    @property
+    def input_tokens(self) -> int:
+        """Prompt tokens."""
+        return self.usage.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        """Generated tokens (reasoning included)."""
+        return self.usage.output_tokens
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """Part of ``output_tokens`` spent reasoning."""
+        return self.usage.reasoning_tokens
+
+    @property
+    def cached_tokens(self) -> int:
+        """Part of ``input_tokens`` read from the provider's cache."""
+        return self.usage.cached_tokens
+
+    @property
+    def calls(self) -> int:
+        """Calls made."""
+        return self.usage.calls
+
+    @property
+    def estimated_calls(self) -> int:
+        """Calls whose usage was counted locally."""
+        return self.usage.estimated_calls
+
+    @property
+    def units(self) -> int:
+        """What the budget charged, in meter units (tokens, or micro-USD in cost mode)."""
+        return self.usage.units
 
     @property
     def total_tokens(self) -> int:
         """Prompt plus generated tokens."""
-        return self.input_tokens + self.output_tokens
-
-    @property
-    def usage(self) -> Usage:
-        """The totals without the per-node breakdown."""
-        return _usage(
-            self.input_tokens,
-            self.output_tokens,
-            self.reasoning_tokens,
-            self.cached_tokens,
-            self.calls,
-            self.estimated_calls,
-            self.units,
-        )
+        return self.usage.total_tokens
 
     def __add__(self, other: Spend) -> Spend:
         if not isinstance(other, Spend):
             return NotImplemented
-        # A zero side (e.g. the reducer's initial ``Spend()``) adds nothing.
-        if not other.by_node and other._is_zero():
+        if other._is_zero():  # e.g. the reducer's initial ``Spend()``
             return self
-        if not self.by_node and self._is_zero():
+        if self._is_zero():
             return other
-        if not other.by_node:
-            by_node = self.by_node
-        elif not self.by_node:
-            by_node = other.by_node
-        else:
-            merged = dict(self.by_node)
-            for name, usage in other.by_node.items():
-                prev = merged.get(name)
-                merged[name] = usage if prev is None else prev + usage
-            by_node = merged
-        return _spend(
-            self.input_tokens + other.input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.reasoning_tokens + other.reasoning_tokens,
-            self.cached_tokens + other.cached_tokens,
-            self.calls + other.calls,
-            self.estimated_calls + other.estimated_calls,
-            self.units + other.units,
-            by_node,
-        )
+        by_node = dict(self.by_node)
+        _merge_into(by_node, other.by_node.items())
+        return Spend(self.usage + other.usage, by_node)
 
     def __radd__(self, other: Any) -> Spend:
         if other == 0:  # sum() starts from 0
@@ -440,21 +368,21 @@ class Spend:
             diff = self.by_node.get(name, zero) - other.by_node.get(name, zero)
             if diff != zero:
                 by_node[name] = diff
-        diff_total = self.usage - other.usage
-        totals: dict[str, Any] = {f: getattr(diff_total, f) for f in _USAGE_FIELDS}
-        return Spend(**totals, by_node=by_node)
+        return Spend(self.usage - other.usage, by_node)
 
     def __bool__(self) -> bool:
-        return self.calls > 0 or self.units > 0 or self.total_tokens > 0
+        """Whether anything was spent (a call, a unit or a token)."""
+        u = self.usage
+        return u.calls > 0 or u.units > 0 or u.total_tokens > 0
 
     def _is_zero(self) -> bool:
-        return not (
-            self.by_node
-            or self.input_tokens
-            or self.output_tokens
-            or self.reasoning_tokens
-            or self.cached_tokens
-            or self.calls
-            or self.estimated_calls
-            or self.units
-        )
+        return not self.by_node and self.usage == _ZERO
+
+
+_ZERO = Usage()
+
+
+def _merge_into(by_node: dict[str, Usage], items: Iterable[tuple[str, Usage]]) -> None:
+    for name, usage in items:
+        prev = by_node.get(name)
+        by_node[name] = usage if prev is None else prev + usage

@@ -3,419 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, NamedTuple, NoReturn
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from budget_graph._internal import observe
-from budget_graph.accounting import (
-    count_messages,
-    count_tokens,
-    model_name,
-    usage_counts,
-    usage_from_message,
+from budget_graph._internal.results import (
+    StreamAcc,
+    as_chunk,
+    finish_reasons,
+    keep_usage_on_first_choice,
+    result_text,
+    result_usage,
 )
-from budget_graph.budget import Budget, Usage, _tighter_cap, _usage
-from budget_graph.context import current_ledger, current_meter
-from budget_graph.errors import BudgetExceededError
-from budget_graph.meter import Meter, Reservation
+from budget_graph.accounting import model_name
+from budget_graph.budget import Budget, Usage
+from budget_graph.context import current_meter, no_meter_error
+from budget_graph.lifecycle import Call, output_cap
+from budget_graph.meter import BaseMeter, Meter
 from budget_graph.retry import RetryPolicy
 
 __all__ = ["BudgetedChatModel", "budgeted"]
 
 
-class _Call(observe.CallInfo):
-    """One call's reservation lifecycle; shared by the sync, async and streaming paths.
-
-    It is also the call's :class:`~budget_graph._internal.observe.CallInfo`, the record
-    observers receive. This runs on every model call, so it is written for speed: one
-    config read, one object, and text or finish reasons are only gathered when an
-    observer or a missing usage report needs them.
-    """
-
-    __slots__ = ("kwargs", "meter", "owner", "reservation", "messages")
-
-    def __init__(
-        self,
-        owner: BudgetedChatModel,
-        messages: list[BaseMessage],
-        kwargs: dict,
-        run_manager: Any = None,
-    ) -> None:
-        name, default_max, default_n = owner.inner_defaults or (None, None, None)
-        node, allocated = owner.node, None
-        # The running node, its allocated share and the meter: one read of the run config.
-        cfg: RunnableConfig = var_child_runnable_config.get() or {}
-        meta = cfg.get("metadata")
-        if meta:
-            allocated = meta.get("budget_allocated")
-            if node is None:
-                node = meta.get("langgraph_node")
-        super().__init__(name, node if isinstance(node, str) else None)
-        self.owner = owner
-        self.messages = messages
-        self.kwargs = kwargs = dict(kwargs)
-        self.meter = owner.meter if owner.meter is not None else current_meter(cfg)
-        self.reservation: Reservation | None = None
-        if isinstance(allocated, int):
-            self.allocated = allocated
-        requested = _requested_max(kwargs, owner.max_tokens_param, default_max)
-        if requested is not None:
-            self.requested_max_tokens = requested
-        n = kwargs.get("n") or default_n
-        if n:
-            self.n = int(n)
-        if owner.capture_input or observe.content_wanted():
-            self.input_messages = messages
-        if observe.state.active:  # what observers describe the call with (telemetry)
-            self.chat_model, self.request = owner.model, kwargs
-            if run_manager is not None:
-                self.run_id = run_manager.run_id
-
-    def begin(self) -> None:
-        """Reserve prompt + clamped output, then set the clamped ``max_tokens``."""
-        info, meter = self, self.meter
-        budget = getattr(meter, "budget", None)
-        if budget is None:
-            observe.notify("call_started", info)
-            return
-        model, n, final = info.model, info.n, self.owner.final
-        counted = count_messages(self.messages, model=model, tools=self.kwargs.get("tools"))
-        info.prompt_tokens_estimate = counted
-        if type(meter) is Meter and meter.counts_tokens:  # the in-process meter clamps atomically
-            requested = info.requested_max_tokens or 0
-            held = meter._reserve_prompt(counted, n, requested, final, info.node)
-            if held is None:
-                self._refuse_prompt(meter, counted, n, final)
-            self.reservation, cap = held
-            units = self.reservation.units
-        else:
-            prompt = budget.prompt_reservation(counted)
-            bound = _output_bound(info.requested_max_tokens, budget)
-            cap, units = self._reserve_loop(budget, prompt, bound)
-        info.max_tokens = cap
-        info.reserved_units = units
-        self.kwargs[self.owner.max_tokens_param] = cap
-        if observe.state.active:
-            info.limit, info.spent_before = meter.limit, meter.spent
-            info.remaining_before = meter.remaining
-            observe.notify("call_started", info)
-
-    def adopt(self, held: _Held) -> _Call:
-        """Take over a call the fast path reserved (for its rarer endings)."""
-        self.reservation, cap = held.reservation, held.cap
-        self.prompt_tokens_estimate = held.counted
-        self.max_tokens, self.reserved_units = cap, held.reservation.units
-        self.kwargs[self.owner.max_tokens_param] = cap
-        return self
-
-    def _reserve_loop(self, budget: Budget, prompt: int, bound: int) -> tuple[int, int]:
-        """Look, then grab: for meters without an atomic clamp (Postgres, agent) and cost mode."""
-        info, meter, final = self, self.meter, self.owner.final
-        model, n = info.model, info.n
-        prompt_units = budget.units(input_tokens=prompt, model=model)
-        units = prompt_units
-        for _ in range(3):  # another branch may reserve between the look and the grab
-            avail = meter.available(final=final)
-            cap = budget.max_output_for(avail - prompt_units, model=model) // n
-            if bound and bound < cap:
-                cap = bound
-            if cap < 1:
-                self._refuse(prompt_units + budget.units(output_tokens=n, model=model), avail)
-            units = budget.units(input_tokens=prompt, output_tokens=cap * n, model=model)
-            try:
-                self.reservation = meter.reserve(units, final=final, node=info.node)
-            except BudgetExceededError:
-                continue
-            return cap, units
-        self._refuse(units, None)
-
-    def _refuse_prompt(self, meter: Meter, counted: int, n: int, final: bool) -> NoReturn:
-        """Refuse a call the in-process meter could not fit (one output token per sample)."""
-        self._refuse(meter._prompt_units(counted) + n, meter.available(final=final))
-
-    def _refuse(self, requested: int, remaining: int | None) -> NoReturn:
-        info, meter = self, self.meter
-        observe.emit(
-            "budget.reservation_refused",
-            model=info.model,
-            node=info.node,
-            requested=requested,
-            remaining=remaining,
-            limit=meter.limit,
-        )
-        raise BudgetExceededError(
-            limit=meter.limit,
-            spent=meter.spent,
-            requested=requested,
-            scope=getattr(meter, "scope", "run"),
-            reserved=meter.reserved,
-            unit=meter.budget.unit,
-        )
-
-    @property
-    def wants_text(self) -> bool:
-        """Whether the completion text must be kept (an observer asked for content)."""
-        return self.owner.capture_output or observe.content_wanted()
-
-    def finish(self, usage: Usage | None, text: str) -> Usage:
-        """Commit the real (or, if unreported, locally counted) usage."""
-        info = self
-        if usage is None:
-            info.estimated = True
-            return self._commit(
-                info.prompt_tokens_estimate or count_messages(self.messages, model=info.model),
-                count_tokens(text, model=info.model),
-                0,
-                0,
-                1,
-                1,
-                text,
-            )
-        return self._commit(
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.reasoning_tokens,
-            usage.cached_tokens,
-            usage.calls or 1,
-            usage.estimated_calls,
-            text,
-        )
-
-    def _commit(
-        self,
-        input_tokens: int,
-        output_tokens: int,
-        reasoning_tokens: int,
-        cached_tokens: int,
-        calls: int,
-        estimated_calls: int,
-        text: str,
-    ) -> Usage:
-        info, meter = self, self.meter
-        budget = getattr(meter, "budget", None)
-        units = (
-            budget.units(
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cached_tokens=cached_tokens,
-                model=info.model,
-            )
-            if budget is not None
-            else input_tokens + output_tokens
-        )
-        usage = _usage(
-            input_tokens,
-            output_tokens,
-            reasoning_tokens,
-            cached_tokens,
-            calls,
-            estimated_calls,
-            units,
-        )
-        if self.reservation is not None:
-            meter.commit(self.reservation, units, usage=usage)
-        ledger = current_ledger()
-        if ledger is not None:
-            ledger.add(usage, info.node)
-        info.usage, info.units = usage, units
-        if observe.state.active:
-            if self.wants_text:
-                info.output_text = text
-            observe.notify("call_finished", info)
-        return usage
-
-    def fail(self, error: BaseException, usage: Usage | None = None, text: str = "") -> None:
-        """A failed call: commit what the provider reported billing, else release.
-
-        An error carrying a :class:`~budget_graph.budget.Usage` as ``billed_usage`` is
-        charged that usage (its ``estimated_calls`` say whether it was estimated).
-
-        A timed-out request may still finish and be billed by the provider, so its
-        outcome is unknown: it is charged in full (prompt + clamped output, marked
-        estimated) rather than released, erring on the side of the cap.
-        """
-        self.error = error
-        clamped = self.max_tokens
-        billed = getattr(error, "billed_usage", None)
-        if usage is None and isinstance(billed, Usage):
-            # The error says what the request was billed (e.g. a replayed benchmark bills an
-            # unrecorded request at an estimate, so a miss is never a free probe).
-            usage = billed
-            self.estimated = True
-        if usage is None and _is_timeout(error) and clamped is not None:
-            info = self
-            usage = Usage(
-                input_tokens=info.prompt_tokens_estimate,
-                output_tokens=clamped * info.n,
-                calls=1,
-                estimated_calls=1,
-            )
-            info.estimated = True
-        if usage is not None:
-            self.finish(usage, text)
-            return
-        if self.reservation is not None:
-            self.meter.release(self.reservation)
-        observe.notify("call_finished", self)
-
-    def finish_result(self, result: ChatResult) -> None:
-        """Commit a finished (non-streamed) call's result."""
-        if observe.state.active:
-            self.finish_reasons = _finish_reasons(result)
-            self.response = result
-        meta = _single_usage_metadata(result)
-        if meta:  # the common case, read without building an intermediate Usage
-            text = _result_text(result) if self.wants_text else ""
-            self._commit(*usage_counts(meta), 1, 0, text)
-            return
-        usage = _result_usage(result)
-        _usage_on_first_choice(result)
-        self.finish(usage, _result_text(result) if usage is None or self.wants_text else "")
-
-
-def _usage_on_first_choice(result: ChatResult) -> None:
-    """Keep a response's usage on its first choice only, where a client copied it to all n.
-
-    langchain-openai puts the whole response's usage on each of the n choices; anything
-    summing the choices (OpenLLMetry's LangChain instrumentor does) would count the call
-    n times. The call was billed once, as ``_result_usage`` reads it.
-    """
-    gens = result.generations
-    first = getattr(gens[0].message, "usage_metadata", None) if gens else None
-    if first and all(getattr(g.message, "usage_metadata", None) == first for g in gens[1:]):
-        for gen in gens[1:]:
-            if isinstance(gen.message, AIMessage):
-                gen.message.usage_metadata = None
-
-
-_TIMEOUT_NAMES = frozenset(
-    {"APITimeoutError", "ReadTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException"}
-)
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    if isinstance(exc, TimeoutError):
-        return True
-    return any(cls.__name__ in _TIMEOUT_NAMES for cls in type(exc).__mro__)
-
-
-def _requested_max(kwargs: dict[str, Any], param: str, default: Any) -> int | None:
-    """The call's output cap: its keyword, else the wrapped model's default, if an int."""
-    requested = kwargs.get(param)
-    if requested is None:
-        requested = default
-    return requested if isinstance(requested, int) else None
-
-
-def _output_bound(requested: int | None, budget: Budget) -> int:
-    """Per-sample output cap from the request and ``per_call_max_tokens`` (0: unbounded)."""
-    return _tighter_cap(requested or 0, budget.per_call_max_tokens or 0)
-
-
-def _single_usage_metadata(result: ChatResult) -> Any:
-    """The ``usage_metadata`` of a one-generation result (the common case), else ``None``."""
-    gens = result.generations
-    return getattr(gens[0].message, "usage_metadata", None) if len(gens) == 1 else None
-
-
-def _result_usage(result: ChatResult) -> Usage | None:
-    found = (usage_from_message(g.message) for g in result.generations)
-    usages = [u for u in found if u is not None]
-    if not usages:
-        return None
-    # OpenAI-style clients attach the whole response's usage to each of the n choices.
-    if len(usages) > 1 and all(u == usages[0] for u in usages):
-        return usages[0]
-    return sum(usages, Usage())
-
-
-def _result_text(result: ChatResult) -> str:
-    return "".join(g.message.text for g in result.generations)
-
-
-def _finish_reasons(result: ChatResult) -> list[str]:
-    out = []
-    for g in result.generations:
-        reason = (g.generation_info or {}).get("finish_reason") or (
-            g.message.response_metadata.get("finish_reason")
-        )
-        if reason:
-            out.append(str(reason))
-    return out
-
-
-class _Held(NamedTuple):
-    """A call the fast path reserved: what it needs to commit, or to hand over to ``_Call``."""
-
-    meter: Meter
-    reservation: Reservation
-    cap: int
-    counted: int
-    kwargs: dict[str, Any]
-    """The call's keyword arguments, ``max_tokens`` clamped."""
-
-
-def _fast_begin(
-    owner: BudgetedChatModel, messages: list[BaseMessage], kwargs: dict[str, Any]
-) -> _Held | None:
-    """Reserve a call in one frame for the common case, else ``None`` (take ``_Call``).
-
-    The common case: the in-process :class:`Meter` on a token budget, no observer and
-    no capture. This is :meth:`_Call.begin` without the call record, which only
-    observers read. A call that does not fit is refused here, with ``_Call``'s event
-    and error.
-    """
-    if observe.state.active:
-        return None
-    # One read of the model's fields: an attribute read on a pydantic model goes through
-    # its ``__getattr__`` hook, six times a plain read (and this runs on every call).
-    fields = owner.__dict__
-    if fields["capture_input"] or fields["capture_output"]:
-        return None
-    cfg = var_child_runnable_config.get()
-    meter = fields["meter"]
-    if meter is None:
-        meter = current_meter(cfg)
-    if type(meter) is not Meter or not meter.counts_tokens:
-        return None
-    node = fields["node"]
-    if node is None and cfg:
-        meta = cfg.get("metadata")
-        node = meta.get("langgraph_node") if meta else None
-        if not isinstance(node, str):
-            node = None
-    name, default_max, default_n = fields["inner_defaults"] or (None, None, None)
-    param, final = fields["max_tokens_param"], fields["final"]
-    n = int(kwargs.get("n") or default_n or 1)
-    counted = count_messages(messages, model=name, tools=kwargs.get("tools"))
-    requested = _requested_max(kwargs, param, default_max) or 0
-    held = meter._reserve_prompt(counted, n, requested, final, node)
-    if held is None:  # refused (and counted) by the meter once; _Call only reports it
-        _Call(owner, messages, kwargs)._refuse_prompt(meter, counted, n, final)
-    kwargs = dict(kwargs)
-    kwargs[param] = held[1]
-    return _Held(meter, held[0], held[1], counted, kwargs)
-
-
-def _fast_finish(held: _Held, result: ChatResult) -> bool:
-    """Commit a fast-path call's reported usage; ``False`` if it needs ``_Call`` to finish."""
-    meta = _single_usage_metadata(result)
-    if not meta:
-        return False
-    reservation = held.reservation
-    usage = held.meter._commit_tokens(reservation, *usage_counts(meta))
-    ledger = current_ledger()
-    if ledger is not None:
-        ledger.add(usage, reservation.node)
-    return True
+def _on_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else None
+    observe.emit(
+        "budget.retry",
+        attempt=state.attempt_number,
+        wait_s=wait,
+        error=type(exc).__name__ if exc else None,
+        message=str(exc)[:200] if exc else None,
+    )
 
 
 class BudgetedChatModel(BaseChatModel):
@@ -442,20 +69,9 @@ class BudgetedChatModel(BaseChatModel):
     """Keep the completion text on the call record (telemetry opt-in)."""
     retry: RetryPolicy | None = None
     """Retry transient failures; each attempt reserves anew (``None``: no retries)."""
-    inner_defaults: tuple[str | None, Any, Any] | None = Field(
-        default=None, exclude=True, repr=False
-    )
-    """The wrapped model's name, default max_tokens and n, read once at construction."""
-
-    def model_post_init(self, __context: Any) -> None:  # noqa: D102
-        # Read once: a pydantic attribute lookup that misses costs an exception, and doing
-        # it per call showed up in the measured per-call overhead.
-        inner = self.model
-        self.inner_defaults = (
-            model_name(inner),
-            getattr(inner, self.max_tokens_param, None),
-            getattr(inner, "n", None),
-        )
+    require_meter: bool = True
+    """Raise :class:`~budget_graph.errors.NoMeterError` when a call finds no meter;
+    ``False`` sends such a call unbudgeted."""
 
     @property
     def _llm_type(self) -> str:
@@ -476,6 +92,151 @@ class BudgetedChatModel(BaseChatModel):
         """Bind tools the way the wrapped model does, keeping the budget around it."""
         bound = self.model.bind_tools(tools, **kwargs)
         return self.bind(**getattr(bound, "kwargs", {}))
+
+    def _call(self, messages: list[BaseMessage], kwargs: dict[str, Any], run_manager: Any) -> Call:
+        """The call's lifecycle on the meter it finds (none: an allowed unbudgeted call)."""
+        cfg = var_child_runnable_config.get()
+        meter = self.meter if self.meter is not None else current_meter(cfg)
+        if meter is None and self.require_meter:
+            raise no_meter_error()
+        meta = (cfg or {}).get("metadata") or {}
+        node = self.node if self.node is not None else meta.get("langgraph_node")
+        inner = self.model
+        call = Call(
+            meter,
+            messages,
+            kwargs,
+            model=model_name(inner),
+            node=node if isinstance(node, str) else None,
+            requested=output_cap(inner, kwargs, self.max_tokens_param),
+            n=int(kwargs.get("n") or getattr(inner, "n", None) or 1),
+            final=self.final,
+            param=self.max_tokens_param,
+            capture_output=self.capture_output,
+        )
+        allocated = meta.get("budget_allocated")
+        if isinstance(allocated, int):
+            call.allocated = allocated
+        if self.capture_input or observe.content_wanted():
+            call.input_messages = messages
+        if observe.state.active:  # what observers describe the call with (telemetry)
+            call.chat_model, call.request = inner, call.kwargs
+            if run_manager is not None:
+                call.run_id = run_manager.run_id
+        return call
+
+    def _text_wanted(self, usage: Usage | None) -> bool:
+        return usage is None or self.capture_output or observe.content_wanted()
+
+    # --- one attempt --------------------------------------------------------------
+
+    def _generate_once(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        call = self._call(messages, kwargs, run_manager)
+        call.begin()
+        try:
+            result = self.model._generate(
+                messages, stop=stop, run_manager=run_manager, **call.kwargs
+            )
+        except BaseException as exc:
+            call.end(exc)
+            raise
+        usage = result_usage(result)
+        keep_usage_on_first_choice(result)
+        if observe.state.active:
+            call.finish_reasons, call.response = finish_reasons(result), result
+        call.end(None, usage, result_text(result) if self._text_wanted(usage) else "")
+        return result
+
+    async def _agenerate_once(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        call = self._call(messages, kwargs, run_manager)
+        await call.abegin()
+        try:
+            result = await self.model._agenerate(
+                messages, stop=stop, run_manager=run_manager, **call.kwargs
+            )
+        except BaseException as exc:
+            await call.aend(exc)
+            raise
+        usage = result_usage(result)
+        keep_usage_on_first_choice(result)
+        if observe.state.active:
+            call.finish_reasons, call.response = finish_reasons(result), result
+        await call.aend(None, usage, result_text(result) if self._text_wanted(usage) else "")
+        return result
+
+    def _stream_call(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], run_manager: Any
+    ) -> Call:
+        call = self._call(messages, kwargs, run_manager)
+        call.streamed = True
+        if hasattr(self.model, "stream_usage"):
+            call.kwargs.setdefault("stream_usage", True)
+        return call
+
+    def _stream_once(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        if type(self.model)._stream is BaseChatModel._stream:  # the model cannot stream
+            yield as_chunk(self._generate_once(messages, stop, run_manager, **kwargs))
+            return
+        call = self._stream_call(messages, kwargs, run_manager)
+        call.begin()
+        acc = StreamAcc()
+        try:
+            for chunk in self.model._stream(
+                messages, stop=stop, run_manager=run_manager, **call.kwargs
+            ):
+                acc.add(chunk)
+                yield chunk  # GeneratorExit here: the consumer stopped (charged, estimated)
+        except BaseException as exc:
+            call.end(exc, acc.usage, acc.text, received=acc.received)
+            raise
+        call.finish_reasons, call.response = acc.finish_reasons, acc.last
+        call.end(None, acc.usage, acc.text)
+
+    async def _astream_once(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        model = type(self.model)
+        if model._astream is BaseChatModel._astream and model._stream is BaseChatModel._stream:
+            yield as_chunk(await self._agenerate_once(messages, stop, run_manager, **kwargs))
+            return
+        call = self._stream_call(messages, kwargs, run_manager)
+        await call.abegin()
+        acc = StreamAcc()
+        try:
+            async for chunk in self.model._astream(
+                messages, stop=stop, run_manager=run_manager, **call.kwargs
+            ):
+                acc.add(chunk)
+                yield chunk  # GeneratorExit here: the consumer stopped (charged, estimated)
+        except BaseException as exc:
+            await call.aend(exc, acc.usage, acc.text, received=acc.received)
+            raise
+        call.finish_reasons, call.response = acc.finish_reasons, acc.last
+        await call.aend(None, acc.usage, acc.text)
+
+    # --- retries around one attempt -----------------------------------------------
 
     def _retrying(self) -> Retrying:
         assert self.retry is not None
@@ -555,183 +316,6 @@ class BudgetedChatModel(BaseChatModel):
             async for chunk in ait:
                 yield chunk
 
-    def _generate_once(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: CallbackManagerForLLMRun | None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        held = _fast_begin(self, messages, kwargs)
-        if held is not None:
-            try:
-                result = self.model._generate(
-                    messages, stop=stop, run_manager=run_manager, **held.kwargs
-                )
-            except BaseException as exc:
-                _Call(self, messages, kwargs).adopt(held).fail(exc)
-                raise
-            if not _fast_finish(held, result):
-                _Call(self, messages, kwargs).adopt(held).finish_result(result)
-            return result
-        call = _Call(self, messages, kwargs, run_manager)
-        call.begin()
-        try:
-            result = self.model._generate(
-                messages, stop=stop, run_manager=run_manager, **call.kwargs
-            )
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        call.finish_result(result)
-        return result
-
-    async def _agenerate_once(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: AsyncCallbackManagerForLLMRun | None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        held = _fast_begin(self, messages, kwargs)
-        if held is not None:
-            try:
-                result = await self.model._agenerate(
-                    messages, stop=stop, run_manager=run_manager, **held.kwargs
-                )
-            except BaseException as exc:
-                _Call(self, messages, kwargs).adopt(held).fail(exc)
-                raise
-            if not _fast_finish(held, result):
-                _Call(self, messages, kwargs).adopt(held).finish_result(result)
-            return result
-        call = _Call(self, messages, kwargs, run_manager)
-        call.begin()
-        try:
-            result = await self.model._agenerate(
-                messages, stop=stop, run_manager=run_manager, **call.kwargs
-            )
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        call.finish_result(result)
-        return result
-
-    def _inner_streams(self) -> bool:
-        return type(self.model)._stream is not BaseChatModel._stream
-
-    def _stream_once(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: CallbackManagerForLLMRun | None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        if not self._inner_streams():
-            yield _as_chunk(self._generate_once(messages, stop, run_manager, **kwargs))
-            return
-        call = _Call(self, messages, kwargs, run_manager)
-        call.streamed = True
-        if hasattr(self.model, "stream_usage"):
-            call.kwargs.setdefault("stream_usage", True)
-        call.begin()
-        acc = _StreamAcc()
-        try:
-            for chunk in self.model._stream(
-                messages, stop=stop, run_manager=run_manager, **call.kwargs
-            ):
-                acc.add(chunk)
-                yield chunk
-        except BaseException as exc:
-            call.fail(exc, acc.usage, acc.text)
-            raise
-        call.finish_reasons = acc.finish_reasons
-        call.finish(acc.usage, acc.text)
-
-    async def _astream_once(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        run_manager: AsyncCallbackManagerForLLMRun | None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        if type(self.model)._astream is BaseChatModel._astream and not self._inner_streams():
-            yield _as_chunk(await self._agenerate_once(messages, stop, run_manager, **kwargs))
-            return
-        call = _Call(self, messages, kwargs, run_manager)
-        call.streamed = True
-        if hasattr(self.model, "stream_usage"):
-            call.kwargs.setdefault("stream_usage", True)
-        call.begin()
-        acc = _StreamAcc()
-        try:
-            async for chunk in self.model._astream(
-                messages, stop=stop, run_manager=run_manager, **call.kwargs
-            ):
-                acc.add(chunk)
-                yield chunk
-        except BaseException as exc:
-            call.fail(exc, acc.usage, acc.text)
-            raise
-        call.finish_reasons = acc.finish_reasons
-        call.finish(acc.usage, acc.text)
-
-
-def _on_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else None
-    observe.emit(
-        "budget.retry",
-        attempt=state.attempt_number,
-        wait_s=wait,
-        error=type(exc).__name__ if exc else None,
-        message=str(exc)[:200] if exc else None,
-    )
-
-
-class _StreamAcc:
-    __slots__ = ("finish_reasons", "parts", "usage")
-
-    def __init__(self) -> None:
-        self.usage: Usage | None = None
-        self.parts: list[str] = []
-        self.finish_reasons: list[str] = []
-
-    def add(self, chunk: ChatGenerationChunk) -> None:
-        msg = chunk.message
-        if isinstance(msg.content, str):
-            self.parts.append(msg.content)
-        u = usage_from_message(msg)
-        if u is not None:
-            self.usage = (
-                u
-                if self.usage is None
-                else self.usage
-                + Usage(u.input_tokens, u.output_tokens, u.reasoning_tokens, u.cached_tokens)
-            )
-        reason = (chunk.generation_info or {}).get("finish_reason") or (
-            msg.response_metadata.get("finish_reason")
-        )
-        if reason:
-            self.finish_reasons.append(str(reason))
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
-def _as_chunk(result: ChatResult) -> ChatGenerationChunk:
-    gen: ChatGeneration = result.generations[0]
-    msg = gen.message
-    chunk = AIMessageChunk(
-        content=msg.content,
-        id=msg.id,
-        usage_metadata=getattr(msg, "usage_metadata", None),
-        tool_calls=getattr(msg, "tool_calls", []) or [],
-        response_metadata=msg.response_metadata,
-    )
-    return ChatGenerationChunk(message=chunk, generation_info=gen.generation_info)
-
 
 def budgeted(
     model: BaseChatModel,
@@ -741,6 +325,7 @@ def budgeted(
     final: bool = False,
     max_tokens_param: str = "max_tokens",
     retry: RetryPolicy | None = None,
+    require_meter: bool = True,
 ) -> BudgetedChatModel:
     """Wrap a chat model so every call is budgeted.
 
@@ -752,12 +337,17 @@ def budgeted(
 
     Args:
         model: Any LangChain chat model.
-        meter: A fixed meter; by default the current run's (``with_budget``/``budget_config``).
+        meter: A fixed meter, or a :class:`~budget_graph.Budget` to make one for this
+            model; by default the current run's (``with_budget``/``budget_config``).
         node: Name to attribute spend to; by default the running LangGraph node.
         final: Allow the call to use the budget's ``reserve`` (final answers).
         max_tokens_param: The model's keyword for the output cap.
         retry: Retry transient failures (429, 5xx, timeouts, dropped connections) with
             tenacity, honouring ``Retry-After``; each attempt reserves anew.
+        require_meter: A call that finds no meter raises
+            :class:`~budget_graph.errors.NoMeterError` (``False``: it is sent unbudgeted).
+            Threads and executors started inside a node find the run's meter when
+            their function is wrapped with :func:`~budget_graph.carry_context`.
 
     Returns:
         A chat model to use in place of ``model``.
@@ -771,6 +361,13 @@ def budgeted(
         ('hi', True)
 
     """
+    if isinstance(meter, Budget):
+        meter = Meter(meter)
+    elif meter is not None and not isinstance(meter, BaseMeter):
+        raise TypeError(
+            f"meter= takes a meter (e.g. budget_graph.Meter) or a Budget, got "
+            f"{type(meter).__name__}: {meter!r}"
+        )
     if isinstance(model, BudgetedChatModel) and (
         meter is None or model.meter is None or meter is model.meter
     ):
@@ -782,6 +379,7 @@ def budgeted(
                 "node": node or model.node,
                 "final": final or model.final,
                 "retry": retry if retry is not None else model.retry,
+                "require_meter": require_meter and model.require_meter,
             }
         )
     return BudgetedChatModel(
@@ -791,4 +389,5 @@ def budgeted(
         final=final,
         max_tokens_param=max_tokens_param,
         retry=retry,
+        require_meter=require_meter,
     )

@@ -238,7 +238,7 @@ def build_self_consistency(
         raise ValueError(
             f"budget_prompt must contain {{prompt}} and {{budget}} (got {budget_prompt!r})"
         )
-    llm = budgeted(model)
+    llm = budgeted(model, require_meter=False)  # unbudgeted when the graph runs without one
     llm_name = model_name(model)
     confidence_of: Posterior = posterior or BetaPosterior()
 

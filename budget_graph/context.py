@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextvars
+import functools
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 
 from budget_graph.budget import Spend, Usage
-from budget_graph.meter import Meter
+from budget_graph.errors import NoMeterError
+from budget_graph.meter import BaseMeter
 
 __all__ = [
     "BASE_UNITS_KEY",
     "METER_KEY",
     "Ledger",
     "budget_config",
+    "carry_context",
     "current_ledger",
     "current_meter",
+    "no_meter_error",
     "open_ledger",
     "run_base_units",
     "use_meter",
@@ -35,7 +41,7 @@ LangGraph's checkpointers copy int metadata into each checkpoint's metadata, so 
 run finds it there (``with_budget`` does).
 """
 
-_meter_var: ContextVar[Meter | None] = ContextVar("budget_graph_meter", default=None)
+_meter_var: ContextVar[BaseMeter | None] = ContextVar("budget_graph_meter", default=None)
 
 
 def budget_config(meter: Any, config: RunnableConfig | None = None) -> RunnableConfig:
@@ -59,6 +65,54 @@ def current_meter(config: RunnableConfig | None = None) -> Any:
     cfg = config if config is not None else var_child_runnable_config.get()
     meter = ((cfg or {}).get("configurable") or {}).get(METER_KEY)
     return meter if meter is not None else _meter_var.get()
+
+
+def no_meter_error() -> NoMeterError:
+    """The error for a budgeted call that found no meter, saying where it ran."""
+    thread = threading.current_thread()
+    if thread is threading.main_thread():
+        where = "outside a budgeted run"
+    else:
+        where = (
+            f"in thread {thread.name!r}, which has no run context: a thread or executor "
+            "started inside a node does not inherit the run's meter; submit "
+            "budget_graph.carry_context(fn) instead of fn (or use LangChain's "
+            "ContextThreadPoolExecutor)"
+        )
+    return NoMeterError(
+        f"A budgeted model was called {where}. Run it inside with_budget(...) or "
+        "use_meter(...), pass meter=, or pass require_meter=False for an unbudgeted call."
+    )
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def carry_context(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``fn`` bound to the caller's context: the run's config, meter and node ledger.
+
+    A thread or executor started inside a node does not inherit the node's context,
+    so a budgeted model called there finds no meter (and raises
+    :class:`~budget_graph.errors.NoMeterError`). Submit ``carry_context(fn)`` instead
+    of ``fn``; each call runs in its own copy of the context taken here, so its calls
+    are capped by the run's meter and counted in the node's spend.
+
+    Example:
+        >>> from concurrent.futures import ThreadPoolExecutor
+        >>> with use_meter("the run's meter"), ThreadPoolExecutor() as pool:
+        ...     pool.submit(carry_context(current_meter)).result()
+        "the run's meter"
+
+    """
+    ctx = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        # A context can be entered by one thread at a time: each call runs in a copy.
+        return ctx.copy().run(fn, *args, **kwargs)
+
+    return run
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BudgetError",
     "BudgetExceededError",
+    "NoMeterError",
     "UsageOverrunWarning",
 ]
 
@@ -78,6 +79,16 @@ def _rebuild_exceeded(
         unit=unit,
         message=message,
     )
+
+
+class NoMeterError(BudgetError):
+    """A budgeted model was called where no meter is current, so nothing would cap it.
+
+    Raised before anything is sent. Typical causes: a call outside ``with_budget`` /
+    ``use_meter``, or from a thread or executor started inside a node without
+    :func:`~budget_graph.carry_context`. ``budgeted(model, require_meter=False)``
+    allows unbudgeted calls explicitly.
+    """
 
 
 class UsageOverrunWarning(UserWarning):

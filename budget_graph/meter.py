@@ -1,4 +1,4 @@
-"""The run-scoped :class:`Meter`: reserve before a call, commit after it (a hard cap)."""
+"""The meter protocol every meter implements, and the in-process :class:`Meter` (a hard cap)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,15 @@ import warnings
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from budget_graph.budget import Budget, Spend, Usage, _tighter_cap, _usage, _with_margin
+from budget_graph.budget import Budget, Spend, Usage
 from budget_graph.errors import BudgetExceededError, UsageOverrunWarning
 
 __all__ = ["BaseMeter", "Meter", "Reservation"]
 
 _ids = itertools.count(1)
-_new = object.__new__
-_setattr = object.__setattr__
 
 
-@dataclass(frozen=True)  # no slots: ``_hold`` sets the instance dict in one step (hot path)
+@dataclass(frozen=True, slots=True)
 class Reservation:
     """Units held for one in-flight call."""
 
@@ -27,11 +25,25 @@ class Reservation:
     final: bool = False
     """Whether the reservation may use the budget's ``reserve`` (a final answer)."""
     node: str | None = None
+    parent: Reservation | None = None
+    """The same units held on the meter's parent (nested budgets), if it has one."""
 
 
 @runtime_checkable
 class BaseMeter(Protocol):
-    """What every meter implements (in-process, Postgres...)."""
+    """What every meter implements (in-process, agent, Postgres...).
+
+    Callers use only these members: they never branch on a meter's class. The async
+    twins take the same arguments; in-process meters simply run the sync ones.
+    """
+
+    @property
+    def budget(self) -> Budget:
+        """The budget: its unit, count mode and prices turn usage into units."""
+
+    @property
+    def scope(self) -> str:
+        """A name for what the limit applies to (``"run"``, ``"thread"``, ``"researcher"``...)."""
 
     @property
     def limit(self) -> int:
@@ -49,8 +61,27 @@ class BaseMeter(Protocol):
     def remaining(self) -> int:
         """Units neither spent nor reserved."""
 
+    def available(self, *, final: bool = False) -> int:
+        """Units a new reservation could take now."""
+
     def reserve(self, units: int, *, final: bool = False, node: str | None = None) -> Reservation:
-        """Hold ``units`` for a call or raise :class:`BudgetExceededError`."""
+        """Hold ``units`` for a call or raise :class:`BudgetExceededError` holding nothing."""
+
+    def reserve_output(
+        self,
+        prompt_units: int,
+        *,
+        n: int = 1,
+        max_output: int = 0,
+        final: bool = False,
+        node: str | None = None,
+    ) -> tuple[Reservation, int] | None:
+        """Atomically hold ``prompt_units`` plus the most output units per sample that fit.
+
+        Each of the ``n`` samples gets the same output allowance, at most ``max_output``
+        units (0: no bound). Returns the reservation and that per-sample allowance, or
+        ``None``, holding nothing, when not one output unit per sample fits.
+        """
 
     def commit(
         self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
@@ -60,13 +91,42 @@ class BaseMeter(Protocol):
     def release(self, reservation: Reservation) -> None:
         """Drop a reservation of a call that was not billed."""
 
+    async def areserve(
+        self, units: int, *, final: bool = False, node: str | None = None
+    ) -> Reservation:
+        """:meth:`reserve` for async code."""
+
+    async def areserve_output(
+        self,
+        prompt_units: int,
+        *,
+        n: int = 1,
+        max_output: int = 0,
+        final: bool = False,
+        node: str | None = None,
+    ) -> tuple[Reservation, int] | None:
+        """:meth:`reserve_output` for async code."""
+
+    async def acommit(
+        self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
+    ) -> None:
+        """:meth:`commit` for async code."""
+
+    async def arelease(self, reservation: Reservation) -> None:
+        """:meth:`release` for async code."""
+
 
 class Meter:
-    """Hard cap for one run, safe under threads and asyncio.
+    """Hard cap for one run (or one level of nested budgets), safe under threads and asyncio.
 
     ``reserve`` refuses a reservation that does not fit *before* the call is made;
     ``commit`` replaces it by the real charge; ``release`` drops it when the call
     failed unbilled. Units are tokens (or micro-USD in cost mode, see :class:`Budget`).
+
+    A meter with a ``parent`` is one level of nested budgets: every reservation is
+    held on it and on every ancestor (all levels or none), commits and releases reach
+    every level, and each level records the spend once. A refusal names the level
+    that refused (its ``scope``, ``limit`` and ``spent``).
 
     Example:
         >>> m = Meter(Budget(max_tokens=100))
@@ -83,20 +143,16 @@ class Meter:
         spend: Spend | None = None,
         spent_units: int | None = None,
         scope: str = "run",
+        parent: BaseMeter | None = None,
     ) -> None:
         """Create a meter; ``spend``/``spent_units`` (from a checkpoint) count as spent."""
         self.budget = budget
         self.scope = scope
+        self.parent = parent
+        """The enclosing budget's meter, if this one is nested in it."""
         self._lock = threading.Lock()
         self._limit = budget.limit
-        # Plain copies of what every call reads from the (frozen) budget: an attribute read
-        # on a pydantic model goes through its ``__getattr__`` hook, six times a plain read.
-        self._call_limit = self._limit - budget.reserve
-        self.counts_tokens = budget.count != "cost"
-        """Whether the budget counts tokens (not cost), so units are tokens."""
-        self._counts_input = budget.count == "input+output"
-        self._prompt_margin = budget.prompt_margin
-        self._per_call_max = budget.per_call_max_tokens or 0
+        self._call_limit = budget.available_for_calls
         if spent_units is None:
             spent_units = spend.units if spend is not None else 0
         if spent_units < 0:
@@ -107,24 +163,27 @@ class Meter:
         self.overrun_units = 0
         """Units committed beyond their reservation (providers that ignore max_tokens)."""
         self.refused = 0
-        """Reservations refused so far."""
+        """Reservations :meth:`reserve` refused on this level so far."""
         # Calls are kept as (usage, node) records and folded into a Spend on read.
         self._spends: list[Spend | tuple[Usage, str | None]] = [spend] if spend else []
-
-    @property
-    def spend(self) -> Spend:
-        """Everything committed through this meter, with its per-node breakdown."""
-        with self._lock:
-            if not self._spends:
-                return Spend()
-            folded = Spend.fold(self._spends)
-            self._spends = [folded]  # so reading stays cheap as calls accumulate
-            return folded
 
     @classmethod
     def from_spend(cls, budget: Budget, spend: Spend | None) -> Meter:
         """Rebuild a meter for a resumed run from the spend already in state."""
         return cls(budget, spend=spend)
+
+    @property
+    def spend(self) -> Spend:
+        """Everything committed through this meter, with its per-node breakdown."""
+        with self._lock:
+            folded = Spend.fold(self._spends)
+            self._spends = [folded]  # so reading stays cheap as calls accumulate
+            return folded
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Whether the budget counts tokens (not cost), so units are tokens."""
+        return self.budget.count != "cost"
 
     @property
     def limit(self) -> int:
@@ -146,37 +205,108 @@ class Meter:
         """Units neither spent nor reserved (the reserve for final answers included)."""
         return max(self._limit - self._spent - self._reserved, 0)
 
+    @property
+    def levels(self) -> list[BaseMeter]:
+        """The levels a reservation holds on: this meter, then each ancestor."""
+        out: list[BaseMeter] = [self]
+        parent = self.parent
+        while parent is not None:
+            out.append(parent)
+            parent = getattr(parent, "parent", None)
+        return out
+
     def available(self, *, final: bool = False) -> int:
-        """Units a new reservation could take now."""
-        return max(self._room(final), 0)
+        """Units a new reservation could take now, on this level and every ancestor."""
+        own = max(self._room(final), 0)
+        if self.parent is None:
+            return own
+        return min(own, self.parent.available(final=final))
 
     def _room(self, final: bool) -> int:
-        """Units left for a new reservation (negative after an overrun)."""
+        """Units left on this level for a new reservation (negative after an overrun)."""
         return (self._limit if final else self._call_limit) - self._spent - self._reserved
 
-    def _hold(self, units: int, final: bool, node: str | None) -> Reservation:
-        res = _new(Reservation)  # Reservation(...) without the frozen dataclass __init__
-        _setattr(res, "__dict__", {"id": next(_ids), "units": units, "final": final, "node": node})
-        self._reserved += units
-        self._open[res.id] = res
-        return res
+    # --- reserve ------------------------------------------------------------------
 
-    def reserve(self, units: int, *, final: bool = False, node: str | None = None) -> Reservation:
-        """Hold ``units`` or raise :class:`BudgetExceededError` without holding anything."""
-        if units < 0:
-            raise ValueError(f"units must be >= 0 (got {units})")
+    def _hold(self, units: int, final: bool, node: str | None) -> Reservation | None:
+        """Hold ``units`` on this level only, or return ``None`` (counted as refused)."""
         with self._lock:
             if units > self._room(final):
                 self.refused += 1
-                raise BudgetExceededError(
-                    limit=self._limit,
-                    spent=self._spent,
-                    requested=units,
-                    scope=self.scope,
-                    reserved=self._reserved,
-                    unit=self.budget.unit,
-                )
-            return self._hold(units, final, node)
+                return None
+            res = Reservation(next(_ids), units, final, node)
+            self._reserved += units
+            self._open[res.id] = res
+            return res
+
+    def _refusal(self, units: int) -> BudgetExceededError:
+        return BudgetExceededError(
+            limit=self._limit,
+            spent=self._spent,
+            requested=units,
+            scope=self.scope,
+            reserved=self._reserved,
+            unit=self.budget.unit,
+        )
+
+    def _reheld(self, own: Reservation, units: int, parent: Reservation | None) -> Reservation:
+        """``own`` resized to ``units`` and linked to the parent's reservation."""
+        res = Reservation(own.id, units, own.final, own.node, parent)
+        with self._lock:
+            self._reserved += units - own.units
+            self._open[res.id] = res
+        return res
+
+    def reserve(self, units: int, *, final: bool = False, node: str | None = None) -> Reservation:
+        """Hold ``units`` on every level or raise :class:`BudgetExceededError` holding none."""
+        if units < 0:
+            raise ValueError(f"units must be >= 0 (got {units})")
+        own = self._hold(units, final, node)
+        if own is None:
+            raise self._refusal(units)
+        if self.parent is None:
+            return own
+        try:
+            up = self.parent.reserve(units, final=final, node=node)
+        except BaseException:
+            self._drop(own)
+            raise
+        return self._reheld(own, units, up)
+
+    async def areserve(
+        self, units: int, *, final: bool = False, node: str | None = None
+    ) -> Reservation:
+        """:meth:`reserve` for async code (awaits an async parent)."""
+        if units < 0:
+            raise ValueError(f"units must be >= 0 (got {units})")
+        own = self._hold(units, final, node)
+        if own is None:
+            raise self._refusal(units)
+        if self.parent is None:
+            return own
+        try:
+            up = await self.parent.areserve(units, final=final, node=node)
+        except BaseException:
+            self._drop(own)
+            raise
+        return self._reheld(own, units, up)
+
+    def _hold_output(
+        self, prompt_units: int, n: int, max_output: int, final: bool, node: str | None
+    ) -> tuple[Reservation, int] | None:
+        """The clamp on this level only: prompt plus the most output per sample that fits."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1 (got {n})")
+        with self._lock:
+            out = (self._room(final) - prompt_units) // n
+            if max_output and max_output < out:
+                out = max_output
+            if out < 1:  # not counted in ``refused``: the caller decides whether to raise
+                return None
+            res = Reservation(next(_ids), prompt_units + out * n, final, node)
+            self._reserved += res.units
+            self._open[res.id] = res
+            return res, out
 
     def reserve_output(
         self,
@@ -187,54 +317,69 @@ class Meter:
         final: bool = False,
         node: str | None = None,
     ) -> tuple[Reservation, int] | None:
-        """Atomically hold ``prompt_units`` plus as many output units as fit (token budgets).
+        """Atomically hold ``prompt_units`` plus as many output units per sample as fit.
 
-        Each of the ``n`` samples gets the same output cap, at most ``max_output`` (0: no
-        bound). Returns the reservation and the per-sample cap, or ``None`` (holding
-        nothing) when not even one output token per sample fits.
+        Each of the ``n`` samples gets the same allowance, at most ``max_output`` (0: no
+        bound), and no more than every ancestor can hold. Returns the reservation and
+        the per-sample allowance, or ``None`` (holding nothing on any level) when not
+        even one output unit per sample fits.
         """
-        with self._lock:
-            out = (self._room(final) - prompt_units) // n
-            if max_output and max_output < out:
-                out = max_output
-            if out < 1:
-                self.refused += 1
-                return None
-            return self._hold(prompt_units + out * n, final, node), out
+        held = self._hold_output(prompt_units, n, max_output, final, node)
+        if held is None or self.parent is None:
+            return held
+        own, out = held
+        try:
+            up = self.parent.reserve_output(
+                prompt_units, n=n, max_output=out, final=final, node=node
+            )
+        except BaseException:
+            self._drop(own)
+            raise
+        if up is None:
+            self._drop(own)
+            return None
+        return self._reheld(own, prompt_units + up[1] * n, up[0]), up[1]
 
-    def _prompt_units(self, prompt_tokens: int) -> int:
-        """Units to hold for a prompt of ``prompt_tokens`` counted locally (token budgets)."""
-        return _with_margin(prompt_tokens, self._prompt_margin) if self._counts_input else 0
-
-    def _reserve_prompt(
-        self, prompt_tokens: int, n: int, max_output: int, final: bool, node: str | None
+    async def areserve_output(
+        self,
+        prompt_units: int,
+        *,
+        n: int = 1,
+        max_output: int = 0,
+        final: bool = False,
+        node: str | None = None,
     ) -> tuple[Reservation, int] | None:
-        """:meth:`reserve_output` for a locally counted prompt (token budgets).
+        """:meth:`reserve_output` for async code (awaits an async parent)."""
+        held = self._hold_output(prompt_units, n, max_output, final, node)
+        if held is None or self.parent is None:
+            return held
+        own, out = held
+        try:
+            up = await self.parent.areserve_output(
+                prompt_units, n=n, max_output=out, final=final, node=node
+            )
+        except BaseException:
+            self._drop(own)
+            raise
+        if up is None:
+            self._drop(own)
+            return None
+        return self._reheld(own, prompt_units + up[1] * n, up[0]), up[1]
 
-        Adds the budget's ``prompt_margin`` to the prompt and caps each sample's output at
-        ``per_call_max_tokens`` as well as at ``max_output``.
-        """
-        return self.reserve_output(
-            self._prompt_units(prompt_tokens),
-            n=n,
-            max_output=_tighter_cap(max_output, self._per_call_max),
-            final=final,
-            node=node,
-        )
+    # --- commit / release ---------------------------------------------------------
 
-    def commit(
-        self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
+    def _commit_here(
+        self, reservation: Reservation, units: int, usage: Usage | Spend | None
     ) -> None:
-        """Charge the real ``units`` of a call and drop its reservation.
-
-        ``usage`` (a :class:`Usage`, or a ready :class:`Spend`) is added to ``spend``.
-
-        A charge larger than the reservation (the provider ignored ``max_tokens``)
-        is still committed, since it was billed, and warns with
-        :class:`UsageOverrunWarning`.
-        """
+        if units < 0:
+            raise ValueError(f"units must be >= 0 (got {units})")
         with self._lock:
-            self._drop(reservation)
+            if self._open.pop(reservation.id, None) is None:
+                raise ValueError(
+                    f"reservation {reservation.id} is not open on the {self.scope!r} meter "
+                    "(already committed or released, or made on another meter)"
+                )
+            self._reserved -= reservation.units
             self._spent += units
             if usage is not None:
                 self._spends.append(
@@ -248,31 +393,49 @@ class Meter:
                 f"Call charged {units} units but reserved {reservation.units}: the provider "
                 f"ignored max_tokens (overrun={over})",
                 UsageOverrunWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
 
-    def _commit_tokens(
-        self,
-        reservation: Reservation,
-        input_tokens: int,
-        output_tokens: int,
-        reasoning_tokens: int,
-        cached_tokens: int,
-    ) -> Usage:
-        """Commit one call's reported token usage (token budgets) and return it."""
-        units = input_tokens + output_tokens if self._counts_input else output_tokens
-        usage = _usage(input_tokens, output_tokens, reasoning_tokens, cached_tokens, 1, 0, units)
-        self.commit(reservation, units, usage=usage)
-        return usage
+    def commit(
+        self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
+    ) -> None:
+        """Charge the real ``units`` of a call on every level and drop its reservation.
+
+        ``usage`` (a :class:`Usage`, or a ready :class:`Spend`) is added to ``spend``.
+        A charge larger than the reservation (the provider ignored ``max_tokens``) is
+        still committed, since it was billed, and warns with
+        :class:`UsageOverrunWarning`. Negative units, or a reservation that is not
+        open (committed twice, released, or another meter's), raise ``ValueError``.
+        """
+        self._commit_here(reservation, units, usage)
+        if self.parent is not None and reservation.parent is not None:
+            self.parent.commit(reservation.parent, units, usage=usage)
+
+    async def acommit(
+        self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
+    ) -> None:
+        """:meth:`commit` for async code (awaits an async parent)."""
+        self._commit_here(reservation, units, usage)
+        if self.parent is not None and reservation.parent is not None:
+            await self.parent.acommit(reservation.parent, units, usage=usage)
 
     def release(self, reservation: Reservation) -> None:
-        """Drop a reservation without charging it (idempotent)."""
-        with self._lock:
-            self._drop(reservation)
+        """Drop a reservation on every level without charging it (idempotent)."""
+        self._drop(reservation)
+        if self.parent is not None and reservation.parent is not None:
+            self.parent.release(reservation.parent)
+
+    async def arelease(self, reservation: Reservation) -> None:
+        """:meth:`release` for async code (awaits an async parent)."""
+        self._drop(reservation)
+        if self.parent is not None and reservation.parent is not None:
+            await self.parent.arelease(reservation.parent)
 
     def _drop(self, reservation: Reservation) -> None:
-        if self._open.pop(reservation.id, None) is not None:
-            self._reserved -= reservation.units
+        with self._lock:
+            held = self._open.pop(reservation.id, None)
+            if held is not None:
+                self._reserved -= held.units
 
     @property
     def open_reservations(self) -> int:
@@ -281,6 +444,6 @@ class Meter:
 
     def __repr__(self) -> str:
         return (
-            f"Meter(limit={self._limit}, spent={self._spent}, reserved={self._reserved}, "
-            f"remaining={self.remaining}, unit={self.budget.unit!r})"
+            f"Meter(scope={self.scope!r}, limit={self._limit}, spent={self._spent}, "
+            f"reserved={self._reserved}, remaining={self.remaining}, unit={self.budget.unit!r})"
         )

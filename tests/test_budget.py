@@ -78,21 +78,37 @@ def test_spend_is_immutable():
 
 
 @given(spends, spends)
-def test_fast_built_values_behave_like_constructed_ones(a, b):
-    # ``+`` and ``Spend.of`` build values without the dataclass __init__ (hot path):
-    # they must be equal, hash-compatible, immutable and picklable like constructed ones.
+def test_sums_behave_like_constructed_values(a, b):
+    # Equal, picklable, copyable and immutable like a value built field by field.
     total = a + b
     rebuilt = Spend(
-        **{f.name: getattr(total, f.name) for f in fields(Spend) if f.name != "by_node"},
+        **{f.name: getattr(total, f.name) for f in fields(Usage)},
         by_node=dict(total.by_node),
     )
     assert total == rebuilt and repr(total) == repr(rebuilt)
+    assert total.usage == Usage(**{f.name: getattr(total, f.name) for f in fields(Usage)})
     assert pickle.loads(pickle.dumps(total)) == total
     assert copy.deepcopy(total.usage) == rebuilt.usage
     assert hash(total.usage) == hash(rebuilt.usage)
-    assert replace(total, calls=total.calls + 1).calls == total.calls + 1
+    more = replace(total.usage, calls=total.calls + 1)
+    assert replace(total, usage=more).calls == total.calls + 1
     with pytest.raises(AttributeError):
         total.usage.calls = 0  # type: ignore[misc]
+    with pytest.raises(TypeError, match="not both"):
+        Spend(total.usage, calls=1)
+
+
+def test_no_constructor_bypass_in_the_package():
+    # Values are built through their constructors: no object.__new__ or __dict__ writes.
+    from pathlib import Path
+
+    import budget_graph
+
+    root = Path(budget_graph.__file__).parent
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "object.__new__" not in text, path
+        assert '"__dict__"' not in text and ".__dict__[" not in text, path
 
 
 def test_spend_rebuilds_by_node_from_plain_dicts_and_lists():
@@ -106,8 +122,7 @@ def test_spend_rebuilds_by_node_from_plain_dicts_and_lists():
 @given(spends, spends)
 def test_subtraction_undoes_addition(a, b):
     assert (a + b) - b == Spend(
-        *(getattr(a.usage, f) for f in (fld.name for fld in fields(Usage))),
-        by_node={k: v for k, v in a.by_node.items() if v != Usage()},
+        a.usage, by_node={k: v for k, v in a.by_node.items() if v != Usage()}
     )
 
 

@@ -346,7 +346,7 @@ def test_wrap_tool_call_charges_a_declared_cost_or_refuses_the_tool():
         "Tool 'search' stopped: Token budget: running tool 'search' would exceed the run limit "
         "of 100 tokens (run_spent=80, reserved=0, requested=30, remaining=20)"
     )
-    assert len(mw._steps) == 0  # step meters are dropped once their calls finish
+    assert len(mw.steps) == 0  # step meters are dropped once their calls finish
 
 
 def test_wrap_tool_call_charges_llm_calls_made_inside_the_tool():

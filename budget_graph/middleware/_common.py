@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NotRequired
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired, Protocol
 
 from langchain.agents.middleware.types import AgentState, PrivateStateAttr, ResponseT
 from langchain_core.messages import AIMessage, SystemMessage
 
 from budget_graph.errors import BudgetExceededError
 
+if TYPE_CHECKING:
+    from budget_graph.middleware._meters import AgentMeter, StepMeters
+
 __all__ = [
     "FINAL_NOTE",
+    "AgentPolicy",
     "TokenBudgetExceededError",
     "TokenBudgetState",
     "add_units",
@@ -165,3 +170,40 @@ def _budget_message(exc: TokenBudgetExceededError) -> AIMessage:
         content=str(exc),
         response_metadata={"stop_reason": "budget", "budget_scope": exc.scope},
     )
+
+
+class AgentPolicy(Protocol):
+    """What a model call and a tool call read from :class:`TokenBudgetMiddleware`.
+
+    (Typed by this protocol, not the class, so those modules need not import it back.)
+    """
+
+    max_tokens_param: str | None
+    min_output_tokens: int
+    reserve: int
+    unit: str
+    exit_behavior: Literal["end", "error", "finalize", "interrupt"]
+    tool_costs: dict[str, int]
+    steps: StepMeters
+
+    def meter(
+        self, state: Mapping[str, Any], extra_spent: int = 0, *, reserve: int | None = None
+    ) -> AgentMeter:
+        """A meter holding the run's and the thread's spend recorded in ``state``."""
+
+    def warning(self, meter: AgentMeter) -> str | None:
+        """The system note for a call made past ``warn_at`` of a limit, else ``None``."""
+
+    def error(
+        self, meter: AgentMeter, state: Mapping[str, Any], requested: int | None
+    ) -> TokenBudgetExceededError:
+        """The error for the binding limit of ``meter``."""
+
+    def limits(self, state: Mapping[str, Any]) -> tuple[int | None, int | None]:
+        """Run and thread limits in force."""
+
+    def spent(self, state: Mapping[str, Any]) -> tuple[int, int]:
+        """Units the run and the thread have spent, from ``state``."""
+
+    def parse_resume(self, value: Any) -> dict[str, Any] | None:
+        """The state update a human's resume value approves, if any."""

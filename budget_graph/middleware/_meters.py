@@ -1,121 +1,77 @@
-"""Run and thread meters as one, and the meter shared by the parallel tool calls of one step."""
+"""An agent's run and thread limits as nested meters, and the meter shared by one tool step."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
-from budget_graph.budget import Budget, Spend, Usage
-from budget_graph.errors import BudgetExceededError
-from budget_graph.meter import Meter, Reservation
+from budget_graph.budget import Budget, Usage
+from budget_graph.meter import BaseMeter, Meter
 
 __all__ = ["AgentMeter", "StepMeters"]
 
-_ids = itertools.count(1)
 
+class AgentMeter(Meter):
+    """The innermost of an agent's limits (``"run"`` inside ``"thread"``), as nested meters.
 
-class AgentMeter:
-    """Several scoped meters (``"run"``, ``"thread"``) acting as one hard cap.
-
-    A reservation must fit every meter; it is taken on all of them or on none.
-    ``limit``/``spent``/``scope`` report the binding meter (the one with the least
-    room), so a refusal names the limit that stopped the call. Implements the
-    :class:`~budget_graph.meter.BaseMeter` protocol plus ``budget`` and
-    ``available``, so :func:`~budget_graph.budgeted` can reserve on it.
+    Built by :meth:`chain`: each limit is a :class:`~budget_graph.meter.Meter` level
+    whose parent is the next one out, so a reservation must fit every level and is
+    held on all of them or on none (the :class:`~budget_graph.meter.Meter` nesting).
+    Adds what the middleware reads: ``committed`` (the delta a step adds to state),
+    ``usage``, the ``meters`` of every level and the ``binding`` one.
     """
 
-    def __init__(self, meters: Iterable[Meter]) -> None:
-        """Combine ``meters`` (at least one; all must count in the same unit)."""
-        self.meters = list(meters)
-        if not self.meters:
-            raise ValueError("AgentMeter needs at least one meter (got none)")
-        self._lock = threading.Lock()
-        self._open: dict[int, list[Reservation]] = {}
-        self.committed = 0
-        """Units committed through this meter (the delta a step adds to state)."""
-        self.usage = Usage()
-        """Token usage committed through this meter."""
-
-    @property
-    def budget(self) -> Budget:
-        """The budget used for unit arithmetic (count mode, prices, reserve)."""
-        return self.binding.budget
-
-    @property
-    def binding(self) -> Meter:
-        """The meter with the least room for an ordinary call."""
-        return min(self.meters, key=lambda m: m.available())
-
-    @property
-    def scope(self) -> str:
-        """Scope of the binding meter."""
-        return self.binding.scope
-
-    @property
-    def limit(self) -> int:
-        """Limit of the binding meter."""
-        return self.binding.limit
-
-    @property
-    def spent(self) -> int:
-        """Units the binding meter has committed."""
-        return self.binding.spent
-
-    @property
-    def reserved(self) -> int:
-        """Units the binding meter holds for in-flight calls."""
-        return self.binding.reserved
-
-    @property
-    def remaining(self) -> int:
-        """Units no meter has spent or reserved."""
-        return min(m.remaining for m in self.meters)
-
-    def available(self, *, final: bool = False) -> int:
-        """Units a new reservation could take on every meter."""
-        return min(m.available(final=final) for m in self.meters)
-
-    def reserve(self, units: int, *, final: bool = False, node: str | None = None) -> Reservation:
-        """Hold ``units`` on every meter or raise :class:`BudgetExceededError` holding none."""
-        with self._lock:
-            held: list[Reservation] = []
-            try:
-                for meter in self.meters:
-                    held.append(meter.reserve(units, final=final, node=node))
-            except BudgetExceededError:
-                for meter, res in zip(self.meters, held, strict=False):
-                    meter.release(res)
-                raise
-            res = Reservation(next(_ids), units, final, node)
-            self._open[res.id] = held
-            return res
-
-    def commit(
-        self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
+    def __init__(
+        self,
+        budget: Budget,
+        *,
+        spent_units: int = 0,
+        scope: str = "run",
+        parent: BaseMeter | None = None,
     ) -> None:
-        """Charge ``units`` on every meter."""
-        with self._lock:
-            held = self._open.pop(reservation.id, None)
-            if held is None:
-                return
-            self.committed += units
-            if usage is not None:
-                self.usage = self.usage + (usage.usage if isinstance(usage, Spend) else usage)
-        for meter, res in zip(self.meters, held, strict=True):
-            meter.commit(res, units, usage=usage)
+        """One level; ``spent_units`` were spent before this meter (not ``committed``)."""
+        super().__init__(budget, spent_units=spent_units, scope=scope, parent=parent)
+        self._base = spent_units
 
-    def release(self, reservation: Reservation) -> None:
-        """Drop a reservation on every meter (idempotent)."""
-        with self._lock:
-            held = self._open.pop(reservation.id, None)
-        for meter, res in zip(self.meters, held or (), strict=False):
-            meter.release(res)
+    @classmethod
+    def chain(
+        cls, levels: Sequence[tuple[str, Budget, int]], *, parent: BaseMeter | None = None
+    ) -> AgentMeter:
+        """Nest ``(scope, budget, spent_units)`` levels, outermost first, inside ``parent``."""
+        if not levels:
+            raise ValueError("AgentMeter needs at least one limit (got none)")
+        for scope, budget, spent in levels[:-1]:
+            parent = Meter(budget, spent_units=spent, scope=scope, parent=parent)
+        scope, budget, spent = levels[-1]
+        return cls(budget, spent_units=spent, scope=scope, parent=parent)
+
+    @property
+    def committed(self) -> int:
+        """Units committed through this meter (the delta a step adds to state)."""
+        return self.spent - self._base
+
+    @property
+    def usage(self) -> Usage:
+        """Token usage committed through this meter."""
+        return self.spend.usage
+
+    @property
+    def meters(self) -> list[BaseMeter]:
+        """Every level, innermost first."""
+        return self.levels
+
+    @property
+    def binding(self) -> BaseMeter:
+        """The level with the least room for an ordinary call (the outermost of a tie)."""
+        # A level's ``available`` is the least of its own room and its ancestors': the
+        # outermost level that still shows the overall least is the one that binds.
+        least = self.available()
+        return [m for m in self.levels if m.available() == least][-1]
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{m.scope}={m.spent}/{m.limit}" for m in self.meters)
+        inner = ", ".join(f"{m.scope}={m.spent}/{m.limit}" for m in self.levels)
         return f"AgentMeter({inner}, reserved={self.reserved})"
 
 

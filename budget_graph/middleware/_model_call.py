@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langchain.agents.middleware.types import ExtendedModelResponse, ModelRequest, ModelResponse
 from langchain_core.messages import AIMessage
@@ -14,11 +14,13 @@ from langgraph.types import Command, interrupt
 from budget_graph.accounting import count_messages
 from budget_graph.budgeted import budgeted
 from budget_graph.errors import BudgetExceededError
-from budget_graph.middleware._common import FINAL_NOTE, _budget_message, _with_note
+from budget_graph.middleware._common import (
+    FINAL_NOTE,
+    AgentPolicy,
+    _budget_message,
+    _with_note,
+)
 from budget_graph.providers import client_of, model_label, output_cap, unwrap_chat_model
-
-if TYPE_CHECKING:
-    from budget_graph.middleware.token_budget import TokenBudgetMiddleware
 
 __all__ = ["CappedRequest", "ModelCall"]
 
@@ -63,7 +65,7 @@ def _capped(request: ModelRequest[Any], model: Any, rewrap: Callable[[Any], Any]
 class ModelCall:
     """One model node run: its meter, the exit behaviour on refusal, the state delta."""
 
-    def __init__(self, mw: TokenBudgetMiddleware[Any, Any], request: ModelRequest[Any]) -> None:
+    def __init__(self, mw: AgentPolicy, request: ModelRequest[Any]) -> None:
         self.mw = mw
         self.base = request
         self.state: dict[str, Any] = dict(request.state or {})
@@ -180,7 +182,7 @@ class ModelCall:
             return self._final_request()
         if mw.exit_behavior == "interrupt":
             run_limit, thread_limit = mw.limits(self.state)
-            run_spent, thread_spent = mw._spent(self.state)
+            run_spent, thread_spent = mw.spent(self.state)
             question = {
                 "type": "token_budget",
                 "message": str(err),

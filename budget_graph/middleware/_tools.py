@@ -17,8 +17,8 @@ from budget_graph.meter import Reservation
 if TYPE_CHECKING:
     from langchain.agents.middleware.types import ToolCallRequest
 
+    from budget_graph.middleware._common import AgentPolicy
     from budget_graph.middleware._meters import AgentMeter
-    from budget_graph.middleware.token_budget import TokenBudgetMiddleware
 
 __all__ = ["ToolCharge"]
 
@@ -34,7 +34,7 @@ def _issuing_message(state: Any, call_id: str) -> AIMessage | None:
 class ToolCharge:
     """One tool call's charge: its step's shared meter, declared cost and LLM spend."""
 
-    def __init__(self, mw: TokenBudgetMiddleware[Any, Any], request: ToolCallRequest) -> None:
+    def __init__(self, mw: AgentPolicy, request: ToolCallRequest) -> None:
         self.mw = mw
         self.call = request.tool_call
         self.name = str(self.call.get("name"))
@@ -46,7 +46,7 @@ class ToolCharge:
         if issuer is not None:
             self.key = (id(mw), issuer.id or tuple(tc.get("id") for tc in issuer.tool_calls))
             ids = {str(tc.get("id")) for tc in issuer.tool_calls}
-            self.meter: AgentMeter = mw._steps.acquire(self.key, ids, lambda: mw.meter(state))
+            self.meter: AgentMeter = mw.steps.acquire(self.key, ids, lambda: mw.meter(state))
         else:
             self.meter = mw.meter(state)
         self.declared = mw.tool_costs.get(self.name, 0)
@@ -132,4 +132,4 @@ class ToolCharge:
     def done(self) -> None:
         """Tell the step this tool call is over."""
         if self.key is not None:
-            self.mw._steps.done(self.key, self.call_id)
+            self.mw.steps.done(self.key, self.call_id)

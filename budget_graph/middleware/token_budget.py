@@ -18,7 +18,6 @@ from langchain_core.messages import AIMessage
 
 from budget_graph.budget import Budget, ModelPrice
 from budget_graph.errors import BudgetExceededError
-from budget_graph.meter import Meter
 from budget_graph.middleware._common import (
     FINAL_NOTE,
     TokenBudgetExceededError,
@@ -216,7 +215,8 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         self.max_tokens_param = max_tokens_param
         self.prompt_margin = prompt_margin
         self.unit = "micro-USD" if self._mode == "cost" else "tokens"
-        self._steps = StepMeters()
+        self.steps = StepMeters()
+        """The meters shared by the parallel tool calls of one step."""
         self._budgets: dict[tuple[int, int], Budget] = {}
 
     # --- meters -------------------------------------------------------------------
@@ -251,18 +251,17 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         the final answer) for this meter.
         """
         run_limit, thread_limit = self.limits(state)
-        meters = []
-        if run_limit is not None:
-            spent = max(int(state.get("run_token_spend") or 0) + extra_spent, 0)
-            budget = self._budget(run_limit, reserve)
-            meters.append(Meter(budget, spent_units=spent, scope="run"))
+        levels: list[tuple[str, Budget, int]] = []
         if thread_limit is not None:
             spent = max(int(state.get("thread_token_spend") or 0) + extra_spent, 0)
-            budget = self._budget(thread_limit, reserve)
-            meters.append(Meter(budget, spent_units=spent, scope="thread"))
-        return AgentMeter(meters)
+            levels.append(("thread", self._budget(thread_limit, reserve), spent))
+        if run_limit is not None:
+            spent = max(int(state.get("run_token_spend") or 0) + extra_spent, 0)
+            levels.append(("run", self._budget(run_limit, reserve), spent))
+        return AgentMeter.chain(levels)
 
-    def _spent(self, state: Mapping[str, Any]) -> tuple[int, int]:
+    def spent(self, state: Mapping[str, Any]) -> tuple[int, int]:
+        """Units the run and the thread have spent, from ``state``."""
         return int(state.get("run_token_spend") or 0), int(state.get("thread_token_spend") or 0)
 
     def error(
@@ -270,7 +269,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
     ) -> TokenBudgetExceededError:
         """The error for the binding limit of ``meter``."""
         bind = meter.binding
-        run_spent, thread_spent = self._spent(state)
+        run_spent, thread_spent = self.spent(state)
         return TokenBudgetExceededError(
             scope=bind.scope,
             limit=bind.limit,

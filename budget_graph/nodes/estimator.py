@@ -181,7 +181,7 @@ class TaleEstimator(_Composable):
                 f"need 0 < min_tokens <= max_tokens (got min_tokens={min_tokens}, "
                 f"max_tokens={max_tokens})"
             )
-        self.llm = budgeted(model)
+        self.llm = budgeted(model, require_meter=False)  # unbudgeted when run without one
         self.min_tokens, self.max_tokens = min_tokens, max_tokens
         self.prompt = prompt
         self.call_max_tokens = call_max_tokens

@@ -65,7 +65,7 @@ def make_expand_node(
         unexpandable: Which errors mean "cannot expand this node" rather than a crash.
 
     """
-    llm = budgeted(model)
+    llm = budgeted(model, require_meter=False)  # unbudgeted when the graph runs without one
 
     def _finish(update: dict[str, Any], item: Item, children: list[TreeNode]) -> Any:
         if goto is None:

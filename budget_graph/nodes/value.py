@@ -191,7 +191,7 @@ class JudgeValue(_Chainable):
         """Configure the judge (see class docstring)."""
         if samples < 1:
             raise ValueError(f"samples must be >= 1 (got {samples})")
-        self.llm = budgeted(model)
+        self.llm = budgeted(model, require_meter=False)  # unbudgeted when run without one
         self.task = task
         self.samples = samples
         self.batched = batched

@@ -15,8 +15,11 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from budget_graph.errors import BudgetError
+
 __all__ = [
     "DATASETS",
+    "ReplayError",
     "ReplayRecord",
     "data_dir",
     "load_records",
@@ -24,6 +27,11 @@ __all__ = [
     "request_key",
     "write_records",
 ]
+
+
+class ReplayError(BudgetError):
+    """Root of the replay errors (also exported by ``budget_graph.replay.store``)."""
+
 
 DATASETS: tuple[str, ...] = ("game24_cot", "game24_standard", "game24_tot", "date_ltm")
 """Names of the recordings shipped in ``budget_graph/replay/data/recordings``."""
@@ -75,27 +83,42 @@ class ReplayRecord:
     def from_json(cls, obj: Mapping[str, Any]) -> ReplayRecord:
         """Build a record from one decoded JSON line."""
         return cls(
-            dataset=obj["dataset"], task=obj["task"], item_id=str(obj["item_id"]),
-            kind=obj["kind"], request=obj["request"], completions=tuple(obj["completions"]),
-            gold=obj.get("gold"), model=obj.get("model", "gpt-4"),
-            provenance=obj.get("provenance", {}), meta=obj.get("meta", {}),
+            dataset=obj["dataset"],
+            task=obj["task"],
+            item_id=str(obj["item_id"]),
+            kind=obj["kind"],
+            request=obj["request"],
+            completions=tuple(obj["completions"]),
+            gold=obj.get("gold"),
+            model=obj.get("model", "gpt-4"),
+            provenance=obj.get("provenance", {}),
+            meta=obj.get("meta", {}),
         )
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of this record."""
         return {
-            "dataset": self.dataset, "task": self.task, "item_id": self.item_id,
-            "kind": self.kind, "request": dict(self.request),
-            "completions": list(self.completions), "gold": self.gold, "model": self.model,
-            "provenance": dict(self.provenance), "meta": dict(self.meta),
+            "dataset": self.dataset,
+            "task": self.task,
+            "item_id": self.item_id,
+            "kind": self.kind,
+            "request": dict(self.request),
+            "completions": list(self.completions),
+            "gold": self.gold,
+            "model": self.model,
+            "provenance": dict(self.provenance),
+            "meta": dict(self.meta),
         }
 
 
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
-    parts = [b if isinstance(b, str) else b.get("text", "") for b in content or ()
-             if isinstance(b, str) or isinstance(b, dict)]
+    parts = [
+        b if isinstance(b, str) else b.get("text", "")
+        for b in content or ()
+        if isinstance(b, str) or isinstance(b, dict)
+    ]
     return "".join(p for p in parts if isinstance(p, str))
 
 
@@ -106,11 +129,11 @@ def normalize_messages(
     out: list[dict[str, str]] = []
     for msg in messages:
         if isinstance(msg, BaseMessage):
-            out.append({"role": _ROLES.get(msg.type, msg.type),
-                        "content": _text(msg.content)})
+            out.append({"role": _ROLES.get(msg.type, msg.type), "content": _text(msg.content)})
         else:
-            out.append({"role": str(msg.get("role", "user")),
-                        "content": _text(msg.get("content", ""))})
+            out.append(
+                {"role": str(msg.get("role", "user")), "content": _text(msg.get("content", ""))}
+            )
     return out
 
 
@@ -121,8 +144,11 @@ def request_key(messages: Sequence[BaseMessage | Mapping[str, Any]]) -> str:
 
 
 def _open(path: Path) -> Any:
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(
-        path, encoding="utf-8")
+    return (
+        gzip.open(path, "rt", encoding="utf-8")
+        if path.suffix == ".gz"
+        else open(path, encoding="utf-8")
+    )
 
 
 def load_records(source: str | Path) -> Iterator[ReplayRecord]:
@@ -131,8 +157,6 @@ def load_records(source: str | Path) -> Iterator[ReplayRecord]:
         path = data_dir() / "recordings" / f"{source}.jsonl.gz"
     else:
         path = Path(source)
-    from budget_graph.replay.store import ReplayError
-
     with _open(path) as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():

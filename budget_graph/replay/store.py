@@ -15,8 +15,13 @@ from typing import Any, Literal
 from langchain_core.messages import BaseMessage
 
 from budget_graph.accounting import count_messages, encoding_for_model
-from budget_graph.errors import BudgetError
-from budget_graph.replay.format import DATASETS, ReplayRecord, load_records, request_key
+from budget_graph.replay.format import (
+    DATASETS,
+    ReplayError,
+    ReplayRecord,
+    load_records,
+    request_key,
+)
 
 __all__ = [
     "NotRecordedError",
@@ -27,10 +32,6 @@ __all__ = [
     "ReplayStore",
     "truncate",
 ]
-
-
-class ReplayError(BudgetError):
-    """Root of the replay errors."""
 
 
 class NotRecordedError(ReplayError):
@@ -44,22 +45,28 @@ class NotRecordedError(ReplayError):
 
     """
 
-    def __init__(self, *, key: str, task: str | None, closest: str | None,
-                 similarity: float) -> None:
+    def __init__(
+        self, *, key: str, task: str | None, closest: str | None, similarity: float
+    ) -> None:
         self.key = key
         self.task = task
         self.closest = closest
         self.similarity = similarity
-        where = f"; closest recorded request (task {task!r}, similarity {similarity:.3f}): " \
-            f"{_preview(closest)}" if closest else "; the store is empty"
+        where = (
+            f"; closest recorded request (task {task!r}, similarity {similarity:.3f}): "
+            f"{_preview(closest)}"
+            if closest
+            else "; the store is empty"
+        )
         super().__init__(f"Request not recorded: {_preview(key)}{where}")
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (_rebuild_not_recorded, (self.key, self.task, self.closest, self.similarity))
 
 
-def _rebuild_not_recorded(key: str, task: str | None, closest: str | None,
-                          similarity: float) -> NotRecordedError:
+def _rebuild_not_recorded(
+    key: str, task: str | None, closest: str | None, similarity: float
+) -> NotRecordedError:
     return NotRecordedError(key=key, task=task, closest=closest, similarity=similarity)
 
 
@@ -98,7 +105,7 @@ def _preview(key: str | None, width: int = 160) -> str:
     text = text.replace("\n", "\\n")
     if len(text) <= width:
         return repr(text)
-    return repr(text[: width // 3] + " ... " + text[-(2 * width) // 3:])
+    return repr(text[: width // 3] + " ... " + text[-(2 * width) // 3 :])
 
 
 def truncate(text: str, max_tokens: int | None, *, model: str | None = None) -> tuple[str, str]:
@@ -185,8 +192,9 @@ class ReplayStore:
         self._entries: dict[str, _Entry] = {}
         sources = list(DATASETS if datasets is None else datasets)
         for src in sources:
-            self.add(_shipped(src) if isinstance(src, str) and src in DATASETS
-                     else load_records(src))
+            self.add(
+                _shipped(src) if isinstance(src, str) and src in DATASETS else load_records(src)
+            )
         self.add(records)
 
     def add(self, records: Iterable[ReplayRecord]) -> None:
@@ -220,8 +228,9 @@ class ReplayStore:
             for entry in self._entries.values():
                 entry.cursor = 0
 
-    def draw(self, messages: Sequence[BaseMessage | Mapping[str, Any]], n: int = 1) -> tuple[
-            ReplayRecord, list[str]]:
+    def draw(
+        self, messages: Sequence[BaseMessage | Mapping[str, Any]], n: int = 1
+    ) -> tuple[ReplayRecord, list[str]]:
         """The next ``n`` recorded completions of a request and its first record.
 
         Raises:
@@ -238,8 +247,12 @@ class ReplayStore:
                 raise self.not_recorded(key)
             size = len(entry.completions)
             if entry.cursor + n > size and self.on_exhausted == "error":
-                raise ReplayExhaustedError(key=key, task=entry.records[0].task, recorded=size,
-                                           requested=entry.cursor + n - size)
+                raise ReplayExhaustedError(
+                    key=key,
+                    task=entry.records[0].task,
+                    recorded=size,
+                    requested=entry.cursor + n - size,
+                )
             out = [entry.completions[(entry.cursor + i) % size] for i in range(n)]
             entry.cursor += n
             if self.on_exhausted == "cycle":
@@ -272,8 +285,12 @@ class ReplayStore:
             n_tokens = len(enc.encode(text, disallowed_special=())) if text else 0
             choices.append(ReplayChoice(text, reason, n_tokens))
         return ReplayResponse(
-            choices=tuple(choices), prompt_tokens=count_messages(list(messages), model=model),  # type: ignore[arg-type]
-            model=model, task=record.task, item_id=record.item_id, kind=record.kind,
+            choices=tuple(choices),
+            prompt_tokens=count_messages(list(messages), model=model),  # type: ignore[arg-type]
+            model=model,
+            task=record.task,
+            item_id=record.item_id,
+            kind=record.kind,
         )
 
     def not_recorded(self, key: str) -> NotRecordedError:
