@@ -36,11 +36,6 @@ def _with_margin(counted: int, margin: float) -> int:
     return counted + math.ceil(counted * margin)
 
 
-def _tighter_cap(a: int, b: int) -> int:
-    """The smaller of two output caps, where 0 means no cap."""
-    return b if b and (not a or b < a) else a
-
-
 class Budget(BaseModel):
     """A token (or cost) budget for one run.
 

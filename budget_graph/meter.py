@@ -1,119 +1,20 @@
-"""The meter protocol every meter implements, and the in-process :class:`Meter` (a hard cap)."""
+"""The in-process :class:`Meter` (a hard cap, nestable), and the meter protocol it implements."""
 
 from __future__ import annotations
 
 import itertools
 import threading
 import warnings
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from budget_graph.budget import Budget, Spend, Usage
 from budget_graph.errors import BudgetExceededError, UsageOverrunWarning
+from budget_graph.protocol import BaseMeter, Reservation
 
 __all__ = ["BaseMeter", "Meter", "Reservation"]
 
 _ids = itertools.count(1)
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """Units held for one in-flight call."""
-
-    id: int
-    units: int
-    final: bool = False
-    """Whether the reservation may use the budget's ``reserve`` (a final answer)."""
-    node: str | None = None
-    parent: Reservation | None = None
-    """The same units held on the meter's parent (nested budgets), if it has one."""
-
-
-@runtime_checkable
-class BaseMeter(Protocol):
-    """What every meter implements (in-process, agent, Postgres...).
-
-    Callers use only these members: they never branch on a meter's class. The async
-    twins take the same arguments; in-process meters simply run the sync ones.
-    """
-
-    @property
-    def budget(self) -> Budget:
-        """The budget: its unit, count mode and prices turn usage into units."""
-
-    @property
-    def scope(self) -> str:
-        """A name for what the limit applies to (``"run"``, ``"thread"``, ``"researcher"``...)."""
-
-    @property
-    def limit(self) -> int:
-        """The limit in units."""
-
-    @property
-    def spent(self) -> int:
-        """Units committed so far."""
-
-    @property
-    def reserved(self) -> int:
-        """Units held by in-flight reservations."""
-
-    @property
-    def remaining(self) -> int:
-        """Units neither spent nor reserved."""
-
-    def available(self, *, final: bool = False) -> int:
-        """Units a new reservation could take now."""
-
-    def reserve(self, units: int, *, final: bool = False, node: str | None = None) -> Reservation:
-        """Hold ``units`` for a call or raise :class:`BudgetExceededError` holding nothing."""
-
-    def reserve_output(
-        self,
-        prompt_units: int,
-        *,
-        n: int = 1,
-        max_output: int = 0,
-        final: bool = False,
-        node: str | None = None,
-    ) -> tuple[Reservation, int] | None:
-        """Atomically hold ``prompt_units`` plus the most output units per sample that fit.
-
-        Each of the ``n`` samples gets the same output allowance, at most ``max_output``
-        units (0: no bound). Returns the reservation and that per-sample allowance, or
-        ``None``, holding nothing, when not one output unit per sample fits.
-        """
-
-    def commit(
-        self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
-    ) -> None:
-        """Replace a reservation by the real charge of the call."""
-
-    def release(self, reservation: Reservation) -> None:
-        """Drop a reservation of a call that was not billed."""
-
-    async def areserve(
-        self, units: int, *, final: bool = False, node: str | None = None
-    ) -> Reservation:
-        """:meth:`reserve` for async code."""
-
-    async def areserve_output(
-        self,
-        prompt_units: int,
-        *,
-        n: int = 1,
-        max_output: int = 0,
-        final: bool = False,
-        node: str | None = None,
-    ) -> tuple[Reservation, int] | None:
-        """:meth:`reserve_output` for async code."""
-
-    async def acommit(
-        self, reservation: Reservation, units: int, *, usage: Usage | Spend | None = None
-    ) -> None:
-        """:meth:`commit` for async code."""
-
-    async def arelease(self, reservation: Reservation) -> None:
-        """:meth:`release` for async code."""
 
 
 class Meter:
@@ -228,68 +129,22 @@ class Meter:
 
     # --- reserve ------------------------------------------------------------------
 
-    def _hold(self, units: int, final: bool, node: str | None) -> Reservation | None:
-        """Hold ``units`` on this level only, or return ``None`` (counted as refused)."""
+    def _hold(self, units: int, final: bool, node: str | None) -> Reservation:
+        """Hold ``units`` on this level only, or raise (counted as refused)."""
+        if units < 0:
+            raise ValueError(f"units must be >= 0 (got {units})")
         with self._lock:
             if units > self._room(final):
                 self.refused += 1
-                return None
-            res = Reservation(next(_ids), units, final, node)
-            self._reserved += units
-            self._open[res.id] = res
-            return res
-
-    def _refusal(self, units: int) -> BudgetExceededError:
-        return BudgetExceededError(
-            limit=self._limit,
-            spent=self._spent,
-            requested=units,
-            scope=self.scope,
-            reserved=self._reserved,
-            unit=self.budget.unit,
-        )
-
-    def _reheld(self, own: Reservation, units: int, parent: Reservation | None) -> Reservation:
-        """``own`` resized to ``units`` and linked to the parent's reservation."""
-        res = Reservation(own.id, units, own.final, own.node, parent)
-        with self._lock:
-            self._reserved += units - own.units
-            self._open[res.id] = res
-        return res
-
-    def reserve(self, units: int, *, final: bool = False, node: str | None = None) -> Reservation:
-        """Hold ``units`` on every level or raise :class:`BudgetExceededError` holding none."""
-        if units < 0:
-            raise ValueError(f"units must be >= 0 (got {units})")
-        own = self._hold(units, final, node)
-        if own is None:
-            raise self._refusal(units)
-        if self.parent is None:
-            return own
-        try:
-            up = self.parent.reserve(units, final=final, node=node)
-        except BaseException:
-            self._drop(own)
-            raise
-        return self._reheld(own, units, up)
-
-    async def areserve(
-        self, units: int, *, final: bool = False, node: str | None = None
-    ) -> Reservation:
-        """:meth:`reserve` for async code (awaits an async parent)."""
-        if units < 0:
-            raise ValueError(f"units must be >= 0 (got {units})")
-        own = self._hold(units, final, node)
-        if own is None:
-            raise self._refusal(units)
-        if self.parent is None:
-            return own
-        try:
-            up = await self.parent.areserve(units, final=final, node=node)
-        except BaseException:
-            self._drop(own)
-            raise
-        return self._reheld(own, units, up)
+                raise BudgetExceededError(
+                    limit=self._limit,
+                    spent=self._spent,
+                    requested=units,
+                    scope=self.scope,
+                    reserved=self._reserved,
+                    unit=self.budget.unit,
+                )
+            return self._open_reservation(units, final, node)
 
     def _hold_output(
         self, prompt_units: int, n: int, max_output: int, final: bool, node: str | None
@@ -303,10 +158,58 @@ class Meter:
                 out = max_output
             if out < 1:  # not counted in ``refused``: the caller decides whether to raise
                 return None
-            res = Reservation(next(_ids), prompt_units + out * n, final, node)
-            self._reserved += res.units
+            return self._open_reservation(prompt_units + out * n, final, node), out
+
+    def _open_reservation(self, units: int, final: bool, node: str | None) -> Reservation:
+        res = Reservation(next(_ids), units, final, node)
+        self._reserved += units
+        self._open[res.id] = res
+        return res
+
+    @contextmanager
+    def _undone_on_error(self, own: Reservation) -> Iterator[None]:
+        """Drop this level's hold if the parent's raises (all levels or none)."""
+        try:
+            yield
+        except BaseException:
+            self._drop(own)
+            raise
+
+    def _linked(self, own: Reservation, units: int, parent: Reservation) -> Reservation:
+        """``own`` resized to ``units`` and linked to the parent's reservation."""
+        res = Reservation(own.id, units, own.final, own.node, parent)
+        with self._lock:
+            self._reserved += units - own.units
             self._open[res.id] = res
-            return res, out
+        return res
+
+    def _linked_output(
+        self, own: Reservation, prompt_units: int, n: int, up: tuple[Reservation, int] | None
+    ) -> tuple[Reservation, int] | None:
+        if up is None:  # an ancestor has no room: hold nothing here either
+            self._drop(own)
+            return None
+        return self._linked(own, prompt_units + up[1] * n, up[0]), up[1]
+
+    def reserve(self, units: int, *, final: bool = False, node: str | None = None) -> Reservation:
+        """Hold ``units`` on every level or raise :class:`BudgetExceededError` holding none."""
+        own = self._hold(units, final, node)
+        if self.parent is None:
+            return own
+        with self._undone_on_error(own):
+            up = self.parent.reserve(units, final=final, node=node)
+        return self._linked(own, units, up)
+
+    async def areserve(
+        self, units: int, *, final: bool = False, node: str | None = None
+    ) -> Reservation:
+        """:meth:`reserve` for async code (awaits an async parent)."""
+        own = self._hold(units, final, node)
+        if self.parent is None:
+            return own
+        with self._undone_on_error(own):
+            up = await self.parent.areserve(units, final=final, node=node)
+        return self._linked(own, units, up)
 
     def reserve_output(
         self,
@@ -328,17 +231,11 @@ class Meter:
         if held is None or self.parent is None:
             return held
         own, out = held
-        try:
+        with self._undone_on_error(own):
             up = self.parent.reserve_output(
                 prompt_units, n=n, max_output=out, final=final, node=node
             )
-        except BaseException:
-            self._drop(own)
-            raise
-        if up is None:
-            self._drop(own)
-            return None
-        return self._reheld(own, prompt_units + up[1] * n, up[0]), up[1]
+        return self._linked_output(own, prompt_units, n, up)
 
     async def areserve_output(
         self,
@@ -354,17 +251,11 @@ class Meter:
         if held is None or self.parent is None:
             return held
         own, out = held
-        try:
+        with self._undone_on_error(own):
             up = await self.parent.areserve_output(
                 prompt_units, n=n, max_output=out, final=final, node=node
             )
-        except BaseException:
-            self._drop(own)
-            raise
-        if up is None:
-            self._drop(own)
-            return None
-        return self._reheld(own, prompt_units + up[1] * n, up[0]), up[1]
+        return self._linked_output(own, prompt_units, n, up)
 
     # --- commit / release ---------------------------------------------------------
 

@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 from langchain_core.tools import tool
 
@@ -218,3 +220,119 @@ def test_fast_path_commits_exactly_what_the_observed_path_commits(report_usage, 
         results.append((msg.content, meter.spent, meter.spend, meter.reserved))
     assert results[0] == results[1]
     assert results[0][2].by_node["n"].calls == 1 and results[0][3] == 0
+
+
+# --- no meter, meter=, threads ------------------------------------------------------
+
+
+def test_a_call_without_a_meter_is_refused_unless_allowed():
+    from budget_graph import NoMeterError
+    from budget_graph.context import open_ledger
+
+    fake = BillingFakeChat(texts=[TEXT])
+    with pytest.raises(NoMeterError, match="outside a budgeted run.*require_meter=False"):
+        budgeted(fake).invoke("hi")
+    assert fake.billed == []  # refused before anything was sent
+    with open_ledger() as ledger:
+        budgeted(fake, require_meter=False).invoke("hi")
+    assert ledger.spend.total_tokens == fake.billed[0]  # unbudgeted, still counted
+
+
+def test_meter_takes_a_budget_or_a_meter_and_rejects_anything_else():
+    fake = BillingFakeChat(texts=[TEXT])
+    llm = budgeted(fake, meter=Budget(max_tokens=10))
+    assert isinstance(llm.meter, Meter) and llm.meter.limit == 10
+    with pytest.raises(BudgetExceededError):
+        for _ in range(5):
+            llm.invoke("hi")
+    assert sum(fake.billed) <= 10
+    with pytest.raises(TypeError, match="meter= takes a meter .* or a Budget, got int"):
+        budgeted(fake, meter=300)
+
+
+def _threaded_graph(fake, wrap):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from langgraph.graph import END, START, StateGraph
+
+    from budget_graph import BudgetState, guard
+
+    llm = budgeted(fake)
+
+    @guard
+    def fan(state):
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(wrap(lambda i: llm.invoke(f"task {i}", max_tokens=5)), range(4)))
+        return {}
+
+    b = StateGraph(BudgetState)
+    b.add_node("fan", fan)
+    b.add_edge(START, "fan")
+    b.add_edge("fan", END)
+    return b.compile()
+
+
+def test_threads_started_in_a_node_carry_the_run_or_fail_loudly():
+    from budget_graph import NoMeterError, carry_context, with_budget
+
+    fake = BillingFakeChat(texts=[TEXT])
+    app = with_budget(_threaded_graph(fake, lambda f: f), Budget(max_tokens=1_000))
+    with pytest.raises(NoMeterError, match="in thread .*carry_context"):
+        app.invoke({})
+    assert fake.billed == []
+    app = with_budget(_threaded_graph(fake, carry_context), Budget(max_tokens=1_000))
+    out = app.invoke({})
+    assert out["spend"].calls == 4 and out["spend"].total_tokens == sum(fake.billed)
+    assert out["spend"].by_node["fan"].calls == 4
+
+
+# --- abandoned and cancelled calls ----------------------------------------------------
+
+
+def test_an_abandoned_stream_is_charged_prompt_plus_what_was_received():
+    fake = BillingFakeChat(texts=[TEXT])
+    meter = Meter(Budget(max_tokens=1_000))
+    stream = budgeted(fake, meter=meter).stream("hi")
+    first = next(stream)
+    stream.close()  # the consumer stops iterating
+    assert meter.reserved == 0 and meter.open_reservations == 0
+    spend = meter.spend
+    assert spend.calls == spend.estimated_calls == 1
+    assert spend.output_tokens >= 1 and first.content.strip() == "one"
+    assert spend.input_tokens > 0 and meter.spent == spend.units
+
+
+async def test_an_abandoned_async_stream_is_charged():
+    fake = BillingFakeChat(texts=[TEXT])
+    meter = Meter(Budget(max_tokens=1_000))
+    stream = budgeted(fake, meter=meter).astream("hi")
+    await anext(stream)
+    await stream.aclose()
+    # LangChain's astream drops (does not close) our inner generator: the event loop
+    # closes it on its next turns, which charges the call.
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert meter.reserved == 0 and meter.spend.estimated_calls == 1 and meter.spent > 0
+
+
+class _SlowChat(BillingFakeChat):
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        await asyncio.sleep(10)
+        raise AssertionError("not reached")
+
+
+async def test_a_cancelled_call_is_charged_its_reservation_as_estimated():
+    meter = Meter(Budget(max_tokens=1_000))
+    llm = budgeted(_SlowChat(texts=[TEXT]), meter=meter)
+    task = asyncio.create_task(llm.ainvoke("hi", max_tokens=50))
+    while meter.reserved == 0:
+        await asyncio.sleep(0)
+    held = meter.reserved
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert meter.reserved == 0 and meter.spent == held  # outcome unknown: all of it
+    assert meter.spend.estimated_calls == 1 and meter.spend.output_tokens == 50
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(llm.ainvoke("hi", max_tokens=50), 0.05)
+    assert meter.reserved == 0 and meter.spent == 2 * held

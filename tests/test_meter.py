@@ -142,3 +142,108 @@ def test_reserve_output_clamps_atomically_and_refuses_without_holding() -> None:
     assert m.reserve_output(10, max_output=3) is None  # 100 - 70 - 10 held - 10 reserve - 10 < 1
     m.release(final[0])
     assert m.reserve_output(5, max_output=3)[1] == 3
+
+
+# --- nested budgets -----------------------------------------------------------------
+
+
+def _nested() -> tuple[Meter, Meter, Meter]:
+    request = Meter(Budget(max_tokens=100), scope="request")
+    agent = Meter(Budget(max_tokens=60), scope="researcher", parent=request)
+    tool = Meter(Budget(max_tokens=1_000), scope="tool", parent=agent)
+    return request, agent, tool
+
+
+def test_a_nested_reservation_holds_on_every_level_and_commits_once_at_each() -> None:
+    request, agent, tool = _nested()
+    assert tool.levels == [tool, agent, request]
+    r = tool.reserve(50, node="search")
+    assert (tool.reserved, agent.reserved, request.reserved) == (50, 50, 50)
+    assert tool.available() == 10  # the agent's 60 binds, not the tool's own 1000
+    tool.commit(r, 40, usage=Usage(input_tokens=30, output_tokens=10, calls=1, units=40))
+    assert [m.spent for m in (tool, agent, request)] == [40, 40, 40]
+    assert [m.reserved for m in (tool, agent, request)] == [0, 0, 0]
+    for m in (tool, agent, request):
+        assert m.spend.calls == 1 and m.spend.by_node["search"].units == 40
+    # Spend outside the child reaches the parent only.
+    request.commit(request.reserve(30), 30)
+    assert (request.spent, agent.spent) == (70, 40)
+    r = tool.reserve(5)
+    tool.release(r)
+    assert [m.reserved for m in (tool, agent, request)] == [0, 0, 0]
+    assert [m.open_reservations for m in (tool, agent, request)] == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("outside", "inside", "scope", "limit", "spent"),
+    [(80, 10, "request", 100, 90), (0, 40, "researcher", 60, 40)],
+)
+def test_the_refusing_level_is_named_and_nothing_is_held(outside, inside, scope, limit, spent):
+    request, agent, tool = _nested()
+    tool.commit(tool.reserve(inside), inside)  # spent on every level
+    request.commit(request.reserve(outside), outside)  # spent on the request only
+    with pytest.raises(BudgetExceededError) as err:
+        tool.reserve(25)  # fits the tool; one ancestor refuses
+    e = err.value
+    assert (e.scope, e.limit, e.spent, e.requested) == (scope, limit, spent, 25)
+    assert f"the {scope} budget of {limit} tokens" in str(e)
+    assert [m.reserved for m in (tool, agent, request)] == [0, 0, 0]  # all or none
+    assert [m.refused for m in (tool, agent, request)].count(1) == 1
+
+
+def test_reserve_output_clamps_to_the_tightest_level() -> None:
+    request, agent, tool = _nested()
+    request.commit(request.reserve(70), 70)  # request: 30 left; agent: 60 left
+    held = tool.reserve_output(10, n=2, max_output=100)
+    assert held is not None
+    res, out = held
+    assert out == 10 and res.units == 30  # (30 - 10) // 2 per sample, from the request
+    assert [m.reserved for m in (tool, agent, request)] == [30, 30, 30]
+    assert tool.reserve_output(1) is None
+    assert [m.reserved for m in (tool, agent, request)] == [30, 30, 30]  # nothing more held
+    tool.commit(res, 25)
+    assert [m.spent for m in (tool, agent, request)] == [25, 25, 95]
+
+
+async def test_async_twins_reach_every_level() -> None:
+    request, agent, tool = _nested()
+    r = await tool.areserve(20)
+    held = await tool.areserve_output(5, max_output=7)
+    assert held is not None and held[1] == 7
+    await tool.acommit(r, 10)
+    await tool.arelease(held[0])
+    assert [m.spent for m in (tool, agent, request)] == [10, 10, 10]
+    assert [m.reserved for m in (tool, agent, request)] == [0, 0, 0]
+    with pytest.raises(BudgetExceededError, match="researcher"):
+        await tool.areserve(51)
+
+
+def test_nested_levels_never_overshoot_under_threads() -> None:
+    request = Meter(Budget(max_tokens=500), scope="request")
+    children = [Meter(Budget(max_tokens=200), scope=f"agent{i}", parent=request) for i in range(4)]
+
+    def work(meter: Meter) -> None:
+        for _ in range(200):
+            held = meter.reserve_output(3, max_output=5)
+            if held is not None:
+                meter.commit(held[0], held[0].units)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in children for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(c.spent <= 200 for c in children)
+    assert request.spent == sum(c.spent for c in children) <= 500
+    assert request.reserved == 0 and all(c.reserved == 0 for c in children)
+
+
+def test_commit_rejects_negative_units_and_a_second_commit() -> None:
+    m = Meter(Budget(max_tokens=100))
+    r = m.reserve(10)
+    with pytest.raises(ValueError, match="units must be >= 0"):
+        m.commit(r, -1)
+    m.commit(r, 5)
+    with pytest.raises(ValueError, match="not open"):
+        m.commit(r, 5)
+    assert m.spent == 5
