@@ -142,12 +142,12 @@ def _function_over_module(name: str) -> property:
     # ``guard`` and ``budgeted`` are both submodules and exported functions: importing the
     # submodule must not replace the function on the package (as eager imports ensured).
     def get(self: ModuleType) -> Any:
-        value = self.__dict__.get(name)
+        value = globals().get(name)  # ``self`` is this module: its namespace is globals()
         return value if value is not None and not isinstance(value, ModuleType) else _export(name)
 
     def keep(self: ModuleType, value: Any) -> None:
         if not isinstance(value, ModuleType):
-            self.__dict__[name] = value
+            globals()[name] = value
 
     return property(get, keep)
 

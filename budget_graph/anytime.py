@@ -145,7 +145,7 @@ def build_anytime(
         if value < 1:
             raise ValueError(f"{label} must be >= 1 (got {value})")
     rule = RelativeGain(epsilon, patience)
-    llm = budgeted(model)
+    llm = budgeted(model, require_meter=False)  # unbudgeted when the graph runs without one
 
     def step(state: Mapping[str, Any]) -> dict[str, Any]:
         the_item = state.get("item") or item
