@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import hashlib
 import os
 import sqlite3
@@ -145,6 +146,7 @@ def ms_per_node(nodes: int, saver: _Saver | None = None) -> tuple[float, float, 
         checkpointer=saver.make() if saver is not None else None,
     )
     config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    gc.collect()  # the previous run's garbage is not this run's cost
     server = saver.server_cpu if saver is not None else (lambda: 0.0)
     wall, cpu = time.perf_counter(), time.process_time() + server()
     out = graph.invoke({"item": task.items()[0]}, config)

@@ -261,3 +261,32 @@ def test_allow_planner_types_keeps_a_savers_own_allowlist_and_storage() -> None:
         ("budget_graph.nodes.tree", "TreeNode"),
         ("budget_graph.budget", "Spend"),
     }
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_postgres_saver_restores_every_checkpoints_tree(postgres_conninfo: str) -> None:
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(
+        postgres_conninfo, autocommit=True, prepare_threshold=0, row_factory=dict_row
+    ) as conn:
+        saver = PostgresSaver(conn)  # type: ignore[arg-type]
+        saver.setup()
+        app = make_app(saver)
+        cfg = {"configurable": {"thread_id": "pg"}}
+        seen = [
+            dict(s.get("tree", {}).items())
+            for s in app.stream({"item": ITEM}, cfg, stream_mode="values")
+        ]
+        history = [s for s in app.get_state_history(cfg) if s.metadata["step"] >= 0][::-1]
+        assert [dict(s.values.get("tree", {}).items()) for s in history] == seen
+        # Resume from a mid-search checkpoint (a fork) finishes with the same tree (a new
+        # graph: the first one's judge cache would answer the judge calls for free).
+        mid = next(s for s in history if s.next == ("plan",) and len(s.values["tree"]) >= 13)
+        app = make_app(saver)
+        out = app.invoke(None, mid.config)
+        assert out["tree"] == history[-1].values["tree"] and len(out["tree"]) == 40
+        assert app.get_state(cfg).values["tree"] == out["tree"]
