@@ -187,6 +187,11 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
     def _callbacks(self, config: RunnableConfig | None) -> tuple[RunnableConfig, dict[str, Any]]:
         """The caller's config completed, and how to open this run's callback run."""
         cfg = ensure_config(config)
+        # ensure_config fills in LangGraph's default recursion_limit (25), which would then
+        # override a limit the wrapped graph was given (graph.with_config(recursion_limit=))
+        bound = (getattr(self.graph, "config", None) or {}).get("recursion_limit")
+        if bound is not None and "recursion_limit" not in (config or {}):
+            cfg["recursion_limit"] = bound
         start = {"name": self.get_name(), "run_id": cfg.pop("run_id", None)}  # type: ignore[misc]
         return cfg, start
 

@@ -16,7 +16,6 @@ from budget_graph.nodes.tree import (
     Tree,
     TreeNode,
     backup,
-    id_order,
     merge_tree,
     merge_tree_updates,
 )
@@ -155,15 +154,19 @@ def test_tree_updates_reduce_the_same_in_any_batching(
     assert at_once == in_two
 
 
-def test_best_open_breaks_ties_by_id_so_a_rebuilt_tree_picks_the_same_nodes() -> None:
-    ids = ["0.10", "0.2", "0.1.0", "0.1"]
+def test_best_open_breaks_ties_by_age_and_a_rebuilt_tree_picks_the_same_nodes() -> None:
     built = merge_tree(Tree(), [_node("0", 0.0, "expanded")])
-    for i in ids:  # one record at a time, as a run writes them
+    for i in ["0.2", "0.1", "0.3.0", "0.0"]:  # one record at a time, as a run writes them
         built = merge_tree(built, [_node(i, 5.0)])
-    rebuilt = Tree(reversed(built.nodes()))
-    assert [n.id for n in built.best_open(4)] == ["0.1.0", "0.1", "0.2", "0.10"]
-    assert [n.id for n in rebuilt.best_open(4)] == [n.id for n in built.best_open(4)]
-    assert id_order("0.2") < id_order("0.10") and id_order("0.x") > id_order("0.9")
+    built = merge_tree(built, [_node("0.1", 5.0)])  # a newer record keeps the node's age
+    order = [n.id for n in built.best_open(4)]
+    assert order == ["0.3.0", "0.2", "0.1", "0.0"]
+    serde = JsonPlusSerializer()
+    for rebuilt in (Tree(built.nodes()), serde.loads_typed(serde.dumps_typed(built))):
+        assert [n.id for n in rebuilt.best_open(4)] == order
+    old = merge_tree(Tree(), built.nodes()[:3])  # an old version answers by scanning
+    assert [n.id for n in Tree._view(built._core, 3).best_open(2)] == ["0.2", "0.1"]
+    assert [n.id for n in old.best_open(2)] == ["0.2", "0.1"]
 
 
 def test_records_serialize_as_their_non_default_fields() -> None:

@@ -45,8 +45,7 @@ def test_best_first_finds_the_goal_and_stops_solved() -> None:
 def test_tiny_budget_degrades_to_best_so_far_without_overshoot() -> None:
     for limit in (30, 120, 400, 700):
         model = _model()
-        app = build_planner(model, task=ToyTask(), budget=Budget(max_tokens=limit),
-                            judge_samples=1)
+        app = build_planner(model, task=ToyTask(), budget=Budget(max_tokens=limit), judge_samples=1)
         out = app.invoke({"item": ITEM})
         assert app.last_meter.spent <= limit
         assert out["spend"].units == sum(model.billed) <= limit
@@ -55,8 +54,15 @@ def test_tiny_budget_degrades_to_best_so_far_without_overshoot() -> None:
 
 def test_breadth_limited_bfs_runs_to_depth_without_early_stop() -> None:
     model = _model()
-    app = build_planner(model, task=ToyTask(), budget=Budget(max_tokens=50_000), breadth=2,
-                        judge_samples=1, stop_on_solved=False, max_depth=2)
+    app = build_planner(
+        model,
+        task=ToyTask(),
+        budget=Budget(max_tokens=50_000),
+        breadth=2,
+        judge_samples=1,
+        stop_on_solved=False,
+        max_depth=2,
+    )
     out = app.invoke({"item": ITEM})
     assert out["stop_reason"] == "depth" and out["solved"] is True
     expanded = {n.id for n in out["tree"].values() if n.status == "expanded"}
@@ -67,14 +73,23 @@ def test_estimator_caps_the_searchs_generated_tokens_not_its_units() -> None:
     # TALE's estimate counts output tokens: 150 lets the search (30 generated, 166 prompt
     # tokens) solve; 20 stops it at the first step that reaches 20 generated tokens.
     model = _model(**{"VALUE[b\n]": "impossible"})
-    app = build_planner(model, task=ToyTask(), budget=Budget(max_tokens=50_000),
-                        estimator=FixedEstimator(150), judge_samples=1)
+    app = build_planner(
+        model,
+        task=ToyTask(),
+        budget=Budget(max_tokens=50_000),
+        estimator=FixedEstimator(150),
+        judge_samples=1,
+    )
     out = app.invoke({"item": ITEM})
     assert out["budget_tokens"] == 150 and out["stop_reason"] == "solved"
     assert out["spend"].output_tokens < 150 < out["spend"].units
-    app = build_planner(_model(**{"VALUE[b\n]": "impossible"}), task=ToyTask(),
-                        budget=Budget(max_tokens=50_000), estimator=FixedEstimator(20),
-                        judge_samples=1)
+    app = build_planner(
+        _model(**{"VALUE[b\n]": "impossible"}),
+        task=ToyTask(),
+        budget=Budget(max_tokens=50_000),
+        estimator=FixedEstimator(20),
+        judge_samples=1,
+    )
     out = app.invoke({"item": ITEM})
     assert out["stop_reason"] == "budget" and 20 <= out["spend"].output_tokens
     assert out["spend"].input_tokens > 20
@@ -84,8 +99,9 @@ def test_unrecorded_like_errors_make_a_node_unexpandable(monkeypatch: pytest.Mon
     from budget_graph.replay.store import NotRecordedError
 
     class Partial(BillingFakeChat):
-        def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None,
-                      **kwargs: Any) -> Any:
+        def _generate(
+            self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+        ) -> Any:
             if "PROPOSE[b" in messages[-1].text:
                 raise NotRecordedError(key="k", task=None, closest=None, similarity=0.0)
             return super()._generate(messages, stop, run_manager, **kwargs)
@@ -108,8 +124,7 @@ def test_checkpointed_run_keeps_the_tree_in_state() -> None:
 
 
 def test_streams_updates_from_each_node() -> None:
-    app = build_planner(_model(), task=ToyTask(), budget=Budget(max_tokens=50_000),
-                        judge_samples=1)
+    app = build_planner(_model(), task=ToyTask(), budget=Budget(max_tokens=50_000), judge_samples=1)
     nodes = [next(iter(ev)) for ev in app.stream({"item": ITEM}, stream_mode="updates")]
     assert nodes[0] == "estimate" and nodes[-1] == "terminate"
     assert {"plan", "expand", "value"} <= set(nodes)
@@ -136,9 +151,14 @@ def test_embeds_as_a_subgraph_under_a_budgeted_parent() -> None:
 
 def test_parallel_branches_merge_every_node_and_token() -> None:
     model = _model()
-    app = build_planner(model, task=ToyTask(), budget=Budget(max_tokens=50_000),
-                        policy=ValueProportional(width=3), judge_samples=1,
-                        stop_on_solved=False)
+    app = build_planner(
+        model,
+        task=ToyTask(),
+        budget=Budget(max_tokens=50_000),
+        policy=ValueProportional(width=3),
+        judge_samples=1,
+        stop_on_solved=False,
+    )
     out = app.invoke({"item": ITEM})
     assert out["spend"].units == sum(model.billed) == app.last_meter.spent
     ids = set(out["tree"])
@@ -175,3 +195,12 @@ def test_generated_left_counts_the_runs_own_output_against_the_estimate() -> Non
     assert generated_left({**state, "budget_tokens_base": 50}) == 80
     assert generated_left({"spend": Spend(output_tokens=5)}) is None
     assert run_base_units({"metadata": {BASE_UNITS_KEY: 50}}) == 50 and run_base_units({}) == 0
+
+
+def test_a_budgeted_search_keeps_the_planners_recursion_limit() -> None:
+    from tests.test_planner_checkpoints import ITEM as GRID_ITEM
+    from tests.test_planner_checkpoints import make_app
+
+    # 121 nodes: 42 super-steps, past LangGraph's default limit of 25.
+    out = make_app(None, depth=4).invoke({"item": GRID_ITEM})
+    assert len(out["tree"]) == 121 and out["stop_reason"] in {"depth", "exhausted"}

@@ -40,7 +40,6 @@ from budget_graph.nodes.tree import (
     TreeNode,
     backup,
     child_id,
-    id_order,
     merge_tree,
     merge_tree_updates,
 )
@@ -90,7 +89,6 @@ __all__ = [
     "child_id",
     "expected_step_cost",
     "generated_left",
-    "id_order",
     "is_not_recorded",
     "make_estimator_node",
     "make_expand_node",

@@ -26,7 +26,6 @@ __all__ = [
     "TreeNode",
     "backup",
     "child_id",
-    "id_order",
     "merge_tree",
     "merge_tree_updates",
 ]
@@ -38,11 +37,6 @@ NodeStatus = Literal["open", "expanded", "solved", "dead", "unexpandable"]
 """``open``: may be expanded; ``expanded``: children made; ``solved``: verified solution;
 ``dead``: pruned (value says no way forward); ``unexpandable``: the model could not expand it
 (e.g. a replayed request that was never recorded)."""
-
-
-def id_order(node_id: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key of a node id: its path, numbers compared as numbers (``"0.2" < "0.10"``)."""
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in node_id.split("."))
 
 
 def child_id(parent: str, index: int) -> str:
@@ -101,7 +95,7 @@ class _Core:
         self.log: list[TreeNode] = []
         self.positions: dict[str, list[int]] = {}
         self.children: dict[str, list[str]] = {}
-        self.heap: list[tuple[float, int, tuple[tuple[int, int | str], ...], str, int]] = []
+        self.heap: list[tuple[float, int, int, str, int]] = []
         self.lock = threading.Lock()
         self.unvalued: dict[str, None] = {}
 
@@ -120,9 +114,11 @@ class _Core:
         else:
             self.unvalued.pop(node.id, None)
         if node.status == "open" and node.value is not None:
-            # Lazy max-heap of open, valued nodes; stale entries are skipped on read.
-            entry = (-node.value, -node.depth, id_order(node.id), node.id, pos)
-            heapq.heappush(self.heap, entry)
+            # Lazy max-heap of open, valued nodes; stale entries are skipped on read. Ties go
+            # to the node that entered the tree first: a tree rebuilt from its records (a
+            # checkpoint) keeps that order, so it picks the same nodes.
+            first = self.positions[node.id][0]
+            heapq.heappush(self.heap, (-node.value, -node.depth, first, node.id, pos))
 
 
 class Tree(Mapping[str, TreeNode]):
@@ -221,10 +217,10 @@ class Tree(Mapping[str, TreeNode]):
         return [self[i] for i in self]
 
     def best_open(self, k: int, *, max_depth: int | None = None) -> list[TreeNode]:
-        """The ``k`` open, valued nodes of highest value (then deeper, then by :func:`id_order`).
+        """The ``k`` open, valued nodes of highest value (then deeper, then older).
 
-        The order depends only on the records, so a tree rebuilt from a checkpoint picks
-        the same nodes as the one the run built.
+        "Older" is the order in which ids entered the tree, which a tree rebuilt from its
+        records keeps, so a tree loaded from a checkpoint picks the same nodes as the run.
 
         Amortised O(k log n) on the newest version; an old version scans.
         """
@@ -240,7 +236,8 @@ class Tree(Mapping[str, TreeNode]):
 
         if not self.is_head:
             cands = [n for n in self.nodes() if ok(n)]
-            return sorted(cands, key=lambda n: (-n.priority[0], -n.depth, id_order(n.id)))[:k]
+            first = self._core.positions
+            return sorted(cands, key=lambda n: (-n.priority[0], -n.depth, first[n.id][0]))[:k]
         core = self._core
         out: list[TreeNode] = []
         keep = []
