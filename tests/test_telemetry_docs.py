@@ -15,7 +15,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "telemetry.md"
 
 def test_docs_examples_run(capsys):
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), {"__name__": "docs_example"})
     assert "planner" in capsys.readouterr().out
@@ -35,6 +35,7 @@ def test_docs_examples_run(capsys):
         ".content",
         ".genai",
         ".coexist",
+        ".install",
     ],
 )
 def test_module_doctests_and_exports(module):

@@ -13,6 +13,7 @@ Example:
 
 from budget_graph.telemetry.config import TelemetryConfig
 from budget_graph.telemetry.export import Telemetry, setup
+from budget_graph.telemetry.install import instrument
 from budget_graph.telemetry.metrics import (
     BudgetInstruments,
     create_budget_events_counter,
@@ -23,7 +24,7 @@ from budget_graph.telemetry.metrics import (
     create_utilization_histogram,
 )
 from budget_graph.telemetry.runs import TracedGraph, trace_run, traced
-from budget_graph.telemetry.tracer import BudgetTracer, instrument
+from budget_graph.telemetry.tracer import BudgetTracer
 
 __all__ = [
     "BudgetInstruments",

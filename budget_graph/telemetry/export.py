@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from budget_graph.telemetry.config import TelemetryConfig
-from budget_graph.telemetry.tracer import BudgetTracer, instrument
+from budget_graph.telemetry.install import instrument
+from budget_graph.telemetry.tracer import BudgetTracer
 
 __all__ = ["PROJECT_ATTRIBUTE", "Telemetry", "otlp_tracer_provider", "setup"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from contextvars import ContextVar
-from dataclasses import replace
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -34,7 +33,7 @@ from budget_graph.telemetry.spans import (
     event_attributes,
 )
 
-__all__ = ["ABSORB_NESTED_RUN", "INSTRUMENTATION_NAME", "BudgetTracer", "instrument"]
+__all__ = ["ABSORB_NESTED_RUN", "INSTRUMENTATION_NAME", "BudgetTracer"]
 
 INSTRUMENTATION_NAME = "budget_graph"
 ABSORB_NESTED_RUN = "budget_graph.telemetry.absorb_nested_run"
@@ -63,9 +62,11 @@ class BudgetTracer:
 
     Spans nest by OTel context: a node span is made current while its node runs
     (LangGraph runs each task in a copied context, so parallel ``Send`` branches become
-    siblings), LLM-call spans are children of the current span, and a span opened by
-    another instrumentor (OpenInference, OpenLLMetry) is the parent of ours. Use
-    :func:`instrument` to build and register one.
+    siblings) and LLM-call spans are children of the current span. When another
+    LangChain instrumentor (OpenInference, OpenLLMetry) traces the run, node and call
+    attributes go on its spans instead (see :mod:`.coexist`) and the run span nests
+    under its span around the graph, if any. Use
+    :func:`~budget_graph.telemetry.instrument` to build and register one.
     """
 
     def __init__(
@@ -377,52 +378,3 @@ class BudgetTracer:
                 span.set_attribute(A.BUDGET_STOP_REASON, attributes["stop_reason"])
         if self._instruments is not None:
             self._instruments.events.add(1, {"budget.event": name})
-
-
-_installed: list[BudgetTracer] = []
-"""The tracer :func:`instrument` registered last (at most one)."""
-_install_lock = threading.Lock()
-
-
-def instrument(
-    tracer_provider: TracerProvider | None = None,
-    meter_provider: MeterProvider | None = None,
-    capture_content: bool | None = None,
-    *,
-    config: TelemetryConfig | None = None,
-) -> BudgetTracer:
-    """Trace every budgeted call, guarded node and run from now on.
-
-    Idempotent: a second call replaces the tracer the first one registered, so spans
-    are never written twice (build :class:`BudgetTracer` objects yourself to export to
-    two places at once).
-
-    Args:
-        tracer_provider: Where spans go; the global provider by default.
-        meter_provider: Where metrics go; the global provider by default.
-        capture_content: Record prompt/completion text; ``None`` reads
-            ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` (off by default).
-        config: Full configuration; the environment (see :mod:`.config`) by default.
-
-    Returns:
-        The registered tracer; call ``.uninstrument()`` to stop (or use it in ``with``).
-
-    Example:
-        >>> from opentelemetry.sdk.trace import TracerProvider
-        >>> handle = instrument(tracer_provider=TracerProvider())
-        >>> instrument(tracer_provider=TracerProvider()) is not handle  # replaced, not added
-        True
-        >>> handle.uninstrument()
-
-    """
-    cfg = config if config is not None else TelemetryConfig.from_env()
-    if capture_content is not None:
-        cfg = replace(cfg, capture_content=capture_content)
-    tracer = BudgetTracer(
-        tracer_provider=tracer_provider, meter_provider=meter_provider, config=cfg
-    )
-    with _install_lock:
-        while _installed:
-            _installed.pop().uninstrument()
-        _installed.append(tracer)
-        return tracer.instrument()
