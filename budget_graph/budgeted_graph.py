@@ -152,7 +152,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
                 BASE_UNITS_KEY: base,
                 threads.THREAD_UNITS_KEY: thread_units,
             }
-        info = observe.RunInfo(name=str(self.name), meter=meter)
+        info = observe.RunInfo(name=str(self.name), meter=meter, config=cfg)
         return _Run(meter, run_config, input, start, view is not None, parent, flags, info, _now())
 
     def _fresh_input(self, input: dict[str, Any], *, stale: bool, nested: bool) -> dict[str, Any]:

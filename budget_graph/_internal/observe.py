@@ -86,6 +86,9 @@ class RunInfo:
     slot: dict[str, Any] = field(default_factory=dict)
     input: Any = None
     """The run's input, when known (shown only when content capture is on)."""
+    config: Any = None
+    """The run's ``RunnableConfig``, when it is a LangChain callback run of its own: its
+    callbacks are that run's children (another tracer's span of the run is found by it)."""
 
 
 class Observer(Protocol):

@@ -79,20 +79,24 @@ _by_type: dict[type, type[Foreign] | None] = {}
 """Handler class -> its adapter (``None``: not an instrumentor we know), filled on sight."""
 
 
-def _callbacks() -> Any:
-    config = var_child_runnable_config.get()
+def _callbacks(config: Any = None) -> Any:
+    if config is None:
+        config = var_child_runnable_config.get()
     return config.get("callbacks") if config else None
 
 
-def parent_run_id() -> Any:
-    """The id of the LangChain run the code is running in (a graph node, a chain), if any."""
-    callbacks = _callbacks()
+def parent_run_id(config: Any = None) -> Any:
+    """The id of the LangChain run the code runs in (a node, a chain), if any.
+
+    ``config`` is that run's child config; the one LangChain made current by default.
+    """
+    callbacks = _callbacks(config)
     return getattr(callbacks, "parent_run_id", None)
 
 
-def foreign_tracer() -> Foreign | None:
-    """The first known instrumentor handler of the current LangChain run, if any."""
-    callbacks = _callbacks()
+def foreign_tracer(config: Any = None) -> Foreign | None:
+    """The first known instrumentor handler of a LangChain run (as for :func:`parent_run_id`)."""
+    callbacks = _callbacks(config)
     handlers = getattr(callbacks, "handlers", None)
     if not handlers:
         return None

@@ -268,12 +268,12 @@ class BudgetTracer:
         rollup.close()
         return rollup
 
-    def _framework_span(self) -> Any:
+    def _framework_span(self, config: Any = None) -> Any:
         """Another instrumentor's open span of the LangChain run the code runs in, if any."""
         if not self.config.coexist:
             return None
-        foreign = foreign_tracer()
-        return foreign.span(parent_run_id()) if foreign is not None else None
+        foreign = foreign_tracer(config)
+        return foreign.span(parent_run_id(config)) if foreign is not None else None
 
     def node_started(self, node: NodeInfo) -> None:
         """Open the node's span (or adopt the instrumentor's) and make it current."""
@@ -309,9 +309,14 @@ class BudgetTracer:
             outer.meter = outer.meter or run.meter
             run.slot[self._key] = (_ABSORBED, outer)
             return
-        around = self._framework_span()
-        parent = trace.set_span_in_context(around) if around is not None else None
-        rollup = self._open(run.name, run.slot, run.meter, parent=parent)
+        own = self._framework_span(run.config) if run.config is not None else None
+        if own is not None:  # the run is a LangChain run the instrumentor has a span for
+            rollup = self._adopt(own, run.slot)
+            rollup.meter = run.meter
+        else:
+            around = self._framework_span()
+            parent = trace.set_span_in_context(around) if around is not None else None
+            rollup = self._open(run.name, run.slot, run.meter, parent=parent)
         rollup.absorb = bool(run.slot.get(ABSORB_NESTED_RUN))
 
     def run_finished(self, run: RunInfo) -> None:
@@ -338,12 +343,13 @@ class BudgetTracer:
         limit, spent = attrs.get(A.BUDGET_LIMIT), attrs.get(A.BUDGET_SPENT)
         if isinstance(limit, int) and isinstance(spent, int) and limit > 0:
             attrs[A.BUDGET_UTILIZATION] = spent / limit
-        if self.config.capture_content:
+        if self.config.capture_content and rollup.owned:  # theirs shows its own
             attrs.update(run_io_attributes(run.input, state, self.config.content_max_chars))
         span.set_attributes(attrs)
-        if run.error is not None:
-            _error(span, run.error)
-        span.end()
+        if rollup.owned:
+            if run.error is not None:
+                _error(span, run.error)
+            span.end()
         inst = self._instruments
         if inst is not None and isinstance(limit, int) and isinstance(spent, int):
             unit = str(attrs.get(A.BUDGET_UNIT, "tokens"))
