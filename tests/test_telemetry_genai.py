@@ -162,7 +162,8 @@ def test_streamed_runs_get_a_run_span(budget_tracer, span_exporter):
     llm = budgeted(fake_model(output_tokens=4))
     app = with_budget(fan_graph(llm), Budget(max_tokens=5_000))
     chunks = list(app.stream({"outs": []}, stream_mode="values"))
-    assert list(traced(fan_graph(llm), "plain").stream({"outs": []}))
+    metered = budgeted(fake_model(output_tokens=4), meter=Meter(Budget(max_tokens=5_000)))
+    assert list(traced(fan_graph(metered), "plain").stream({"outs": []}))
     spans = span_exporter.get_finished_spans()
     runs = spans_of_kind(spans, "run")
     assert len(runs) == 2
