@@ -412,3 +412,40 @@ def test_with_budget_rejects_a_non_budget_at_construction(bad, message):
 def test_guard_rejects_what_is_not_a_node():
     with pytest.raises(TypeError, match=r"guard needs a node function or Runnable \(got int\)"):
         guard(42)
+
+
+def test_a_tool_that_bills_then_raises_keeps_its_spend_across_retries():
+    # Issue #19 observation 9: four tries of a tool that calls a budgeted model and then
+    # raises; every try's call is billed and must reach the thread's spend.
+    inner = BillingFakeChat(texts=[TEXT])
+    summarizer = budgeted(inner)
+
+    @tool
+    def flaky(q: str) -> str:
+        """Summarize, then fail."""
+        summarizer.invoke(f"summarize {q}", max_tokens=12)
+        raise RuntimeError("tool crashed after billing")
+
+    class S(MessagesState, BudgetState):
+        pass
+
+    model = ScriptedToolModel(steps=[turn(("flaky", {"q": "x"}), output_tokens=20)])
+
+    @guard
+    def agent(state: dict) -> dict:
+        return {"messages": [budgeted(model).bind_tools([flaky]).invoke(state["messages"])]}
+
+    b = StateGraph(S)
+    b.add_node("agent", agent)
+    b.add_node("tools", guard(ToolNode([flaky], handle_tool_errors=False)))
+    b.add_edge(START, "agent")
+    b.add_edge("agent", "tools")
+    app = with_budget(b.compile(checkpointer=InMemorySaver()), Budget(max_tokens=5_000))
+    cfg = {"configurable": {"thread_id": "tool-fails"}}
+    for attempt in ({"messages": [HumanMessage("go")]}, None, None, None):
+        with pytest.raises(RuntimeError, match="tool crashed"):
+            app.invoke(attempt, cfg)
+    spend = app.get_state(cfg).values["spend"]
+    assert len(inner.billed) == 4
+    assert spend.total_tokens == model.billed_total + sum(inner.billed)
+    assert spend.calls == 5
