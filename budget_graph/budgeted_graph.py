@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import inspect
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -439,10 +438,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
 
 
 def _meter(budget: Budget, used: int, scope: str, parent: Any) -> Meter:
-    if parent is None or "parent" not in inspect.signature(Meter).parameters:
-        # TODO(dropin): drop the signature check once core's nested meters are on main.
-        return Meter(budget, spent_units=used, scope=scope)
-    return Meter(budget, spent_units=used, scope=scope, parent=parent)  # type: ignore[call-arg]
+    return Meter(budget, spent_units=used, scope=scope, parent=parent)
 
 
 def _as_child_output(values: dict[str, Any], parent: Any, scope: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from langchain.agents.middleware.types import (
 from langchain_core.messages import AIMessage
 
 from budget_graph.budget import Budget, ModelPrice
+from budget_graph.context import current_meter
 from budget_graph.errors import BudgetExceededError
 from budget_graph.middleware._common import (
     FINAL_NOTE,
@@ -107,6 +108,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         min_output_tokens: int = 16,
         max_tokens_param: str | None = None,
         prompt_margin: float = 0.05,
+        scope: str | None = None,
     ) -> None:
         """Configure the limits.
 
@@ -142,6 +144,10 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
             max_tokens_param: The output-cap keyword of a chat model client budget_graph
                 does not know; known clients are detected (see ``docs/providers.md``).
             prompt_margin: Fraction added to the locally counted prompt when reserving.
+            scope: The agent's name as a level of nested budgets: its run limit's scope is
+                ``scope`` and its thread limit's ``"<scope>:thread"`` (errors, spans).
+                An agent running inside a budgeted run (a ``with_budget`` graph) nests in
+                that run's meter either way: every call must fit both.
 
         Raises:
             ValueError: Naming the argument and value, for a missing or invalid limit,
@@ -214,6 +220,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         self.min_output_tokens = _positive_int("min_output_tokens", min_output_tokens)
         self.max_tokens_param = max_tokens_param
         self.prompt_margin = prompt_margin
+        self.scope = scope
         self.unit = "micro-USD" if self._mode == "cost" else "tokens"
         self.steps = StepMeters()
         """The meters shared by the parallel tool calls of one step."""
@@ -252,13 +259,22 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         """
         run_limit, thread_limit = self.limits(state)
         levels: list[tuple[str, Budget, int]] = []
+        run_scope = self.scope or "run"
         if thread_limit is not None:
             spent = max(int(state.get("thread_token_spend") or 0) + extra_spent, 0)
-            levels.append(("thread", self._budget(thread_limit, reserve), spent))
+            scope = f"{self.scope}:thread" if self.scope else "thread"
+            levels.append((scope, self._budget(thread_limit, reserve), spent))
         if run_limit is not None:
             spent = max(int(state.get("run_token_spend") or 0) + extra_spent, 0)
-            levels.append(("run", self._budget(run_limit, reserve), spent))
-        return AgentMeter.chain(levels)
+            levels.append((run_scope, self._budget(run_limit, reserve), spent))
+        # Nested budgets (#25): inside a budgeted run, the agent's limits are levels under
+        # that run's meter (inside this agent's own tools, under what encloses the agent).
+        enclosing = current_meter()
+        if isinstance(enclosing, AgentMeter):
+            enclosing = getattr(enclosing, "enclosing", None)
+        meter = AgentMeter.chain(levels, parent=enclosing)
+        meter.enclosing = enclosing  # type: ignore[attr-defined]
+        return meter
 
     def spent(self, state: Mapping[str, Any]) -> tuple[int, int]:
         """Units the run and the thread have spent, from ``state``."""
