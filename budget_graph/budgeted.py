@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from pydantic import ConfigDict
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from budget_graph._internal import observe
+from budget_graph._internal.rebind import swap_model
 from budget_graph._internal.results import (
     StreamAcc,
     as_chunk,
@@ -28,9 +30,16 @@ from budget_graph.budget import Budget, Usage
 from budget_graph.context import current_meter, no_meter_error
 from budget_graph.lifecycle import Call, output_cap
 from budget_graph.meter import BaseMeter, Meter
+from budget_graph.providers import apply_cap, client_of
 from budget_graph.retry import RetryPolicy
 
 __all__ = ["BudgetedChatModel", "budgeted"]
+
+
+def _reply(result: ChatResult) -> BaseMessage | None:
+    """The reply of a one-generation result (counted when no usage was reported)."""
+    gens = result.generations
+    return gens[0].message if len(gens) == 1 else None
 
 
 def _on_retry(state: RetryCallState) -> None:
@@ -73,6 +82,17 @@ class BudgetedChatModel(BaseChatModel):
     """Raise :class:`~budget_graph.errors.NoMeterError` when a call finds no meter;
     ``False`` sends such a call unbudgeted."""
 
+    def model_post_init(self, __context: Any) -> None:  # noqa: D102
+        # What LangChain reads from a chat model (create_agent picks its structured-output
+        # strategy from the profile and the model name) is the wrapped model's.
+        if self.profile is None:
+            self.profile = self.model.profile
+
+    @property
+    def model_name(self) -> str:
+        """The wrapped model's name (its ``_llm_type`` if it has none), as LangChain reads it."""
+        return model_name(self.model) or self.model._llm_type
+
     @property
     def _llm_type(self) -> str:
         return f"budgeted-{self.model._llm_type}"
@@ -86,6 +106,21 @@ class BudgetedChatModel(BaseChatModel):
         # a model object, as the model name).
         return self.model._get_ls_params(stop=stop, **kwargs)
 
+    def with_structured_output(
+        self, schema: Any, *, include_raw: bool = False, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, Any]:
+        """The wrapped model's own structured output (``method=``, ``strict=``...), budgeted.
+
+        The provider builds its chain (JSON schema, JSON mode or tool calling, as asked)
+        around its model, which is then swapped for this budgeted one.
+        """
+        built = self.model.with_structured_output(schema, include_raw=include_raw, **kwargs)
+        found: list[bool] = []
+        chain = swap_model(built, self.model, self, found)
+        if found:
+            return chain  # type: ignore[no-any-return]
+        return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+
     def bind_tools(
         self, tools: Sequence[Any], **kwargs: Any
     ) -> Runnable[LanguageModelInput, AIMessage]:
@@ -93,7 +128,13 @@ class BudgetedChatModel(BaseChatModel):
         bound = self.model.bind_tools(tools, **kwargs)
         return self.bind(**getattr(bound, "kwargs", {}))
 
-    def _call(self, messages: list[BaseMessage], kwargs: dict[str, Any], run_manager: Any) -> Call:
+    def _call(
+        self,
+        messages: list[BaseMessage],
+        kwargs: dict[str, Any],
+        run_manager: Any,
+        stop: list[str] | None = None,
+    ) -> Call:
         """The call's lifecycle on the meter it finds (none: an allowed unbudgeted call)."""
         cfg = var_child_runnable_config.get()
         meter = self.meter if self.meter is not None else current_meter(cfg)
@@ -101,14 +142,18 @@ class BudgetedChatModel(BaseChatModel):
             raise no_meter_error()
         meta = (cfg or {}).get("metadata") or {}
         node = self.node if self.node is not None else meta.get("langgraph_node")
-        inner = self.model
+        inner, param = self.model, self.max_tokens_param
+        cap = output_cap(inner, kwargs, param)  # the per-provider rule (issue #20)
         call = Call(
             meter,
             messages,
             kwargs,
             model=model_name(inner),
             node=node if isinstance(node, str) else None,
-            requested=output_cap(inner, kwargs, self.max_tokens_param),
+            requested=cap.cap,
+            min_output=cap.minimum,
+            counting=client_of(inner, cap_param=param).counting,
+            place_cap=functools.partial(apply_cap, inner, stop=stop, cap_param=param),
             n=int(kwargs.get("n") or getattr(inner, "n", None) or 1),
             final=self.final,
             param=self.max_tokens_param,
@@ -137,7 +182,7 @@ class BudgetedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> ChatResult:
-        call = self._call(messages, kwargs, run_manager)
+        call = self._call(messages, kwargs, run_manager, stop)
         call.begin()
         try:
             result = self.model._generate(
@@ -150,7 +195,8 @@ class BudgetedChatModel(BaseChatModel):
         keep_usage_on_first_choice(result)
         if observe.state.active:
             call.finish_reasons, call.response = finish_reasons(result), result
-        call.end(None, usage, result_text(result) if self._text_wanted(usage) else "")
+        text = result_text(result) if self._text_wanted(usage) else ""
+        call.end(None, usage, text, output=_reply(result) if usage is None else None)
         return result
 
     async def _agenerate_once(
@@ -160,7 +206,7 @@ class BudgetedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> ChatResult:
-        call = self._call(messages, kwargs, run_manager)
+        call = self._call(messages, kwargs, run_manager, stop)
         await call.abegin()
         try:
             result = await self.model._agenerate(
@@ -173,13 +219,18 @@ class BudgetedChatModel(BaseChatModel):
         keep_usage_on_first_choice(result)
         if observe.state.active:
             call.finish_reasons, call.response = finish_reasons(result), result
-        await call.aend(None, usage, result_text(result) if self._text_wanted(usage) else "")
+        text = result_text(result) if self._text_wanted(usage) else ""
+        await call.aend(None, usage, text, output=_reply(result) if usage is None else None)
         return result
 
     def _stream_call(
-        self, messages: list[BaseMessage], kwargs: dict[str, Any], run_manager: Any
+        self,
+        messages: list[BaseMessage],
+        kwargs: dict[str, Any],
+        run_manager: Any,
+        stop: list[str] | None = None,
     ) -> Call:
-        call = self._call(messages, kwargs, run_manager)
+        call = self._call(messages, kwargs, run_manager, stop)
         call.streamed = True
         if hasattr(self.model, "stream_usage"):
             call.kwargs.setdefault("stream_usage", True)
@@ -195,7 +246,7 @@ class BudgetedChatModel(BaseChatModel):
         if type(self.model)._stream is BaseChatModel._stream:  # the model cannot stream
             yield as_chunk(self._generate_once(messages, stop, run_manager, **kwargs))
             return
-        call = self._stream_call(messages, kwargs, run_manager)
+        call = self._stream_call(messages, kwargs, run_manager, stop)
         call.begin()
         acc = StreamAcc()
         try:
@@ -205,10 +256,10 @@ class BudgetedChatModel(BaseChatModel):
                 acc.add(chunk)
                 yield chunk  # GeneratorExit here: the consumer stopped (charged, estimated)
         except BaseException as exc:
-            call.end(exc, acc.usage, acc.text, received=acc.received)
+            call.end(exc, acc.usage, acc.text, received=acc.received, output=acc.message())
             raise
         call.finish_reasons, call.response = acc.finish_reasons, acc.last
-        call.end(None, acc.usage, acc.text)
+        call.end(None, acc.usage, acc.text, output=acc.message())
 
     async def _astream_once(
         self,
@@ -221,7 +272,7 @@ class BudgetedChatModel(BaseChatModel):
         if model._astream is BaseChatModel._astream and model._stream is BaseChatModel._stream:
             yield as_chunk(await self._agenerate_once(messages, stop, run_manager, **kwargs))
             return
-        call = self._stream_call(messages, kwargs, run_manager)
+        call = self._stream_call(messages, kwargs, run_manager, stop)
         await call.abegin()
         acc = StreamAcc()
         try:
@@ -231,10 +282,10 @@ class BudgetedChatModel(BaseChatModel):
                 acc.add(chunk)
                 yield chunk  # GeneratorExit here: the consumer stopped (charged, estimated)
         except BaseException as exc:
-            await call.aend(exc, acc.usage, acc.text, received=acc.received)
+            await call.aend(exc, acc.usage, acc.text, received=acc.received, output=acc.message())
             raise
         call.finish_reasons, call.response = acc.finish_reasons, acc.last
-        await call.aend(None, acc.usage, acc.text)
+        await call.aend(None, acc.usage, acc.text, output=acc.message())
 
     # --- retries around one attempt -----------------------------------------------
 
@@ -318,7 +369,7 @@ class BudgetedChatModel(BaseChatModel):
 
 
 def budgeted(
-    model: BaseChatModel,
+    model: Any,
     *,
     meter: Any = None,
     node: str | None = None,
@@ -326,7 +377,7 @@ def budgeted(
     max_tokens_param: str = "max_tokens",
     retry: RetryPolicy | None = None,
     require_meter: bool = True,
-) -> BudgetedChatModel:
+) -> Any:
     """Wrap a chat model so every call is budgeted.
 
     Each call reserves its prompt tokens plus its (clamped) ``max_tokens`` on the
@@ -336,7 +387,8 @@ def budgeted(
     anything is sent. ``.bind_tools()``, streaming and async work as on the model.
 
     Args:
-        model: Any LangChain chat model.
+        model: Any LangChain chat model, or one with tools or arguments bound
+            (``llm.bind_tools(tools)``): the bound model is budgeted, the binding kept.
         meter: A fixed meter, or a :class:`~budget_graph.Budget` to make one for this
             model; by default the current run's (``with_budget``/``budget_config``).
         node: Name to attribute spend to; by default the running LangGraph node.
@@ -350,7 +402,8 @@ def budgeted(
             their function is wrapped with :func:`~budget_graph.carry_context`.
 
     Returns:
-        A chat model to use in place of ``model``.
+        A chat model (a :class:`BudgetedChatModel`, or the same binding around one) to
+        use in place of ``model``.
 
     Example:
         >>> from langchain_core.language_models import FakeListChatModel
@@ -361,6 +414,18 @@ def budgeted(
         ('hi', True)
 
     """
+    if not isinstance(model, BaseChatModel) and isinstance(getattr(model, "bound", None), Runnable):
+        # llm.bind_tools(...) / llm.bind(...): budget the bound model, keep the binding.
+        inner = budgeted(
+            model.bound,
+            meter=meter,
+            node=node,
+            final=final,
+            max_tokens_param=max_tokens_param,
+            retry=retry,
+            require_meter=require_meter,
+        )
+        return model.model_copy(update={"bound": inner})
     if isinstance(meter, Budget):
         meter = Meter(meter)
     elif meter is not None and not isinstance(meter, BaseMeter):

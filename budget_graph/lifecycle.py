@@ -9,13 +9,14 @@ else, including what a call is charged, is decided in one place.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from budget_graph import providers
 from budget_graph._internal import observe
-from budget_graph.accounting import count_messages, count_tokens
+from budget_graph.accounting import EXACT, PromptCounting, count_messages, count_output
 from budget_graph.budget import Budget, Usage
 from budget_graph.context import current_ledger
 from budget_graph.errors import BudgetExceededError
@@ -24,17 +25,15 @@ from budget_graph.meter import BaseMeter, Reservation
 __all__ = ["Call", "output_cap"]
 
 
-def output_cap(model: Any, kwargs: Mapping[str, Any], param: str) -> int | None:
+def output_cap(model: Any, kwargs: Mapping[str, Any], param: str | None) -> providers.OutputCap:
     """The per-call output cap a call asks for, before the budget clamps it.
 
-    The call's own ``param`` keyword, else the wrapped model's ``param`` field, if it
-    is an int; ``None`` when neither is set. This is the one place the lifecycle
-    decides it (the per-provider rule of issue #20 plugs in here).
+    The rule of :func:`budget_graph.providers.output_cap`: the call's own cap (its
+    provider client's keyword, else the model's field), else the model profile's
+    maximum output, else ``DEFAULT_OUTPUT_CAP``; never the whole remaining budget.
+    ``param`` names the keyword of a client budget_graph does not know.
     """
-    requested = kwargs.get(param)
-    if requested is None:
-        requested = getattr(model, param, None)
-    return requested if isinstance(requested, int) else None
+    return providers.output_cap(model, kwargs, cap_param=param)
 
 
 def _tighter(a: int | None, b: int | None) -> int | None:
@@ -70,11 +69,14 @@ class Call(observe.CallInfo):
     __slots__ = (
         "budget",
         "capture_output",
+        "counting",
         "final",
         "kwargs",
         "messages",
         "meter",
+        "min_output",
         "param",
+        "place_cap",
         "reservation",
     )
 
@@ -91,6 +93,9 @@ class Call(observe.CallInfo):
         final: bool = False,
         param: str = "max_tokens",
         capture_output: bool = False,
+        min_output: int = 1,
+        counting: PromptCounting = EXACT,
+        place_cap: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
     ) -> None:
         """A call of ``model`` with ``kwargs`` on ``meter``; ``requested`` is its own output cap.
 
@@ -99,6 +104,10 @@ class Call(observe.CallInfo):
 
         ``final`` lets it use the budget's ``reserve``; ``param`` is the model's keyword
         for the output cap; ``capture_output`` keeps the completion for observers.
+        From the provider client (see :mod:`budget_graph.providers`): ``min_output``, the
+        fewest output tokens the call can be sent with; ``counting``, how its prompt is
+        estimated; ``place_cap``, which puts the clamped cap where the client reads it
+        (default: the ``param`` keyword).
         """
         super().__init__(model, node)
         self.meter = meter
@@ -108,6 +117,9 @@ class Call(observe.CallInfo):
         self.final = final
         self.param = param
         self.capture_output = capture_output
+        self.min_output = max(min_output, 1)
+        self.counting = counting
+        self.place_cap = place_cap
         self.reservation: Reservation | None = None
         self.requested_max_tokens = requested
         self.n = n
@@ -117,7 +129,9 @@ class Call(observe.CallInfo):
     def _ask(self) -> tuple[int, int, int]:
         """Count the prompt: the units to hold for it, the output bound and its units."""
         budget, model = self.budget, self.model
-        counted = count_messages(self.messages, model=model, tools=self.kwargs.get("tools"))
+        counted = count_messages(
+            self.messages, model=model, tools=self.kwargs.get("tools"), counting=self.counting
+        )
         self.prompt_tokens_estimate = counted
         prompt_units = budget.units(input_tokens=budget.prompt_reservation(counted), model=model)
         bound = _tighter(self.requested_max_tokens, budget.per_call_max_tokens) or 0
@@ -125,22 +139,26 @@ class Call(observe.CallInfo):
         return prompt_units, bound, bound_units
 
     def _minimum(self, prompt_units: int) -> int:
-        """Units of the smallest call that may be sent: one output token per sample."""
-        return prompt_units + self.n * self.budget.units(output_tokens=1, model=self.model)
+        """Units of the smallest call that may be sent: ``min_output`` tokens per sample."""
+        out = self.budget.units(output_tokens=self.min_output, model=self.model)
+        return prompt_units + self.n * out
 
     def _granted(
         self, meter: BaseMeter, reservation: Reservation, out_units: int, bound: int
     ) -> bool:
-        """Take a reservation granting ``out_units`` per sample; ``False``: under one token."""
+        """Take a reservation granting ``out_units`` per sample; ``False``: under ``min_output``."""
         cap = self.budget.max_output_for(out_units, model=self.model)
         if bound and bound < cap:
             cap = bound
-        if cap < 1:
+        if cap < self.min_output:
             return False
         self.reservation = reservation
         self.max_tokens = cap
         self.reserved_units = reservation.units
-        self.kwargs[self.param] = cap
+        if self.place_cap is not None:
+            self.kwargs = self.place_cap(self.kwargs, cap)
+        else:
+            self.kwargs[self.param] = cap
         if observe.state.active:
             self.limit, self.spent_before = meter.limit, meter.spent
             self.remaining_before = meter.remaining
@@ -224,14 +242,26 @@ class Call(observe.CallInfo):
 
     # --- settle -------------------------------------------------------------------
 
-    def charge(self, usage: Usage | None, text: str = "") -> Usage:
-        """What the call is charged: the reported usage, else counted locally (estimated)."""
+    def charge(
+        self, usage: Usage | None, text: str = "", output: BaseMessage | None = None
+    ) -> Usage:
+        """What the call is charged: the reported usage, else counted locally (estimated).
+
+        Counted locally, the output is ``output`` (the reply, tool calls' names and
+        arguments included) when given, else ``text``.
+        """
         if usage is None:
             self.estimated = True
-            prompt = self.prompt_tokens_estimate or count_messages(self.messages, model=self.model)
+            prompt = self.prompt_tokens_estimate or count_messages(
+                self.messages, model=self.model, counting=self.counting
+            )
             usage = Usage(
                 input_tokens=prompt,
-                output_tokens=count_tokens(text, model=self.model),
+                output_tokens=count_output(
+                    output if output is not None else text,
+                    model=self.model,
+                    counting=self.counting,
+                ),
                 calls=1,
                 estimated_calls=1,
             )
@@ -266,6 +296,7 @@ class Call(observe.CallInfo):
         text: str = "",
         *,
         received: bool = False,
+        output: BaseMessage | None = None,
     ) -> Usage | None:
         """What to commit when the call ends, or ``None`` to release its reservation.
 
@@ -285,9 +316,9 @@ class Call(observe.CallInfo):
                 self.estimated = True
                 usage = billed
         if error is None or usage is not None:
-            return self.charge(usage, text)
+            return self.charge(usage, text, output)
         if isinstance(error, GeneratorExit) or (received and _outcome_unknown(error)):
-            return self.charge(None, text)
+            return self.charge(None, text, output)
         if _outcome_unknown(error):
             return self.charge_unknown()
         return None
@@ -310,9 +341,13 @@ class Call(observe.CallInfo):
         text: str = "",
         *,
         received: bool = False,
+        output: BaseMessage | None = None,
     ) -> Usage | None:
-        """Settle the call on the meter (see :meth:`settle`) and record it."""
-        charged = self.settle(error, usage, text, received=received)
+        """Settle the call on the meter (see :meth:`settle`) and record it.
+
+        ``output`` is the reply (when known), counted if the provider reported no usage.
+        """
+        charged = self.settle(error, usage, text, received=received, output=output)
         res, self.reservation, meter = self.reservation, None, self.meter
         if res is not None and meter is not None:
             if charged is None:
@@ -329,9 +364,10 @@ class Call(observe.CallInfo):
         text: str = "",
         *,
         received: bool = False,
+        output: BaseMessage | None = None,
     ) -> Usage | None:
         """:meth:`end` for async code."""
-        charged = self.settle(error, usage, text, received=received)
+        charged = self.settle(error, usage, text, received=received, output=output)
         res, self.reservation, meter = self.reservation, None, self.meter
         if res is not None and meter is not None:
             if charged is None:

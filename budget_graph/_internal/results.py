@@ -63,7 +63,7 @@ def _finish_reason(generation_info: dict[str, Any] | None, message: BaseMessage)
 class StreamAcc:
     """What a stream delivered so far: text, reported usage, finish reasons."""
 
-    __slots__ = ("finish_reasons", "last", "parts", "received", "usage")
+    __slots__ = ("finish_reasons", "last", "parts", "received", "tool_chunks", "usage")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
@@ -71,6 +71,7 @@ class StreamAcc:
         self.finish_reasons: list[str] = []
         self.received = False
         self.last: ChatGenerationChunk | None = None
+        self.tool_chunks: list[Any] = []
 
     def add(self, chunk: ChatGenerationChunk) -> None:
         """Take in one chunk."""
@@ -79,6 +80,9 @@ class StreamAcc:
         msg = chunk.message
         if isinstance(msg.content, str):
             self.parts.append(msg.content)
+        calls = getattr(msg, "tool_call_chunks", None)
+        if calls:
+            self.tool_chunks.extend(calls)
         u = usage_from_message(msg)
         if u is not None:
             # Each chunk that reports usage counts as the same one call.
@@ -91,6 +95,19 @@ class StreamAcc:
     def text(self) -> str:
         """The text received so far."""
         return "".join(self.parts)
+
+    def message(self) -> AIMessageChunk:
+        """What was received so far as one message (text and tool calls), to count."""
+        merged: dict[Any, dict[str, Any]] = {}
+        for chunk in self.tool_chunks:  # streamed pieces of one call share its index
+            call = merged.setdefault(chunk.get("index"), {"name": "", "args": "", "id": None})
+            call["name"] += chunk.get("name") or ""
+            call["args"] += chunk.get("args") or ""
+            call["id"] = call["id"] or chunk.get("id")
+        chunks = [
+            {"type": "tool_call_chunk", "index": i, **c} for i, c in enumerate(merged.values())
+        ]
+        return AIMessageChunk(content=self.text, tool_call_chunks=chunks)  # type: ignore[arg-type]
 
 
 def as_chunk(result: ChatResult) -> ChatGenerationChunk:
