@@ -286,3 +286,46 @@ def test_from_spans_otlp_and_nested_attributes():
     a, b = from_spans(spans)
     assert (a.item, a.prompt_tokens, a.generated_tokens, a.correct) == ("x", 40, 9, True)
     assert (b.prompt_tokens, b.generated_tokens, b.correct, b.calls) == (4, 1, True, 1)
+
+
+def test_from_state_reads_our_graphs_trace_judging_each_answer():
+    from budget_graph.nodes import AnytimePoint
+
+    state = {
+        "spend": Spend(input_tokens=300, output_tokens=90, calls=3),
+        "answer": "b",
+        "trace": [
+            AnytimePoint(30, 100, 0, "a"),
+            AnytimePoint(60, 200, 0, None),
+            AnytimePoint(90, 300, 0, "b"),
+        ],
+    }
+    rec = from_state(state, task="t", item="1", method="m", correct=lambda a: a == "b")
+    assert rec.anytime == [(30, 0.0), (60, 0.0), (90, 1.0)]
+    assert rec.anytime_usage == [(100, 0), (200, 0), (300, 0)]
+    assert rec.trace("total") == [(130, 0.0), (260, 0.0), (390, 1.0)]
+    # with a plain bool there is no way to judge each point: no trace
+    assert from_state(state, task="t", item="1", method="m", correct=True).anytime == []
+
+
+def test_anytime_usage_is_validated():
+    with pytest.raises(ValueError, match="one entry per anytime point"):
+        RunRecord(
+            task="t",
+            item="1",
+            method="m",
+            correct=True,
+            anytime=[(1, 1.0)],
+            anytime_usage=[(1, 0), (2, 0)],
+        )
+    with pytest.raises(ValueError, match="non-decreasing"):
+        RunRecord(
+            task="t",
+            item="1",
+            method="m",
+            correct=True,
+            anytime=[(1, 1.0), (2, 1.0)],
+            anytime_usage=[(5, 0), (4, 0)],
+        )
+    with pytest.raises(ValueError, match="Invalid token kind: 'cost'"):
+        RunRecord(task="t", item="1", method="m", correct=True).tokens("cost")

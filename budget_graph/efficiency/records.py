@@ -353,6 +353,22 @@ def _trace_of(value: Any) -> tuple[list[tuple[int, float]], list[tuple[int, int]
     return points, (usage if len(usage) == len(points) else [])
 
 
+def _graph_trace(
+    value: Any, correct: bool | Callable[[str | None], bool]
+) -> tuple[list[tuple[int, float]], list[tuple[int, int]]]:
+    """The ``trace`` of our graphs (self-consistency, planner, anytime generation)."""
+    points: list[tuple[int, float]] = []
+    usage: list[tuple[int, int]] = []
+    for p in value or ():
+        tokens = getattr(p, "output_tokens", None)
+        if tokens is None or not callable(correct):
+            return [], []  # not our points, or no way to judge each answer
+        answer = getattr(p, "answer", None)
+        points.append((int(tokens), float(bool(correct(None if answer is None else str(answer))))))
+        usage.append((int(getattr(p, "input_tokens", 0)), int(getattr(p, "reasoning_tokens", 0))))
+    return points, usage
+
+
 def from_state(
     final_state: Mapping[str, Any],
     *,
@@ -370,7 +386,10 @@ def from_state(
             :class:`~budget_graph.budget.Spend`), optionally ``"answer"``,
             ``"stop_reason"`` and ``"anytime"`` (``[(generated tokens, quality), ...]``,
             optionally ``(generated, quality, prompt, reasoning)`` or mappings with
-            ``tokens``, ``quality``, ``prompt_tokens``, ``reasoning_tokens``).
+            ``tokens``, ``quality``, ``prompt_tokens``, ``reasoning_tokens``). Without
+            ``"anytime"``, the ``"trace"`` our graphs write (self-consistency, the
+            planner, anytime generation) becomes the anytime trace when ``correct`` is
+            a function: each point's answer judged by it, with the spend by then.
         task: Task name.
         item: Item id.
         method: Method label.
@@ -398,10 +417,13 @@ def from_state(
             f"final state has no 'spend' key (keys: {sorted(final_state)})", field="spend"
         )
     spend = _spend_of(final_state["spend"])
-    trace, trace_usage = _trace_of(final_state.get("anytime"))
     answer = final_state.get("answer")
     answer = None if answer is None else str(answer)
     ok = correct(answer) if callable(correct) else correct
+    if final_state.get("anytime") is not None:
+        trace, trace_usage = _trace_of(final_state.get("anytime"))
+    else:
+        trace, trace_usage = _graph_trace(final_state.get("trace"), correct)
     try:
         return RunRecord(
             task=task,
