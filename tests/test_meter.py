@@ -247,3 +247,35 @@ def test_commit_rejects_negative_units_and_a_second_commit() -> None:
     with pytest.raises(ValueError, match="not open"):
         m.commit(r, 5)
     assert m.spent == 5
+
+
+def test_agent_meter_levels_nest_inside_an_outer_run() -> None:
+    from budget_graph.middleware._meters import AgentMeter
+
+    outer = Meter(Budget(max_tokens=100), scope="request")
+    agent = AgentMeter.chain(
+        [("thread", Budget(max_tokens=500), 300), ("run", Budget(max_tokens=80), 10)],
+        parent=outer,
+    )
+    assert [m.scope for m in agent.meters] == ["run", "thread", "request"]
+    assert agent.available() == 70 and agent.binding.scope == "run"
+    r = agent.reserve(60)
+    agent.commit(r, 50)
+    assert agent.committed == 50 and outer.spent == 50 and agent.meters[1].spent == 350
+    assert agent.binding.scope == "run"  # 20 left in the run, 50 outside
+    with pytest.raises(BudgetExceededError, match="run budget of 80"):
+        agent.reserve(21)
+    outer.commit(outer.reserve(40), 40)  # the outer run spends elsewhere: 10 left there
+    assert agent.binding.scope == "request" and agent.available() == 10
+    with pytest.raises(BudgetExceededError, match="request budget of 100"):
+        agent.reserve(15)
+    assert outer.reserved == 0 and agent.reserved == 0
+
+
+def test_the_in_process_and_agent_meters_implement_the_protocol() -> None:
+    from budget_graph import BaseMeter
+    from budget_graph.middleware._meters import AgentMeter
+
+    assert isinstance(Meter(Budget(max_tokens=10)), BaseMeter)
+    assert isinstance(AgentMeter.chain([("run", Budget(max_tokens=10), 0)]), BaseMeter)
+    assert not isinstance(Budget(max_tokens=10), BaseMeter)

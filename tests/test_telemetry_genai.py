@@ -159,7 +159,7 @@ def test_instrument_twice_does_not_duplicate_spans(tracer_provider, span_exporte
 
 
 def test_streamed_runs_get_a_run_span(budget_tracer, span_exporter):
-    llm = budgeted(fake_model(output_tokens=4))
+    llm = budgeted(fake_model(output_tokens=4), require_meter=False)  # the plain run has none
     app = with_budget(fan_graph(llm), Budget(max_tokens=5_000))
     chunks = list(app.stream({"outs": []}, stream_mode="values"))
     metered = budgeted(fake_model(output_tokens=4), meter=Meter(Budget(max_tokens=5_000)))
