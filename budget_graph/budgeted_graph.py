@@ -65,6 +65,8 @@ class _Run:
     flags: RunFlags
     info: observe.RunInfo
     since: str
+    used: int = 0
+    """Units the meter counted as spent when the run started."""
     latest: Any = None
     """The last full state the run streamed."""
     ended: dict[str, Any] | None = field(default=None)
@@ -139,7 +141,8 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         scope = self.scope_name
         if parent is not None and scope == self.scope:  # unnamed and nested: the graph's name
             scope = str(self.name)
-        meter = _meter(self.budget, max(used, 0), scope, parent)
+        used = max(used, 0)
+        meter = _meter(self.budget, used, scope, parent)
         self.last_meter = meter
         flags = RunFlags()
         run_config = budget_config(meter, cfg)
@@ -152,7 +155,8 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
                 threads.THREAD_UNITS_KEY: thread_units,
             }
         info = observe.RunInfo(name=str(self.name), meter=meter, config=cfg)
-        return _Run(meter, run_config, input, start, view is not None, parent, flags, info, _now())
+        threaded = view is not None
+        return _Run(meter, run_config, input, start, threaded, parent, flags, info, _now(), used)
 
     def _fresh_input(self, input: dict[str, Any], *, stale: bool, nested: bool) -> dict[str, Any]:
         channels = getattr(self.graph, "channels", None) or {}
@@ -217,7 +221,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
             try:
                 if run.threaded:
                     missing = threads.record_missing(
-                        self.graph, run.config, run.start, run.meter.spend, run.since
+                        self.graph, run.config, run.start, _committed(run), run.since
                     )
             finally:
                 self._finished(run, missing)
@@ -248,7 +252,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
             try:
                 if run.threaded:
                     missing = await threads.arecord_missing(
-                        self.graph, run.config, run.start, run.meter.spend, run.since
+                        self.graph, run.config, run.start, _committed(run), run.since
                     )
             finally:
                 self._finished(run, missing)
@@ -280,7 +284,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         if "spend" in channels:
             now = latest.get("spend")
             now = now if isinstance(now, Spend) else Spend()
-            missing = run.meter.spend - (now - run.start)
+            missing = _committed(run) - (now - run.start)
             if missing.calls > 0 or missing.units > 0:
                 update["spend"] = missing
         if not update:
@@ -435,6 +439,13 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
 
     def __repr__(self) -> str:
         return f"BudgetedGraph({self.name!r}, {self.budget!r}, scope={self.scope!r})"
+
+
+def _committed(run: _Run) -> Spend:
+    """What the run committed: its calls' spend, plus units charged without usage (tool costs)."""
+    spend = run.meter.spend
+    bare = run.meter.spent - run.used - spend.units
+    return spend + Spend(units=bare) if bare > 0 else spend
 
 
 def _meter(budget: Budget, used: int, scope: str, parent: Any) -> Meter:
