@@ -154,3 +154,24 @@ def test_planner_and_anytime_rows_get_traces_e3_and_an_anytime_index() -> None:
     rows = render_json(records)["tasks"][0]["rows"]
     assert {row["method"] for row in rows} == set(methods)
     assert all(row["anytime_index"] is not None and row["e3"] is not None for row in rows)
+
+
+def test_layer_capped_best_first_gives_up_below_the_floors() -> None:
+    from budget_graph.bench.game24_tools import LayerCappedBestFirst
+    from budget_graph.nodes.allocation import PolicyView
+    from budget_graph.nodes.tree import Tree, TreeNode
+
+    def node(i: str, depth: int, value: float | None, status: str = "open") -> TreeNode:
+        parent = i.rsplit(".", 1)[0] if "." in i else None
+        return TreeNode(id=i, parent=parent, depth=depth, value=value, reward=value, status=status)  # type: ignore[arg-type]
+
+    policy = LayerCappedBestFirst(per_depth=1, expand_at=20, min_value=(0.0, 3.0, 20.0))
+    tree = Tree([node("0", 0, 0.0, "expanded"), node("0.0", 1, 3.0), node("0.1", 1, 1.002)])
+    sel = policy(PolicyView(tree=tree, max_depth=4))
+    assert [(a.kind, a.node) for a in sel.actions] == [("expand", "0.0")]
+    capped = Tree([*tree.values(), node("0.0", 1, 3.0, "expanded"), node("0.0.0", 2, 3.0)])
+    sel = policy(PolicyView(tree=capped, max_depth=4))
+    assert sel.actions == () and sel.reason == "exhausted"  # 0.1 is under its floor of 3
+    pending = Tree([*capped.values(), node("0.0.1", 2, None)])
+    sel = policy(PolicyView(tree=pending, max_depth=4))
+    assert [(a.kind, a.ids) for a in sel.actions] == [("value", ("0.0.1",))]

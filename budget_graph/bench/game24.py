@@ -32,7 +32,7 @@ from budget_graph.budgeted import budgeted
 from budget_graph.efficiency import RunRecord
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter
-from budget_graph.nodes import BestFirst, FrontierProportional, ValueCache
+from budget_graph.nodes import FrontierProportional, ValueCache
 from budget_graph.planner import build_planner
 from budget_graph.replay import ReplayRecord, ReplayStore, load_records, request_key
 from budget_graph.tasks.base import Item
@@ -40,7 +40,9 @@ from budget_graph.tasks.game24 import VALUE_MAP, Game24Task
 
 __all__ = [
     "BUDGET_FRACTIONS",
+    "COARSE_FRACTIONS",
     "HEADLINE",
+    "POLICY",
     "METHODS",
     "RECORDINGS",
     "REFERENCE",
@@ -94,8 +96,20 @@ stop, unbudgeted; ``cot-verify``: CoT samples one at a time until one verifies;
 recording, max_tokens 100, 200, ..., stopping at a verified answer or by the relative-gain
 rule, unbudgeted."""
 
-BUDGET_FRACTIONS: tuple[float, ...] = (0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)
-"""Default budgets: fractions of the reference method's mean tokens per puzzle."""
+BUDGET_FRACTIONS: tuple[float, ...] = (0.15, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+"""Default budgets of the headline method: fractions of the reference's mean per puzzle."""
+COARSE_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0, 1.5)
+"""Default budgets of the other budgeted methods (a subset of :data:`BUDGET_FRACTIONS`)."""
+
+POLICY = tools.LayerCappedBestFirst(
+    per_depth=8,
+    expand_at=VALUE_MAP["sure"],
+    min_value=(0.0, 3 * VALUE_MAP["likely"], VALUE_MAP["sure"]),
+)
+"""The search policy of every ``budget-search*`` row: best-first, at most 8 expansions per
+depth; a first step needs three "likely" votes (or a "sure"), a later one a "sure" vote;
+siblings are valued until one is "sure". A puzzle with nothing left that clears its floor
+ends ("exhausted") instead of spending its budget."""
 
 RECORDINGS: tuple[str, ...] = ("game24_tot", "game24_cot")
 """The shipped recordings the benchmark replays by default."""
@@ -260,7 +274,7 @@ def _run_search(
             budget=budget,
             value=value,
             expand_max_tokens=expand_cap,
-            policy=BestFirst(expand_at=VALUE_MAP["sure"]),
+            policy=POLICY,
             lazy_value_at=VALUE_MAP["sure"],
         )
     else:  # ToT BFS: judge every candidate, keep `breadth`
@@ -392,8 +406,8 @@ def run(
         methods: Subset of :data:`METHODS` (default: all).
         budget_tokens: Per-puzzle budgets in tokens.
         budget_fractions: Per-puzzle budgets as fractions of ``reference``'s mean tokens
-            per puzzle, measured in this run (default :data:`BUDGET_FRACTIONS` when no
-            ``budget_tokens``).
+            per puzzle, measured in this run. Default (neither given): :data:`BUDGET_FRACTIONS`
+            for the headline method, :data:`COARSE_FRACTIONS` for the other budgeted ones.
         reference: The unbudgeted method fractions refer to (run even if not in
             ``methods``).
         recordings: Shipped dataset names or replay JSONL(.gz) paths (default
@@ -417,7 +431,8 @@ def run(
         raise ValueError(f"Unknown method(s) {unknown}; must be among {list(METHODS)}")
     if METHODS[reference].budgeted:
         raise ValueError(f"Invalid reference {reference!r}: must be an unbudgeted method")
-    if budget_tokens is None and budget_fractions is None:
+    default = budget_tokens is None and budget_fractions is None
+    if default:
         budget_fractions = BUDGET_FRACTIONS
     validate_budgets(budget_tokens, budget_fractions)
     sources = tuple(str(s) for s in (recordings or RECORDINGS))
@@ -427,9 +442,12 @@ def run(
     if budget_fractions is not None and reference not in unbudgeted:
         unbudgeted.insert(0, reference)
     budgeted_methods = [m for m in chosen if METHODS[m].budgeted]
-    total = (
-        len(unbudgeted) + len(budgeted_methods) * len(budget_fractions or budget_tokens or ())
-    ) * n
+
+    def grid_size(m: str) -> int:
+        coarse = default and m != HEADLINE
+        return len(COARSE_FRACTIONS if coarse else budget_fractions or budget_tokens or ())
+
+    total = (len(unbudgeted) + sum(grid_size(m) for m in budgeted_methods)) * n
     if progress is not None:
         progress(advance=0, total=total, description="game24")
 
@@ -449,7 +467,12 @@ def run(
         return sum(r.total_tokens for r in runs) / max(len(runs), 1)
 
     levels = resolve_budgets(budget_tokens, budget_fractions, reference_mean)
-    second = [(m, b, the_items, sources, task) for m in budgeted_methods for b in levels]
+    coarse = resolve_budgets(None, COARSE_FRACTIONS, reference_mean) if default else levels
+    second = [
+        (m, b, the_items, sources, task)
+        for m in budgeted_methods
+        for b in (levels if m == HEADLINE else coarse)
+    ]
     order = sorted(range(len(second)), key=lambda i: -(second[i][1] or 0))
     more = run_jobs(
         _run_job,

@@ -12,6 +12,7 @@ the last two numbers), knowledge Tree of Thoughts is not given; always labelled 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 from langchain_core.language_models import BaseChatModel
@@ -25,13 +26,15 @@ from budget_graph.nodes import (
     ValueFunction,
     VerifierValue,
 )
+from budget_graph.nodes.allocation import Action, PolicyView, Selection
 from budget_graph.nodes.expand import is_not_recorded
-from budget_graph.nodes.tree import TreeNode
+from budget_graph.nodes.tree import ROOT_ID, TreeNode
 from budget_graph.tasks.base import Item
 from budget_graph.tasks.game24 import VALUE_MAP, Game24Task, current_numbers
 
 __all__ = [
     "TABLE_NOTE",
+    "LayerCappedBestFirst",
     "VALUE_TOOLS",
     "UnrecordedIsDead",
     "depth_rule",
@@ -170,3 +173,73 @@ def value_tools(
         return judge
     chain: Sequence[ValueFunction] = [VerifierValue(task), *(RewardValue(r) for r in rules)]
     return ChainValue((*chain, judge))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerCappedBestFirst:
+    """Best-first search that expands at most ``per_depth`` nodes at each depth.
+
+    Expands the most valuable open node (deeper first on ties) whose depth has room and
+    whose value reaches ``min_value``; while no valued node reaches ``expand_at``, it first
+    values the unvalued children of the most valuable parent (lazy valuation). With no
+    candidate left the search ends (``"exhausted"``), so a puzzle the judge finds hopeless
+    stops early instead of spending its whole budget. Like Tree of Thoughts' breadth, the
+    cap bounds a search to ``per_depth`` expansions per step, without its fixed layers.
+    """
+
+    per_depth: int = 5
+    """Most expansions at one depth (Tree of Thoughts' breadth b)."""
+    expand_at: float = 3.0
+    """Value at which a node is expanded before its unvalued siblings are valued."""
+    min_value: float | tuple[float, ...] = 0.0
+    """Nodes valued below this are never expanded; a tuple gives it per depth (the root is
+    depth 0; the last entry holds for deeper nodes)."""
+    value_batch: int | None = None
+    """Most siblings valued per step, in proposal order (``None``: all pending ones)."""
+    relax: bool = False
+    """When no node reaches its floor, go on with the best nodes below it (anytime: a
+    larger budget buys the searches the floors would have given up)."""
+
+    def _floor(self, depth: int) -> float:
+        if isinstance(self.min_value, tuple):
+            return self.min_value[min(depth, len(self.min_value) - 1)]
+        return self.min_value
+
+    def __call__(self, view: PolicyView) -> Selection:
+        """The next action: value pending siblings, or expand the best node with room."""
+        tree = view.tree
+        used: dict[int, int] = {}
+        open_valued: list[TreeNode] = []
+        for n in tree.values():
+            if n.status in ("expanded", "unexpandable"):
+                used[n.depth] = used.get(n.depth, 0) + 1
+            elif n.status == "open" and n.value is not None and n.depth < view.max_depth:
+                open_valued.append(n)
+        cands = [
+            n
+            for n in open_valued
+            if used.get(n.depth, 0) < self.per_depth
+            and (n.depth == 0 or (n.value or 0.0) >= self._floor(n.depth))
+        ]
+        if not cands and self.relax:
+            cands = [n for n in open_valued if used.get(n.depth, 0) < self.per_depth]
+        best = max(cands, key=lambda n: (n.value or 0.0, n.depth), default=None)
+        pending = [
+            n
+            for n in tree.unvalued()
+            if n.depth < view.max_depth + 1 and used.get(n.depth, 0) < self.per_depth
+        ]
+        if pending and (best is None or (best.value or 0.0) < self.expand_at):
+
+            def parent_value(n: TreeNode) -> tuple[float, int]:
+                p = tree.get(n.parent) if n.parent is not None else None
+                return ((p.value or 0.0) if p is not None else 0.0, n.depth)
+
+            parent = max(pending, key=parent_value).parent or ROOT_ID
+            ids = tuple(n.id for n in pending if n.parent == parent)[: self.value_batch]
+            return Selection((Action("value", parent, ids=ids, allocated=view.remaining),))
+        if best is None:
+            return Selection(reason="exhausted")
+        if view.remaining is not None and view.remaining < (view.expected_cost or 0.0):
+            return Selection(reason="budget")
+        return Selection((Action("expand", best.id, allocated=view.remaining),))
