@@ -1,8 +1,9 @@
 """Provider clients under a hard cap, checked on the provider's side (issue #20).
 
 Real LangChain clients (``ChatOpenAI`` incl. a reasoning model, ``AzureChatOpenAI``,
-``ChatAnthropic``, ``ChatOllama``) talk to the local replay server, which speaks the
-OpenAI, Anthropic and Ollama wire protocols and keeps a ledger of every request: the
+``ChatAnthropic``, ``ChatGroq``, ``ChatOllama``, each if its package is installed) talk
+to the local replay server, which speaks the OpenAI, Anthropic, Groq and Ollama wire
+protocols (Azure's requests are forwarded to it in process) and keeps a ledger of every request: the
 output cap it carried and the field it came in, and the tokens it billed. Each client
 runs sync, async, streamed (sync and async) calls until the budget refuses one, and
 ``Send`` fan-outs (5 branches) under a roomy budget and near the cap.
@@ -120,6 +121,20 @@ def clients(server: ReplayServer) -> dict[str, tuple[Callable[[], Any], str]]:
         out["ChatAnthropic(claude-sonnet-4-5)"] = (
             lambda: ChatAnthropic(
                 base_url=server.root_url, api_key="replay", model="claude-sonnet-4-5", max_retries=0
+            ),
+            "max_tokens",
+        )
+    try:
+        from langchain_groq import ChatGroq
+    except ImportError:
+        pass
+    else:
+        out["ChatGroq(llama-3.3-70b-versatile)"] = (
+            lambda: ChatGroq(
+                base_url=server.root_url,
+                api_key="replay",
+                model="llama-3.3-70b-versatile",
+                max_retries=0,
             ),
             "max_tokens",
         )

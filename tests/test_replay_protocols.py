@@ -1,4 +1,4 @@
-"""The replay server's Anthropic Messages and Ollama chat protocols, through their real clients."""
+"""The replay server's Anthropic, Ollama and Groq protocols, through their real clients."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ PROMPT_TOKENS = count_messages([HumanMessage(PROMPT)])
 
 
 def _clients(server: ReplayServer) -> dict[str, Any]:
-    return {
+    out = {
         "anthropic": anthropic.ChatAnthropic(
             base_url=server.root_url,
             api_key="replay",
@@ -34,25 +34,45 @@ def _clients(server: ReplayServer) -> dict[str, Any]:
         ),
         "ollama": ollama.ChatOllama(base_url=server.root_url, model="llama3", num_predict=40),
     }
+    try:
+        from langchain_groq import ChatGroq
+    except ImportError:
+        return out
+    out["groq"] = ChatGroq(
+        base_url=server.root_url,
+        api_key="replay",
+        model="llama-3.3-70b-versatile",
+        max_tokens=40,
+        max_retries=0,
+    )
+    return out
 
 
-@pytest.mark.parametrize("name", ["anthropic", "ollama"])
+def _client(name: str, server: ReplayServer) -> Any:
+    found = _clients(server)
+    if name not in found:
+        pytest.skip(f"{name}'s LangChain package is not installed")
+    return found[name]
+
+
+@pytest.mark.parametrize("name", ["anthropic", "ollama", "groq"])
 def test_invoke_reports_the_billed_usage_and_the_cap_arrives(
     name: str, replay_server_clean: ReplayServer
 ) -> None:
-    msg = _clients(replay_server_clean)[name].invoke(PROMPT)
+    msg = _client(name, replay_server_clean).invoke(PROMPT)
     assert msg.usage_metadata["input_tokens"] == PROMPT_TOKENS
     assert msg.usage_metadata["output_tokens"] == 40  # cut at the cap
     (entry,) = replay_server_clean.usage()["entries"]
     assert entry["protocol"] == name and entry["billed"]
     assert (entry["prompt_tokens"], entry["completion_tokens"]) == (PROMPT_TOKENS, 40)
     assert entry["max_tokens"] == 40
-    assert entry["cap_param"] == {"anthropic": "max_tokens", "ollama": "options.num_predict"}[name]
+    fields = {"anthropic": "max_tokens", "ollama": "options.num_predict", "groq": "max_tokens"}
+    assert entry["cap_param"] == fields[name]
 
 
-@pytest.mark.parametrize("name", ["anthropic", "ollama"])
+@pytest.mark.parametrize("name", ["anthropic", "ollama", "groq"])
 def test_streamed_usage_is_counted_once(name: str, replay_server_clean: ReplayServer) -> None:
-    chunks = list(_clients(replay_server_clean)[name].stream(PROMPT))
+    chunks = list(_client(name, replay_server_clean).stream(PROMPT))
     merged = chunks[0]
     for chunk in chunks[1:]:
         merged = merged + chunk
@@ -62,9 +82,9 @@ def test_streamed_usage_is_counted_once(name: str, replay_server_clean: ReplaySe
     assert replay_server_clean.usage()["completion_tokens"] == 40
 
 
-@pytest.mark.parametrize("name", ["anthropic", "ollama"])
+@pytest.mark.parametrize("name", ["anthropic", "ollama", "groq"])
 async def test_async_invoke(name: str, replay_server_clean: ReplayServer) -> None:
-    msg = await _clients(replay_server_clean)[name].ainvoke(PROMPT)
+    msg = await _client(name, replay_server_clean).ainvoke(PROMPT)
     assert msg.usage_metadata["output_tokens"] == 40
 
 

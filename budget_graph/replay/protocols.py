@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from typing_extensions import override
@@ -20,7 +20,15 @@ from typing_extensions import override
 from budget_graph.replay.chat_model import split_stream_chunks
 from budget_graph.replay.store import ReplayResponse
 
-__all__ = ["PROTOCOLS", "AnthropicMessages", "OllamaChat", "OpenAIChat", "Protocol", "Request"]
+__all__ = [
+    "PROTOCOLS",
+    "AnthropicMessages",
+    "GroqChat",
+    "OllamaChat",
+    "OpenAIChat",
+    "Protocol",
+    "Request",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +183,24 @@ class OpenAIChat(Protocol):
         if req.include_usage:
             out.append(event([], usage=self._usage(resp)))
         out.append(b"data: [DONE]\n\n")
+        return out
+
+
+class GroqChat(OpenAIChat):
+    """``POST /openai/v1/chat/completions`` (what ``langchain-groq``'s ``ChatGroq`` calls).
+
+    OpenAI's shape, except that a stream always reports its usage, in ``x_groq.usage``
+    of the last chunk.
+    """
+
+    name = "groq"
+
+    @override
+    def events(self, rid: str, model: str, resp: ReplayResponse, req: Request) -> list[bytes]:
+        out = super().events(rid, model, resp, replace(req, include_usage=False))
+        last = json.loads(out[-2].decode()[len("data: ") :])
+        last["x_groq"] = {"id": rid, "usage": self._usage(resp)}
+        out[-2] = _sse(last)
         return out
 
 
@@ -392,6 +418,6 @@ class OllamaChat(Protocol):
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    p.name: p for p in (OpenAIChat(), AnthropicMessages(), OllamaChat())
+    p.name: p for p in (OpenAIChat(), GroqChat(), AnthropicMessages(), OllamaChat())
 }
 """The protocols by name."""

@@ -8,7 +8,9 @@ It speaks three chat APIs, so their LangChain clients run against it unchanged:
 - Anthropic Messages, ``/v1/messages`` (SSE streaming, usage in ``message_start`` and
   ``message_delta``): ``ChatAnthropic(base_url=url, api_key="replay", model=...)``;
 - Ollama chat, ``/api/chat`` (NDJSON streaming, ``options.num_predict``, usage as
-  ``prompt_eval_count``/``eval_count``): ``ChatOllama(base_url=url, model=...)``.
+  ``prompt_eval_count``/``eval_count``): ``ChatOllama(base_url=url, model=...)``;
+- Groq's OpenAI-compatible ``/openai/v1/chat/completions`` (streamed usage in
+  ``x_groq.usage``): ``ChatGroq(base_url=url, api_key="replay", model=...)``.
 
 Plus ``/v1/models``. Test endpoints: ``GET /v1/replay/usage`` (what the server billed),
 ``POST /v1/replay/reset``, ``POST /v1/replay/faults``. Faults: see ``faults.py``.
@@ -110,7 +112,12 @@ def create_app(store: ReplayStore | None = None, *, fault: Fault | None = None) 
     faults = FaultBook(fault)
     ledger = _Ledger()
     ids = itertools.count(1)
-    prefixes = {"openai": "chatcmpl-replay-", "anthropic": "msg_replay_", "ollama": "ollama-"}
+    prefixes = {
+        "openai": "chatcmpl-replay-",
+        "anthropic": "msg_replay_",
+        "ollama": "ollama-",
+        "groq": "chatcmpl-groq-",
+    }
 
     async def serve_chat(request: Request, protocol: Protocol) -> Response:
         rid = f"{prefixes[protocol.name]}{next(ids)}"
@@ -182,6 +189,9 @@ def create_app(store: ReplayStore | None = None, *, fault: Fault | None = None) 
     async def chat_completions(request: Request) -> Response:
         return await serve_chat(request, PROTOCOLS["openai"])
 
+    async def groq_chat(request: Request) -> Response:
+        return await serve_chat(request, PROTOCOLS["groq"])
+
     async def anthropic_messages(request: Request) -> Response:
         return await serve_chat(request, PROTOCOLS["anthropic"])
 
@@ -214,6 +224,7 @@ def create_app(store: ReplayStore | None = None, *, fault: Fault | None = None) 
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/openai/v1/chat/completions", groq_chat, methods=["POST"]),
             Route("/v1/messages", anthropic_messages, methods=["POST"]),
             Route("/api/chat", ollama_chat, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
