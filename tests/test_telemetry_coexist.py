@@ -133,3 +133,30 @@ def test_metrics_reader_unused_without_instrumentor(budget_tracer, metric_reader
     points = metric_points(metric_reader, "gen_ai.client.operation.duration")
     assert sum(p.count for p in points) == BRANCHES + 2
     assert all(p.sum >= 0 for p in points)
+
+
+def test_a_model_called_without_the_runs_callbacks_stays_in_the_trace(
+    instrumentor, budget_tracer, span_exporter
+):
+    # generate() does not read the run's config: LangChain makes its call a root run.
+    # The node's span (theirs, made current by us) still parents it: one trace.
+    from langchain_core.messages import HumanMessage
+    from langgraph.graph import END, START, StateGraph
+
+    from budget_graph import BudgetState, guard
+
+    llm = budgeted(fake_model(output_tokens=6))
+
+    @guard
+    def judge(state):
+        llm.generate([[HumanMessage("rate it")]])
+        return {}
+
+    b = StateGraph(BudgetState)
+    b.add_node("judge", judge)
+    b.add_edge(START, "judge")
+    b.add_edge("judge", END)
+    spend = with_budget(b.compile(), Budget(max_tokens=9_000)).invoke({})["spend"]
+    spans = span_exporter.get_finished_spans()
+    assert len({s.context.trace_id for s in spans}) == 1
+    check_counted_once(spans, spend)

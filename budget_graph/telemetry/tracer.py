@@ -248,9 +248,15 @@ class BudgetTracer:
         return rollup
 
     def _adopt(self, span: Any, slot: dict[str, Any]) -> Rollup:
-        """Count into another instrumentor's open span (LangChain already parents by it)."""
+        """Count into another instrumentor's open span, made current like one of ours.
+
+        LangChain parents its runs by run id; made current, the span is also the parent
+        of whatever starts from the OTel context inside it (a model called without the
+        run's callbacks, an HTTP client's instrumentation), so the run stays one trace.
+        """
         rollup = Rollup(span, self._scope.get(), owned=False)
-        slot[self._key] = (rollup, None, self._scope.set(rollup))
+        otel_token = otel_context.attach(trace.set_span_in_context(span))
+        slot[self._key] = (rollup, otel_token, self._scope.set(rollup))
         return rollup
 
     def _close(self, slot: dict[str, Any]) -> Rollup | None:
