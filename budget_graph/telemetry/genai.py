@@ -113,20 +113,25 @@ class ModelFacts:
         self.label_key = tuple(self.metric_labels.values())
 
 
-_facts: weakref.WeakKeyDictionary[Any, ModelFacts] = weakref.WeakKeyDictionary()
+_facts: dict[int, tuple[weakref.ref[Any], ModelFacts]] = {}
+"""Facts by model id, with a weak reference to tell a live model from a reused id
+(chat models are pydantic models: unhashable, so no ``WeakKeyDictionary``)."""
 _EMPTY = ModelFacts(None)
 
 
 def model_facts(model: Any) -> ModelFacts:
-    """The constant GenAI attributes of ``model`` (cached while the model lives)."""
+    """The constant GenAI attributes of ``model`` (read once while the model lives)."""
     if model is None:
         return _EMPTY
+    entry = _facts.get(id(model))
+    if entry is not None and entry[0]() is model:
+        return entry[1]
+    facts, key = ModelFacts(model), id(model)
     try:
-        facts = _facts.get(model)
-    except TypeError:  # not weak-referenceable
-        return ModelFacts(model)
-    if facts is None:
-        facts = _facts[model] = ModelFacts(model)
+        ref = weakref.ref(model, lambda _: _facts.pop(key, None))
+    except TypeError:  # not weak-referenceable: not cached
+        return facts
+    _facts[key] = (ref, facts)
     return facts
 
 
