@@ -215,7 +215,7 @@ class AsyncPostgresMeter(PostgresMeterBase):
 
     # --- I/O ---------------------------------------------------------------------------
 
-    async def _health_check(self, state: RetryCallState) -> None:
+    async def _health_check(self, state: RetryCallState | None) -> None:
         """Before a retry: drop the pool's broken connections."""
         if isinstance(self.conn, AsyncConnectionPool):
             try:
@@ -233,16 +233,33 @@ class AsyncPostgresMeter(PostgresMeterBase):
         rows: bool = True,
     ) -> list[tuple[Any, ...]]:
         self._loop = asyncio.get_running_loop()
+        # The first attempt runs bare (tenacity's async loop costs ~300 us a call).
+        try:
+            return await self._once(query, params, rows)
+        except psycopg.OperationalError as exc:
+            if not self._should_retry(exc, timeouts):
+                if isinstance(exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled):
+                    raise self._timeout(operation, exc) from exc
+                raise
+        await self._health_check(None)
         try:
             # AsyncRetrying keeps its state per thread: a copy per call, per coroutine.
             async for attempt in (self._retry_all if timeouts else self._retry).copy():
                 with attempt:
-                    async with _cursor_of(self.conn) as cur:
-                        await cur.execute(query, params)
-                        return await cur.fetchall() if rows else []
+                    return await self._once(query, params, rows)
         except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
             raise self._timeout(operation, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(
+        self,
+        query: str,
+        params: dict[str, Any],
+        rows: bool,
+    ) -> list[tuple[Any, ...]]:
+        async with _cursor_of(self.conn) as cur:
+            await cur.execute(query, params)
+            return await cur.fetchall() if rows else []
 
     def _bridge(self, coro: Coroutine[Any, Any, T], name: str) -> T:
         """Run ``coro`` on the meter's loop from another thread; refuse on the loop itself."""

@@ -473,6 +473,11 @@ class PostgresMeterBase:
             reraise=True,
         )
 
+    @staticmethod
+    def _should_retry(exc: BaseException, timeouts: bool) -> bool:
+        """Whether a failed attempt is worth retrying (the retry loop's own rule)."""
+        return _is_operational(exc) if timeouts else is_transient(exc)
+
     def _timeout(self, operation: str, exc: BaseException) -> MeterTimeoutError:
         setting = (
             "lock_timeout" if isinstance(exc, pg_errors.LockNotAvailable) else "statement_timeout"
