@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _gen_ai
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,6 +28,7 @@ from pydantic import (
 
 from budget_graph.budget import Spend
 from budget_graph.errors import BudgetError
+from budget_graph.telemetry import attributes as _gen_ai
 
 __all__ = [
     "ATTR_BUDGET",
