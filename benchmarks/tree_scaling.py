@@ -68,10 +68,12 @@ class _FakeChat(BaseChatModel):
             text = str(1 + int.from_bytes(digest, "big") % 100)
         else:
             text = "\n".join(f"s{i}" for i in range(BRANCHING))
+        # A provider honours max_tokens: the budget's clamp on the last calls holds.
+        output = min(UNITS_PER_CALL // 2, kwargs.get("max_tokens") or UNITS_PER_CALL)
         usage = {
             "input_tokens": UNITS_PER_CALL // 2,
-            "output_tokens": UNITS_PER_CALL // 2,
-            "total_tokens": UNITS_PER_CALL,
+            "output_tokens": output,
+            "total_tokens": UNITS_PER_CALL // 2 + output,
         }
         msg = AIMessage(content=text, usage_metadata=usage)  # type: ignore[arg-type]
         return ChatResult(generations=[ChatGeneration(message=msg)])
