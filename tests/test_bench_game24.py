@@ -48,7 +48,7 @@ def test_unrecorded_request_is_billed_exact_prompt_plus_mean_completion() -> Non
     with pytest.raises(NotRecordedError) as info:
         model.invoke(prompt, max_tokens=1000)
     usage = info.value.billed_usage  # type: ignore[attr-defined]
-    mean = game24._recording(game24.RECORDINGS).means.mean("propose", 1)
+    mean = game24.load_recording(game24.RECORDINGS).means.mean("propose", 1)
     assert usage.output_tokens == round(mean) and usage.estimated_calls == 1
     from budget_graph.accounting import count_messages
 
