@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
-from pydantic import ConfigDict
+from pydantic import ConfigDict, model_validator
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from budget_graph._internal import observe
@@ -82,11 +82,13 @@ class BudgetedChatModel(BaseChatModel):
     """Raise :class:`~budget_graph.errors.NoMeterError` when a call finds no meter;
     ``False`` sends such a call unbudgeted."""
 
-    def model_post_init(self, __context: Any) -> None:  # noqa: D102
+    @model_validator(mode="after")
+    def _adopt_wrapped_profile(self) -> BudgetedChatModel:
         # What LangChain reads from a chat model (create_agent picks its structured-output
         # strategy from the profile and the model name) is the wrapped model's.
         if self.profile is None:
             self.profile = self.model.profile
+        return self
 
     @property
     def model_name(self) -> str:

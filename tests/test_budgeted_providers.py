@@ -45,7 +45,12 @@ def search(query: str) -> str:
     return query
 
 
-def _openai(content: str = '{"value": 24}', **fields: Any) -> tuple[Any, list[dict]]:
+USAGE = {"prompt_tokens": 50, "completion_tokens": 7, "total_tokens": 57}
+
+
+def _openai(
+    content: str = '{"value": 24}', usage: dict | None = None, **fields: Any
+) -> tuple[Any, list[dict]]:
     """A ChatOpenAI whose requests are recorded and answered in process."""
     sent: list[dict] = []
 
@@ -64,7 +69,7 @@ def _openai(content: str = '{"value": 24}', **fields: Any) -> tuple[Any, list[di
                     "message": {"role": "assistant", "content": content},
                 }
             ],
-            "usage": {"prompt_tokens": 50, "completion_tokens": 7, "total_tokens": 57},
+            "usage": usage or USAGE,
         }
         return httpx.Response(200, json=reply)
 
@@ -269,3 +274,23 @@ async def test_streamed_calls_of_other_clients_commit_the_billed_usage(
     (entry,) = replay_server_clean.usage()["entries"]
     assert entry["cap_param"] == field and entry["max_tokens"] < 3_000 - 437
     assert meter.spent == entry["prompt_tokens"] + entry["completion_tokens"]
+
+
+def test_reasoning_counts_as_output_and_cached_input_is_priced_as_such() -> None:
+    from budget_graph import ModelPrice
+
+    usage = {
+        "prompt_tokens": 1_000,
+        "completion_tokens": 600,
+        "total_tokens": 1_600,
+        "prompt_tokens_details": {"cached_tokens": 800},
+        "completion_tokens_details": {"reasoning_tokens": 500},
+    }
+    llm, sent = _openai("42", usage, model="o3-mini")
+    price = ModelPrice(input_per_mtok=1.0, output_per_mtok=4.0, cached_input_per_mtok=0.25)
+    meter = Meter(Budget(count="cost", max_cost_usd=1.0, prices={"o3-mini": price}))
+    budgeted(llm, meter=meter).invoke("think")
+    # 200 fresh input x 1.0 + 800 cached x 0.25 + 600 output (500 reasoning) x 4.0 micro-USD
+    assert meter.spent == 200 + 200 + 2_400
+    assert meter.spend.reasoning_tokens == 500 and meter.spend.cached_tokens == 800
+    assert "max_completion_tokens" in sent[0]
