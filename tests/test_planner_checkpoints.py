@@ -290,3 +290,16 @@ def test_postgres_saver_restores_every_checkpoints_tree(postgres_conninfo: str) 
         out = app.invoke(None, mid.config)
         assert out["tree"] == history[-1].values["tree"] and len(out["tree"]) == 40
         assert app.get_state(cfg).values["tree"] == out["tree"]
+
+
+async def test_async_runs_restore_the_same_trees() -> None:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async with AsyncSqliteSaver.from_conn_string(":memory:") as saver:
+        app = make_app(saver)
+        cfg = {"configurable": {"thread_id": "a"}}
+        full = await app.ainvoke({"item": ITEM}, cfg)
+        history = [s async for s in app.aget_state_history(cfg)]
+        mid = next(s for s in history if s.next == ("plan",) and 13 <= len(s.values["tree"]) < 40)
+        resumed = await make_app(saver).ainvoke(None, mid.config)
+    assert len(full["tree"]) == 40 and summary(resumed) == summary(full)
