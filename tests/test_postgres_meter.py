@@ -176,7 +176,7 @@ def test_expired_lease_is_reclaimed_and_late_commit_charged(postgres_conninfo: s
             m.commit(stale, 40)  # billed, so charged even though reclaimed
         m.commit(fresh, 50)
         live.commit(kept, 10)  # renewed all along: not late
-        assert m.spent == 100 and m.late_commits >= 1 and live.late_commits == 0
+        assert m.snapshot().spent == 100 and m.late_commits >= 1 and live.late_commits == 0
         assert not m.renew(stale)
         late = _one(postgres_conninfo, "SELECT count(*) FROM budget_graph_charges WHERE late")
         assert late >= 1

@@ -116,22 +116,22 @@ class ChunkedMeter:
     @property
     def limit(self) -> int:
         """The limit in units."""
-        return self.meter.limit
+        return self.meter.snapshot().limit
 
     @property
     def spent(self) -> int:
         """Units committed by every worker, this process's unsettled chunk usage included."""
-        return self.meter.spent + self._unsettled()[0]
+        return self.meter.snapshot().spent + self._unsettled()[0]
 
     @property
     def reserved(self) -> int:
         """Units held by every worker (chunks count as held, less what they used)."""
-        return self.meter.reserved - self._unsettled()[0]
+        return self.meter.snapshot().reserved - self._unsettled()[0]
 
     @property
     def remaining(self) -> int:
-        """Units neither spent nor reserved."""
-        return self.meter.remaining
+        """Units neither spent nor reserved (read fresh)."""
+        return self.meter.snapshot().remaining
 
     def available(self, *, final: bool = False) -> int:
         """Units a new reservation could take now: the database's and this chunk's."""

@@ -106,8 +106,10 @@ class PostgresMeter(PostgresMeterBase):
     holds on this level and every ancestor atomically (user ⊂ tenant ⊂ global), and
     a refusal's :class:`~budget_graph.errors.BudgetExceededError` names the level
     that refused. ``limit``, ``spent``, ``reserved`` and ``remaining`` are this
-    level's, read fresh (one round trip each); ``available()`` is the room left on
-    every level.
+    level's figures as of the meter's last round trip (every reserve, commit and
+    release returns them, so reading them costs nothing; the first read before any
+    fetches them); ``available()`` and :meth:`snapshots` read fresh, and
+    ``available()`` is the room left on every level.
 
     Args:
         conn: A ``psycopg_pool.ConnectionPool`` (recommended) or a ``psycopg.Connection``
@@ -319,28 +321,35 @@ class PostgresMeter(PostgresMeterBase):
         """Reclaim expired leases and read this level's row."""
         return self.snapshots()[0]
 
+    def _known(self) -> tuple[int, int, int, int]:
+        """The figures of this level as of the last round trip (read once if none yet)."""
+        if self._figures is None:
+            self.snapshots()
+        return self._level(None)
+
     @property
     def limit(self) -> int:
-        """The limit of this level in units."""
-        return self.snapshot().limit
+        """The limit of this level in units, as of the last round trip."""
+        return self._known()[0]
 
     @property
     def spent(self) -> int:
-        """Units committed on this level so far, by every worker."""
-        return self.snapshot().spent
+        """Units committed on this level by every worker, as of the last round trip."""
+        return self._known()[2]
 
     @property
     def reserved(self) -> int:
-        """Units held on this level by live reservations of every worker."""
-        return self.snapshot().reserved
+        """Units held on this level by every worker, as of the last round trip."""
+        return self._known()[3]
 
     @property
     def remaining(self) -> int:
-        """Units of this level neither spent nor reserved (the reserve included)."""
-        return self.snapshot().remaining
+        """Units of this level neither spent nor reserved, as of the last round trip."""
+        limit, _reserve, spent, reserved = self._known()
+        return max(limit - spent - reserved, 0)
 
     def available(self, *, final: bool = False) -> int:
-        """Units a new reservation could take now on every level."""
+        """Units a new reservation could take now on every level (read fresh)."""
         return min(s.available(final=final) for s in self.snapshots())
 
     @property
