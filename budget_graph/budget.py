@@ -55,7 +55,7 @@ class Budget(BaseModel):
     """Total tokens the run may spend (token modes)."""
     count: CountMode = "input+output"
     """What counts against the limit."""
-    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     """Total USD the run may spend (``count="cost"``)."""
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     """Per-model prices for ``count="cost"``; keys are model names."""
@@ -78,8 +78,18 @@ class Budget(BaseModel):
                 raise ValueError("count='cost' needs max_cost_usd (got None)")
             if not self.prices:
                 raise ValueError("count='cost' needs prices for at least one model (got {})")
+            if self.max_tokens is not None:
+                raise ValueError(
+                    f"max_tokens={self.max_tokens!r} is a limit only with a token count "
+                    "(got count='cost'); use one Budget per limit and nest them"
+                )
         elif self.max_tokens is None:
             raise ValueError(f"count={self.count!r} needs max_tokens (got None)")
+        elif self.max_cost_usd is not None:
+            raise ValueError(
+                f"max_cost_usd={self.max_cost_usd!r} is a limit only with count='cost' "
+                f"(got count={self.count!r}); use one Budget per limit and nest them"
+            )
         if self.reserve >= self.limit:
             raise ValueError(
                 f"reserve ({self.reserve}) must be smaller than the limit "

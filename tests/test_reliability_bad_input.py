@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from langchain_core.language_models import FakeListChatModel
 
-from budget_graph import Budget, Meter, RetryPolicy, guard, with_budget
+from budget_graph import Budget, Meter, RetryPolicy, budgeted, guard, with_budget
 from budget_graph.nodes.estimator import TaleEstimator, parse_token_budget
 from budget_graph.nodes.tree import TreeNode
 from budget_graph.nodes.value import JudgeValue
@@ -112,6 +112,24 @@ CASES: list[Case] = [
     Case("with_budget", "with_budget(graph, budget, scope='global')",
          lambda: with_budget(object(), Budget(max_tokens=10), scope="global"),
          ("scope", "'global'")),
+    Case("Budget", "Budget(count='cost', max_cost_usd=float('inf'), prices=...)",
+         lambda: Budget(count="cost", max_cost_usd=float("inf"), prices=_PRICES),
+         ("max_cost_usd", "finite")),
+    Case("Budget", "Budget(max_tokens=10, max_cost_usd=1.0)  (two limits)",
+         lambda: Budget(max_tokens=10, max_cost_usd=1.0),
+         ("max_cost_usd=1.0", "count='cost'")),
+    Case("Budget", "Budget(count='cost', max_cost_usd=1.0, max_tokens=10, prices=...)",
+         lambda: Budget(count="cost", max_cost_usd=1.0, max_tokens=10, prices=_PRICES),
+         ("max_tokens=10", "count='cost'")),
+    Case("Meter", "meter.commit(reservation, -5)", lambda: _commit(-5), ("units", "-5")),
+    Case("Meter", "meter.commit(reservation, 5) twice", lambda: _commit(5, twice=True),
+         ("not open", "already committed")),
+    Case("budgeted", "budgeted(llm).invoke(...) outside a budgeted run",
+         lambda: budgeted(FakeListChatModel(responses=["x"])).invoke("hi"),
+         ("NoMeterError", "outside a budgeted run", "require_meter=False")),
+    Case("budgeted", "budgeted(llm, meter='lots')",
+         lambda: budgeted(FakeListChatModel(responses=["x"]), meter="lots"),
+         ("TypeError", "meter=", "'lots'")),
     Case("with_budget", "with_budget(graph, 5000)", lambda: with_budget(_graph(), 5000),
          ("TypeError", "Budget", "int 5000")),
     Case("with_budget", "with_budget(graph, None)", lambda: with_budget(_graph(), None),
@@ -181,6 +199,17 @@ CASES += [
 ]
 
 
+_PRICES = {"m": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
+
+
+def _commit(units: int, *, twice: bool = False) -> Any:
+    meter = Meter(Budget(max_tokens=100))
+    held = meter.reserve(10)
+    if twice:
+        meter.commit(held, units)
+    return meter.commit(held, units)
+
+
 def _builder() -> Any:
     from langgraph.graph import START, StateGraph
 
@@ -229,6 +258,7 @@ def render_table(cases: list[Case] = CASES) -> str:
         seen = observe(case).replace("|", "\\|")
         seen = re.sub(r"For further information visit \S+", "", seen)
         seen = re.sub(r"0x[0-9a-f]+", "0x…", seen).strip(" /")
+        seen = re.sub(r"reservation \d+", "reservation <id>", seen)
         rows.append(f"| {case.area} | `{case.given}` | {seen} |")
     return "\n".join(rows)
 
