@@ -201,3 +201,39 @@ def test_chunked_final_and_clamp(pool: ConnectionPool) -> None:
     hot.commit(final, 10)
     hot.close()
     assert (inner.spent, inner.reserved) == (30, 0)
+
+
+async def test_async_graph_on_a_nested_async_meter(postgres_conninfo: str) -> None:
+    from langchain_core.messages import HumanMessage
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    from budget_graph.budgeted import budgeted
+    from budget_graph.context import budget_config
+    from budget_graph.testing import BillingFakeChat
+
+    fake = BillingFakeChat(texts=["one two three four five six seven eight nine ten"])
+    llm = budgeted(fake)
+
+    async def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [await llm.ainvoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", agent)
+    builder.add_edge(START, "agent")
+    builder.add_edge("agent", END)
+    app = builder.compile()
+    tenant = await AsyncPostgresMeter.from_conn_string(
+        postgres_conninfo, Budget(max_tokens=80), scope=BudgetScope.tenant("acme")
+    )
+    try:
+        user = tenant.child(BudgetScope.user("ann"), Budget(max_tokens=1_000))
+        config = budget_config(user, {"configurable": {"thread_id": "t"}})
+        with pytest.raises(BudgetExceededError) as info:
+            while True:  # until the tenant (the tighter level) refuses a call
+                await app.ainvoke({"messages": [HumanMessage("hello")]}, config)
+        assert info.value.scope == "tenant:acme"
+        levels = await user.asnapshots()
+        assert [s.spent for s in levels] == [sum(fake.billed)] * 2
+        assert 0 < sum(fake.billed) <= 80 and [s.reserved for s in levels] == [0, 0]
+    finally:
+        await tenant.aclose()
