@@ -9,6 +9,7 @@ Rows that share no item are never compared.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,20 @@ __all__ = [
     "paired_by_item",
     "paired_efficiency_ci",
 ]
+
+
+@functools.lru_cache(maxsize=8)
+def _resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
+    """How often each of n items is drawn in each bootstrap resample (resamples x n).
+
+    The same draws as indexing with ``rng.integers(0, n, (resamples, n))``, as counts, so
+    every pair of rows of a report reuses one matrix and a resample's sum is one product.
+    """
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    flat = (np.arange(resamples)[:, None] * n + idx).ravel()
+    counts = np.bincount(flat, minlength=resamples * n).reshape(resamples, n).astype(float)
+    counts.setflags(write=False)
+    return counts
 
 
 def bootstrap_ci(
@@ -66,16 +81,17 @@ def bootstrap_ci(
         return None
     s = np.array([float(r.correct) for r in records])
     t = np.array([float(r.tokens(kind)) for r in records])
-    idx = np.random.default_rng(seed).integers(0, len(records), size=(resamples, len(records)))
-    ss, ts = s[idx], t[idx]
+    n = len(records)
     if statistic == "accuracy":
-        values = ss.mean(axis=1)
+        values = _resample_counts(n, resamples, seed) @ s / n
     elif statistic == "efficiency":
-        tot = ts.sum(axis=1)
+        weights = _resample_counts(n, resamples, seed)
+        tot = weights @ t
         with np.errstate(divide="ignore", invalid="ignore"):
-            values = np.where(tot > 0, ss.sum(axis=1) / tot, np.nan) * (1000 if per_1k else 1)
+            values = np.where(tot > 0, (weights @ s) / tot, np.nan) * (1000 if per_1k else 1)
     elif callable(statistic):
-        values = np.asarray(statistic(ss, ts), dtype=float)
+        idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+        values = np.asarray(statistic(s[idx], t[idx]), dtype=float)
     else:
         raise ValueError(
             f"Invalid statistic: {statistic!r}. Must be 'accuracy', 'efficiency' or a callable"
@@ -147,8 +163,8 @@ def paired_efficiency_ci(
         return None
     s = np.array([[float(x.correct), float(y.correct)] for x, y in pairs])
     t = np.array([[float(x.tokens(kind)), float(y.tokens(kind))] for x, y in pairs])
-    idx = np.random.default_rng(seed).integers(0, len(pairs), size=(resamples, len(pairs)))
-    ss, ts = s[idx].sum(axis=1), t[idx].sum(axis=1)  # (resamples, 2)
+    weights = _resample_counts(len(pairs), resamples, seed)
+    ss, ts = weights @ s, weights @ t  # (resamples, 2): sums over each resample's items
     ok = (ts > 0).all(axis=1)
     if not ok.any():
         return None
@@ -157,6 +173,13 @@ def paired_efficiency_ci(
     alpha = (1 - confidence) / 2
     low, high = np.quantile(diff, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def _more_efficient(pairs: Sequence[tuple[RunRecord, RunRecord]], kind: str) -> bool:
+    """Whether E of the second runs exceeds E of the first on these pairs."""
+    s_a, s_b = sum(a.correct for a, _ in pairs), sum(b.correct for _, b in pairs)
+    t_a, t_b = sum(a.tokens(kind) for a, _ in pairs), sum(b.tokens(kind) for _, b in pairs)
+    return t_b > 0 and (t_a == 0 or s_b * t_a > s_a * t_b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +236,8 @@ def divergent_pairs(
             acc_y = sum(b.correct for _, b in pairs)
             hi, lo = (x, y) if acc_x > acc_y else (y, x)
             oriented = pairs if hi == x else [(b, a) for a, b in pairs]
+            if not _more_efficient(oriented, kind):
+                continue  # the less accurate row is not even more efficient on these items
             ci = paired_efficiency_ci(
                 oriented, kind, confidence=1 - alpha, resamples=resamples, seed=seed
             )
