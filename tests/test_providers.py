@@ -108,3 +108,29 @@ def test_cap_is_read_through_bind_tools() -> None:
     inner, kwargs = unwrap_chat_model(bound)
     assert inner is llm and "tools" in kwargs
     assert output_cap(bound, {}).cap == 90
+
+
+def test_google_cap_lands_in_generation_config() -> None:
+    google = pytest.importorskip("langchain_google_genai")
+    from langchain_core.messages import HumanMessage
+
+    llm = google.ChatGoogleGenerativeAI(model="gemini-2.5-flash", google_api_key="x")
+    cap = output_cap(llm, {})
+    assert (cap.param, cap.cap, cap.source) == ("max_output_tokens", 65_536, "profile")
+    request = llm._prepare_request([HumanMessage("hi")], **apply_cap(llm, {"max_tokens": 9}, 123))
+    assert request["config"].max_output_tokens == 123
+
+
+def test_bedrock_converse_cap_lands_in_inference_config() -> None:
+    aws = pytest.importorskip("langchain_aws")
+    from langchain_aws.chat_models.bedrock_converse import _snake_to_camel_keys
+
+    llm = aws.ChatBedrockConverse(
+        model="anthropic.claude-3-5-sonnet-20240620-v1:0",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+    )
+    assert client_of(llm).name == "bedrock_converse"
+    params = llm._converse_params(**_snake_to_camel_keys(apply_cap(llm, {}, 321)))
+    assert params["inferenceConfig"]["maxTokens"] == 321
