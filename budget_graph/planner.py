@@ -111,15 +111,15 @@ def allow_planner_types(checkpointer: Any) -> Any:
     if not isinstance(checkpointer, BaseCheckpointSaver):
         return checkpointer
     serde = checkpointer.serde
-    if type(serde) is JsonPlusSerializer:
-        allowed = serde.with_msgpack_allowlist(PLANNER_CHECKPOINT_TYPES)
-        if allowed is serde:  # the permissive default (allow all, warn) or already allowed
-            allowed = JsonPlusSerializer(
-                pickle_fallback=serde.pickle_fallback,
-                allowed_msgpack_modules=PLANNER_CHECKPOINT_TYPES,
-            )
+    # A permissive serializer (LangGraph's default: any type, with a warning) ignores any
+    # allowlist it is given; adding a key no checkpoint holds tells it from a strict one.
+    probe = (__name__, PlannerState.__name__)
+    if type(serde) is JsonPlusSerializer and serde.with_msgpack_allowlist([probe]) is serde:
         clone = copy.copy(checkpointer)
-        clone.serde = allowed
+        clone.serde = JsonPlusSerializer(
+            pickle_fallback=serde.pickle_fallback,
+            allowed_msgpack_modules=PLANNER_CHECKPOINT_TYPES,
+        )
         return clone
     return checkpointer.with_allowlist(PLANNER_CHECKPOINT_TYPES)
 

@@ -255,6 +255,11 @@ def test_allow_planner_types_keeps_a_savers_own_allowlist_and_storage() -> None:
     finally:
         unregister()
     assert [e["kind"] for e in events] == ["msgpack_blocked"]
+    # A saver that already allows them (and more) is used as it is.
+    both = InMemorySaver(
+        serde=JsonPlusSerializer(allowed_msgpack_modules=[mine, *PLANNER_CHECKPOINT_TYPES])
+    )
+    assert allow_planner_types(both) is both
     default = allow_planner_types(InMemorySaver())
     assert default.serde.loads_typed(default.serde.dumps_typed(node)) == node
     assert allow_planner_types(None) is None and set(PLANNER_CHECKPOINT_TYPES) >= {
