@@ -23,6 +23,7 @@ import gc
 import hashlib
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 import uuid
@@ -255,13 +256,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     wall, cpu, size = ms_per_node(n, saver)
                     got[n] = size
                     print(
-                        f"nodes={size} saver={saver.name} wall_ms_per_node={wall:.3f} "
+                        f"run: nodes={size} saver={saver.name} wall_ms_per_node={wall:.3f} "
                         f"cpu_ms_per_node={cpu:.3f}",
+                        file=sys.stderr,
                         flush=True,
                     )
                     for clock, value in (("wall", wall), ("cpu", cpu)):
                         key = (n, saver.name)
                         best[clock][key] = min(best[clock].get(key, float("inf")), value)
+    print(f"best of {args.runs} runs, one row per size and saver:")
+    for n in sorted(got):
+        for saver in savers:
+            key = (n, saver.name)
+            print(
+                f"nodes={got[n]} saver={saver.name} wall_ms_per_node={best['wall'][key]:.3f} "
+                f"cpu_ms_per_node={best['cpu'][key]:.3f}"
+            )
     results = {clock: _report(clock, best[clock], got) for clock in ("wall", "cpu")}
     other = "wall" if args.clock == "cpu" else "cpu"
     print()
