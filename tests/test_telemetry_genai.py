@@ -194,3 +194,14 @@ def test_setup_honours_the_otel_environment(monkeypatch):
     finally:
         explicit.tracer.uninstrument()
         explicit.tracer_provider.shutdown()
+
+
+async def test_async_streamed_runs_get_a_run_span(budget_tracer, span_exporter):
+    llm = budgeted(fake_model(output_tokens=4))
+    app = with_budget(fan_graph(llm), Budget(max_tokens=5_000))
+    chunks = [c async for c in app.astream({"outs": []}, stream_mode="values")]
+    spans = span_exporter.get_finished_spans()
+    (run,) = spans_of_kind(spans, "run")
+    assert len({s.context.trace_id for s in spans}) == 1
+    assert run.attributes[A.BUDGET_SPENT] == chunks[-1]["spend"].units
+    assert run.attributes[A.USAGE_CALLS] == BRANCHES + 2
