@@ -279,9 +279,13 @@ def main() -> None:
         )
         for name, rate in rates.items():
             print(
-                f"  {name:>8}: {rate:,.0f} reserve+commit/s "
+                f"  {name:>9}: {rate:,.0f} reserve+commit/s "
                 f"({rate / rates['baseline']:.2f}x baseline)"
             )
+        print(
+            f"async meter / async baseline (psycopg's async pool, {args.concurrency} "
+            f"coroutines): {rates['async'] / rates['abaseline']:.2f}"
+        )
         over, summary = overshoot(
             server.create_database("shared"), args.processes, args.threads, args.limit
         )
