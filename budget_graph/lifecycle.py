@@ -156,7 +156,9 @@ class Call(observe.CallInfo):
         self.max_tokens = cap
         self.reserved_units = reservation.units
         if self.place_cap is not None:
-            self.kwargs = self.place_cap(self.kwargs, cap)
+            placed = self.place_cap(self.kwargs, cap)
+            self.kwargs.clear()  # in place: observers hold this dict as the request
+            self.kwargs.update(placed)
         else:
             self.kwargs[self.param] = cap
         if observe.state.active:

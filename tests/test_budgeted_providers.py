@@ -294,3 +294,22 @@ def test_reasoning_counts_as_output_and_cached_input_is_priced_as_such() -> None
     assert meter.spent == 200 + 200 + 2_400
     assert meter.spend.reasoning_tokens == 500 and meter.spend.cached_tokens == 800
     assert "max_completion_tokens" in sent[0]
+
+
+def test_observers_see_the_cap_as_sent() -> None:
+    from budget_graph._internal import observe
+
+    seen: list[dict] = []
+
+    class Recorder:
+        def call_started(self, info: Any) -> None:
+            seen.append(dict(info.request or {}))
+
+    llm, sent = _openai()
+    recorder = Recorder()
+    observe.add_observer(recorder)
+    try:
+        budgeted(llm, meter=Meter(Budget(max_tokens=50_000))).invoke("hi")
+    finally:
+        observe.remove_observer(recorder)
+    assert seen and seen[0]["max_tokens"] == sent[0]["max_completion_tokens"] == 16_384
