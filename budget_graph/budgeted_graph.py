@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langchain_core.messages import AIMessage
@@ -17,9 +15,19 @@ from langchain_core.runnables.config import (
     patch_config,
 )
 from langgraph.pregel.protocol import PregelProtocol
-from langgraph.types import Command, Overwrite
+from langgraph.types import Overwrite
 
 from budget_graph._internal import observe, threads
+from budget_graph._internal.budget_runs import (
+    Run,
+    apersist_ending,
+    as_child_output,
+    committed,
+    is_resume,
+    now,
+    persist_ending,
+    run_meter,
+)
 from budget_graph._internal.graph_facade import GraphFacade
 from budget_graph._internal.run_flags import RUN_KEY, RunFlags
 from budget_graph._internal.streams import Fold, Shape
@@ -40,37 +48,6 @@ RAISED_BY_GUARD = "raised by guard(on_exhausted='error') of node"
 def budget_message(exc: BudgetExceededError) -> str:
     """The text a run ends with when its budget refused the next model call."""
     return f"Stopped before the next model call because of the budget. {exc}."
-
-
-def _is_resume(input: Any) -> bool:
-    return input is None or isinstance(input, Command)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat()
-
-
-@dataclass(slots=True)
-class _Run:
-    """One run of a budgeted graph: what its start decided, and what it saw."""
-
-    meter: Any
-    config: RunnableConfig
-    input: Any
-    start: Spend
-    """The thread's spend in state when the run started (pending writes applied)."""
-    threaded: bool
-    parent: Any
-    """The enclosing run's meter, when this run is nested in another budgeted run."""
-    flags: RunFlags
-    info: observe.RunInfo
-    since: str
-    used: int = 0
-    """Units the meter counted as spent when the run started."""
-    latest: Any = None
-    """The last full state the run streamed."""
-    ended: dict[str, Any] | None = field(default=None)
-    """The update the run ended with when the budget refused a call outside a guard."""
 
 
 class BudgetedGraph(GraphFacade, PregelProtocol):
@@ -120,12 +97,12 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
 
     # -- one core per run ---------------------------------------------------------------
 
-    def _open(self, input: Any, config: RunnableConfig | None, view: Any) -> _Run:
+    def _open(self, input: Any, config: RunnableConfig | None, view: Any) -> Run:
         """Decide a run's meter, config and input (no I/O: the thread was read already)."""
         cfg: RunnableConfig = config or {}
         parent = current_meter(cfg)
         start, used, base, thread_units = Spend(), 0, 0, 0
-        resume = _is_resume(input)
+        resume = is_resume(input)
         if view is not None:
             start = view.spend
             if resume:
@@ -142,7 +119,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         if parent is not None and scope == self.scope:  # unnamed and nested: the graph's name
             scope = str(self.name)
         used = max(used, 0)
-        meter = _meter(self.budget, used, scope, parent)
+        meter = run_meter(self.budget, used, scope, parent)
         self.last_meter = meter
         flags = RunFlags()
         run_config = budget_config(meter, cfg)
@@ -156,7 +133,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
             }
         info = observe.RunInfo(name=str(self.name), meter=meter, config=cfg)
         threaded = view is not None
-        return _Run(meter, run_config, input, start, threaded, parent, flags, info, _now(), used)
+        return Run(meter, run_config, input, start, threaded, parent, flags, info, now(), used)
 
     def _fresh_input(self, input: dict[str, Any], *, stale: bool, nested: bool) -> dict[str, Any]:
         channels = getattr(self.graph, "channels", None) or {}
@@ -176,10 +153,10 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
             out["stop_reason"] = Overwrite(None) if stale else None
         return out
 
-    def _started(self, run: _Run) -> None:
+    def _started(self, run: Run) -> None:
         observe.notify("run_started", run.info)
 
-    def _finished(self, run: _Run, missing: Spend | None) -> None:
+    def _finished(self, run: Run, missing: Spend | None) -> None:
         info = run.info
         if info.state is None:
             info.state = run.latest
@@ -199,7 +176,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         return cfg, start
 
     @contextmanager
-    def _session(self, input: Any, config: RunnableConfig | None) -> Iterator[_Run]:
+    def _session(self, input: Any, config: RunnableConfig | None) -> Iterator[Run]:
         cfg, start = self._callbacks(config)
         # This run is the callback parent of the graph's own run (astream_events' root).
         manager = get_callback_manager_for_config(cfg).on_chain_start(None, input, **start)
@@ -221,14 +198,14 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
             try:
                 if run.threaded:
                     missing = threads.record_missing(
-                        self.graph, run.config, run.start, _committed(run), run.since
+                        self.graph, run.config, run.start, committed(run), run.since
                     )
             finally:
                 self._finished(run, missing)
         manager.on_chain_end(run.info.state)
 
     @asynccontextmanager
-    async def _asession(self, input: Any, config: RunnableConfig | None) -> AsyncIterator[_Run]:
+    async def _asession(self, input: Any, config: RunnableConfig | None) -> AsyncIterator[Run]:
         cfg, start = self._callbacks(config)
         callbacks = get_async_callback_manager_for_config(cfg)
         manager = await callbacks.on_chain_start(None, input, **start)
@@ -252,13 +229,13 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
             try:
                 if run.threaded:
                     missing = await threads.arecord_missing(
-                        self.graph, run.config, run.start, _committed(run), run.since
+                        self.graph, run.config, run.start, committed(run), run.since
                     )
             finally:
                 self._finished(run, missing)
         await manager.on_chain_end(run.info.state)
 
-    def _end(self, run: _Run, exc: BudgetExceededError) -> None:
+    def _end(self, run: Run, exc: BudgetExceededError) -> None:
         """End a run whose budget refused a call no guard caught: a message, a reason."""
         notes = getattr(exc, "__notes__", ())
         if self.on_exhausted == "error" or any(RAISED_BY_GUARD in n for n in notes):
@@ -269,7 +246,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         if "messages" in latest:
             run.ended["messages"] = [AIMessage(content=budget_message(exc), name="budget")]
 
-    def _closing(self, run: _Run, shape: Shape) -> list[Any]:
+    def _closing(self, run: Run, shape: Shape) -> list[Any]:
         """Chunks of the run's last word: a budget ending, and spend no node wrote to state.
 
         Calls made outside a guard (a prebuilt agent's model node, a node that raised or
@@ -284,7 +261,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         if "spend" in channels:
             now = latest.get("spend")
             now = now if isinstance(now, Spend) else Spend()
-            missing = _committed(run) - (now - run.start)
+            missing = committed(run) - (now - run.start)
             if missing.calls > 0 or missing.units > 0:
                 update["spend"] = missing
         if not update:
@@ -297,40 +274,16 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         run.latest = values
         return shape.chunks(values, update, "budget")
 
-    def _ending_update(self, run: _Run, snapshot: Any) -> tuple[dict[str, Any], str] | None:
-        """The update recording a budget ending in the thread, as the refused node."""
-        if run.ended is None or snapshot is None or len(snapshot.next) != 1:
-            return None
-        channels = getattr(self.graph, "channels", None) or {}
-        update = {k: v for k, v in run.ended.items() if k in channels}
-        return (update, snapshot.next[0]) if update else None
-
-    def _persist_end(self, run: _Run) -> None:
-        if run.ended is None or not run.threaded:
-            return
-        snapshot = self.graph.get_state(threads.latest_config(run.config))
-        ending = self._ending_update(run, snapshot)
-        if ending is not None:
-            self.graph.update_state(snapshot.config, ending[0], as_node=ending[1])
-
-    async def _apersist_end(self, run: _Run) -> None:
-        if run.ended is None or not run.threaded:
-            return
-        snapshot = await self.graph.aget_state(threads.latest_config(run.config))
-        ending = self._ending_update(run, snapshot)
-        if ending is not None:
-            await self.graph.aupdate_state(snapshot.config, ending[0], as_node=ending[1])
-
-    def _result(self, run: _Run, values: Any) -> Any:
+    def _result(self, run: Run, values: Any) -> Any:
         """The run's result (a nested run's: its output for its parent)."""
         if isinstance(values, dict) and run.parent is not None:
-            values = _as_child_output(values, run.parent, run.meter.scope)
+            values = as_child_output(values, run.parent, run.meter.scope)
         return values
 
     # -- streaming: the core every entry point goes through --------------------------------
 
     def _stream(
-        self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any], out: list[_Run]
+        self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any], out: list[Run]
     ) -> Iterator[Any]:
         shape = Shape(self.graph, kwargs)
         with self._session(input, config) as run:
@@ -356,11 +309,11 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
                 if close is not None:
                     close()
             yield from self._closing(run, shape)
-            self._persist_end(run)
+            persist_ending(self.graph, run)
             run.info.state = self._result(run, run.latest)
 
     async def _astream(
-        self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any], out: list[_Run]
+        self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any], out: list[Run]
     ) -> AsyncIterator[Any]:
         shape = Shape(self.graph, kwargs)
         async with self._asession(input, config) as run:
@@ -387,7 +340,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
                     await aclose()
             for item in self._closing(run, shape):
                 yield item
-            await self._apersist_end(run)
+            await apersist_ending(self.graph, run)
             run.info.state = self._result(run, run.latest)
 
     def stream(  # type: ignore[override]
@@ -412,7 +365,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Run the graph under a fresh meter and return its final state."""
         fold = Fold(kwargs)
-        runs: list[_Run] = []
+        runs: list[Run] = []
         for chunk in self._stream(input, config, fold.kwargs, runs):
             fold.add(chunk)
         return fold.result(lambda values: self._result(runs[0], values))
@@ -420,7 +373,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         """Async :meth:`invoke`."""
         fold = Fold(kwargs)
-        runs: list[_Run] = []
+        runs: list[Run] = []
         async for chunk in self._astream(input, config, fold.kwargs, runs):
             fold.add(chunk)
         return fold.result(lambda values: self._result(runs[0], values))
@@ -439,34 +392,6 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
 
     def __repr__(self) -> str:
         return f"BudgetedGraph({self.name!r}, {self.budget!r}, scope={self.scope!r})"
-
-
-def _committed(run: _Run) -> Spend:
-    """What the run committed: its calls' spend, plus units charged without usage (tool costs)."""
-    spend = run.meter.spend
-    bare = run.meter.spent - run.used - spend.units
-    return spend + Spend(units=bare) if bare > 0 else spend
-
-
-def _meter(budget: Budget, used: int, scope: str, parent: Any) -> Meter:
-    return Meter(budget, spent_units=used, scope=scope, parent=parent)
-
-
-def _as_child_output(values: dict[str, Any], parent: Any, scope: str) -> dict[str, Any]:
-    """A nested run's final state as its parent receives it.
-
-    The child's ``spend`` is its own (the delta the parent adds once); its budget stays
-    its own; a stop for the child's own limit is reported under ``stop_reasons`` and
-    does not end the parent, unless the parent's budget has no room left either.
-    """
-    out = dict(values)
-    out.pop("budget", None)
-    reason = out.pop("stop_reason", None)
-    if reason is not None:
-        out["stop_reasons"] = {**(out.get("stop_reasons") or {}), scope: reason}
-        if reason == "budget" and parent.available() <= 0:
-            out["stop_reason"] = "budget"
-    return out
 
 
 def with_budget(
