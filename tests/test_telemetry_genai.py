@@ -205,3 +205,15 @@ async def test_async_streamed_runs_get_a_run_span(budget_tracer, span_exporter):
     assert len({s.context.trace_id for s in spans}) == 1
     assert run.attributes[A.BUDGET_SPENT] == chunks[-1]["spend"].units
     assert run.attributes[A.USAGE_CALLS] == BRANCHES + 2
+
+
+def test_a_streamed_calls_response_model_is_read_off_its_last_chunk():
+    from langchain_core.messages import AIMessageChunk
+    from langchain_core.outputs import ChatGenerationChunk
+
+    last = AIMessageChunk("", response_metadata={"model_name": "gpt-4-0613", "id": "c-9"})
+    call = CallInfo(model="gpt-4", node=None, response=ChatGenerationChunk(message=last))
+    assert response_attributes(call) == {
+        A.GEN_AI_RESPONSE_MODEL: "gpt-4-0613",
+        A.GEN_AI_RESPONSE_ID: "c-9",
+    }

@@ -151,13 +151,21 @@ def request_attributes(call: CallInfo, facts: ModelFacts) -> dict[str, Attribute
 
 
 def response_attributes(call: CallInfo) -> dict[str, AttributeValue]:
-    """``gen_ai.response.model`` and ``gen_ai.response.id`` from the reply, when reported."""
+    """``gen_ai.response.model`` and ``gen_ai.response.id`` from the reply, when reported.
+
+    The reply is a ``ChatResult``, or for a streamed call its last chunk.
+    """
     attrs: dict[str, AttributeValue] = {}
-    generations = getattr(call.response, "generations", None)
-    if not generations:
+    response = call.response
+    generations = getattr(response, "generations", None)
+    if generations:
+        out = getattr(response, "llm_output", None) or {}
+        msg = generations[0].message
+    elif getattr(response, "message", None) is not None:  # a streamed call's last chunk
+        out, msg = {}, response.message
+    else:
         return attrs
-    out = getattr(call.response, "llm_output", None) or {}
-    meta = generations[0].message.response_metadata or {}
+    meta = msg.response_metadata or {}
     model = out.get("model_name") or meta.get("model_name") or meta.get("model")
     if isinstance(model, str) and model:
         attrs[A.GEN_AI_RESPONSE_MODEL] = model
