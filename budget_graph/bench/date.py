@@ -25,15 +25,14 @@ anytime curves in any token kind on the task's fixed budget grid.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
 from budget_graph.accounting import count_messages, count_tokens
 from budget_graph.anytime import build_anytime
+from budget_graph.bench.jobs import run_jobs
 from budget_graph.budget import Budget
 from budget_graph.consistency import build_self_consistency
 from budget_graph.efficiency import RunRecord
@@ -266,15 +265,15 @@ def run(
             records.extend(_run_chunk(method, budget, part, seed))
             advance(method, budget, len(part))
         return records
-    ctx = multiprocessing.get_context("spawn")  # no fork under LangGraph's threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(_run_chunk, *chunk): n for n, chunk in enumerate(chunks)}
-        results: dict[int, list[RunRecord]] = {}
-        for future in as_completed(futures):
-            n = futures[future]
-            results[n] = future.result()
-            advance(chunks[n][0], chunks[n][1], len(chunks[n][2]))
-    return [r for n in range(len(chunks)) for r in results[n]]
+    # Spawned workers (no fork under LangGraph's threads); Ctrl-C terminates them at once.
+    results = run_jobs(
+        _run_chunk,
+        chunks,
+        workers=workers,
+        context="spawn",
+        done=lambda n, _r: advance(chunks[n][0], chunks[n][1], len(chunks[n][2])),
+    )
+    return [r for part in results for r in part]
 
 
 def _majority_check(records: Sequence[RunRecord]) -> str:

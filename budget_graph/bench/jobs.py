@@ -76,6 +76,7 @@ def run_jobs(
     workers: int | None = None,
     done: Callable[[int, T], None] | None = None,
     order: Sequence[int] | None = None,
+    context: str = "fork",
 ) -> list[T]:
     """``[fn(*job) for job in jobs]``, in worker processes when ``workers > 1``.
 
@@ -85,6 +86,8 @@ def run_jobs(
         workers: Processes (default: up to 2, at most one per job).
         done: Called in the parent as ``done(index, result)`` when a job finishes.
         order: The order to start jobs in (default: as given); results keep job order.
+        context: The multiprocessing start method (``"spawn"`` for callers whose process
+            has threads that may hold locks).
 
     On ``KeyboardInterrupt`` the pending jobs are dropped and the workers terminated at
     once before it propagates.
@@ -100,7 +103,7 @@ def run_jobs(
             if done is not None:
                 done(i, results[i])
         return [results[i] for i in range(len(jobs))]
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context(context)
     pool = ctx.Pool(n, initializer=_ignore_sigint)
     try:
         for i, result in pool.imap_unordered(_call, [(fn, i, jobs[i]) for i in sequence]):
