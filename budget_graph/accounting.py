@@ -27,6 +27,7 @@ __all__ = [
     "count_tokens",
     "encoding_for_model",
     "get_encoding",
+    "model_field",
     "model_name",
     "usage_counts",
     "usage_from_message",
@@ -269,10 +270,31 @@ def _count_message(encoding: str, role: str, text: str) -> int:
     )
 
 
+def model_field(model: Any, name: str) -> Any:
+    """``model.<name>``, or ``None`` when the model has no such attribute.
+
+    ``getattr(model, name, None)`` without its cost on a miss: a pydantic model raises
+    and catches an exception for each missing name, and every budgeted call asks a few
+    names a given client does not have (its fields are in the instance dict, anything
+    else is found on its class).
+    """
+    fields = getattr(model, "__dict__", None)
+    if fields is not None and name in fields:
+        return fields[name]
+    if name in _class_names(model.__class__):
+        return getattr(model, name, None)
+    return None
+
+
+@functools.cache
+def _class_names(cls: Any) -> frozenset[str]:
+    return frozenset(dir(cls))
+
+
 def model_name(model: Any) -> str | None:
     """A chat model's model name (``model_name``, ``model`` or ``model_id``), if it has one."""
     for attr in ("model_name", "model", "model_id"):
-        value = getattr(model, attr, None)
+        value = model_field(model, attr)
         if isinstance(value, str):
             return value
     return None

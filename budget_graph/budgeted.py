@@ -12,8 +12,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
-from pydantic import ConfigDict, model_validator
-from tenacity import AsyncRetrying, RetryCallState, Retrying
+from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from budget_graph._internal import observe
 from budget_graph._internal.rebind import swap_model
@@ -24,34 +23,22 @@ from budget_graph._internal.results import (
     keep_usage_on_first_choice,
     result_text,
     result_usage,
+    single_reply,
 )
 from budget_graph.accounting import model_name
-from budget_graph.budget import Budget, Usage
-from budget_graph.context import current_meter, no_meter_error
+from budget_graph.budget import Usage
+from budget_graph.context import as_meter, current_meter, no_meter_error
 from budget_graph.lifecycle import Call, output_cap
-from budget_graph.meter import BaseMeter, Meter
-from budget_graph.providers import apply_cap, client_of
-from budget_graph.retry import RetryPolicy
+from budget_graph.providers import ModelFacts, apply_cap, model_facts
+from budget_graph.retry import (
+    RetryPolicy,
+    retried,
+    retried_astream,
+    retried_async,
+    retried_stream,
+)
 
 __all__ = ["BudgetedChatModel", "budgeted"]
-
-
-def _reply(result: ChatResult) -> BaseMessage | None:
-    """The reply of a one-generation result (counted when no usage was reported)."""
-    gens = result.generations
-    return gens[0].message if len(gens) == 1 else None
-
-
-def _on_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else None
-    observe.emit(
-        "budget.retry",
-        attempt=state.attempt_number,
-        wait_s=wait,
-        error=type(exc).__name__ if exc else None,
-        message=str(exc)[:200] if exc else None,
-    )
 
 
 class BudgetedChatModel(BaseChatModel):
@@ -82,12 +69,16 @@ class BudgetedChatModel(BaseChatModel):
     """Raise :class:`~budget_graph.errors.NoMeterError` when a call finds no meter;
     ``False`` sends such a call unbudgeted."""
 
+    _facts: ModelFacts = PrivateAttr()
+
     @model_validator(mode="after")
     def _adopt_wrapped_profile(self) -> BudgetedChatModel:
         # What LangChain reads from a chat model (create_agent picks its structured-output
-        # strategy from the profile and the model name) is the wrapped model's.
+        # strategy from the profile and the model name) is the wrapped model's; what each
+        # call reads from it is read once, here.
         if self.profile is None:
             self.profile = self.model.profile
+        self._facts = model_facts(self.model, cap_param=self.max_tokens_param)
         return self
 
     @property
@@ -104,8 +95,7 @@ class BudgetedChatModel(BaseChatModel):
         return {"model": self.model._identifying_params, "budgeted": True}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
-        # Trace as the wrapped model (the base class would report our ``model`` field,
-        # a model object, as the model name).
+        # Trace as the wrapped model (the base class would name it by our ``model`` field).
         return self.model._get_ls_params(stop=stop, **kwargs)
 
     def with_structured_output(
@@ -136,6 +126,8 @@ class BudgetedChatModel(BaseChatModel):
         kwargs: dict[str, Any],
         run_manager: Any,
         stop: list[str] | None = None,
+        *,
+        streamed: bool = False,
     ) -> Call:
         """The call's lifecycle on the meter it finds (none: an allowed unbudgeted call)."""
         cfg = var_child_runnable_config.get()
@@ -144,23 +136,28 @@ class BudgetedChatModel(BaseChatModel):
             raise no_meter_error()
         meta = (cfg or {}).get("metadata") or {}
         node = self.node if self.node is not None else meta.get("langgraph_node")
-        inner, param = self.model, self.max_tokens_param
-        cap = output_cap(inner, kwargs, param)  # the per-provider rule (issue #20)
+        inner, param, facts = self.model, self.max_tokens_param, self._facts
+        # The per-provider rule (issue #20); a call without keywords asks the model's own.
+        cap = output_cap(inner, kwargs, param) if kwargs else facts.cap
         call = Call(
             meter,
             messages,
             kwargs,
-            model=model_name(inner),
+            model=facts.name,
             node=node if isinstance(node, str) else None,
             requested=cap.cap,
             min_output=cap.minimum,
-            counting=client_of(inner, cap_param=param).counting,
+            counting=facts.client.counting,
             place_cap=functools.partial(apply_cap, inner, stop=stop, cap_param=param),
-            n=int(kwargs.get("n") or getattr(inner, "n", None) or 1),
+            n=int(kwargs.get("n") or facts.n),
             final=self.final,
             param=self.max_tokens_param,
             capture_output=self.capture_output,
         )
+        if streamed:
+            call.streamed = True
+            if "stream_usage" in vars(inner):  # a field of the client (langchain-openai)
+                call.kwargs.setdefault("stream_usage", True)
         allocated = meta.get("budget_allocated")
         if isinstance(allocated, int):
             call.allocated = allocated
@@ -172,8 +169,17 @@ class BudgetedChatModel(BaseChatModel):
                 call.run_id = run_manager.run_id
         return call
 
-    def _text_wanted(self, usage: Usage | None) -> bool:
-        return usage is None or self.capture_output or observe.content_wanted()
+    def _outcome(
+        self, call: Call, result: ChatResult
+    ) -> tuple[Usage | None, str, BaseMessage | None]:
+        """A finished call's reported usage, its text if wanted, its reply if counted."""
+        usage = result_usage(result)
+        keep_usage_on_first_choice(result)
+        if observe.state.active:
+            call.finish_reasons, call.response = finish_reasons(result), result
+        if usage is not None and not (self.capture_output or observe.content_wanted()):
+            return usage, "", None
+        return usage, result_text(result), single_reply(result) if usage is None else None
 
     # --- one attempt --------------------------------------------------------------
 
@@ -193,12 +199,8 @@ class BudgetedChatModel(BaseChatModel):
         except BaseException as exc:
             call.end(exc)
             raise
-        usage = result_usage(result)
-        keep_usage_on_first_choice(result)
-        if observe.state.active:
-            call.finish_reasons, call.response = finish_reasons(result), result
-        text = result_text(result) if self._text_wanted(usage) else ""
-        call.end(None, usage, text, output=_reply(result) if usage is None else None)
+        usage, text, reply = self._outcome(call, result)
+        call.end(None, usage, text, output=reply)
         return result
 
     async def _agenerate_once(
@@ -217,26 +219,9 @@ class BudgetedChatModel(BaseChatModel):
         except BaseException as exc:
             await call.aend(exc)
             raise
-        usage = result_usage(result)
-        keep_usage_on_first_choice(result)
-        if observe.state.active:
-            call.finish_reasons, call.response = finish_reasons(result), result
-        text = result_text(result) if self._text_wanted(usage) else ""
-        await call.aend(None, usage, text, output=_reply(result) if usage is None else None)
+        usage, text, reply = self._outcome(call, result)
+        await call.aend(None, usage, text, output=reply)
         return result
-
-    def _stream_call(
-        self,
-        messages: list[BaseMessage],
-        kwargs: dict[str, Any],
-        run_manager: Any,
-        stop: list[str] | None = None,
-    ) -> Call:
-        call = self._call(messages, kwargs, run_manager, stop)
-        call.streamed = True
-        if hasattr(self.model, "stream_usage"):
-            call.kwargs.setdefault("stream_usage", True)
-        return call
 
     def _stream_once(
         self,
@@ -248,7 +233,7 @@ class BudgetedChatModel(BaseChatModel):
         if type(self.model)._stream is BaseChatModel._stream:  # the model cannot stream
             yield as_chunk(self._generate_once(messages, stop, run_manager, **kwargs))
             return
-        call = self._stream_call(messages, kwargs, run_manager, stop)
+        call = self._call(messages, kwargs, run_manager, stop, streamed=True)
         call.begin()
         acc = StreamAcc()
         try:
@@ -274,7 +259,7 @@ class BudgetedChatModel(BaseChatModel):
         if model._astream is BaseChatModel._astream and model._stream is BaseChatModel._stream:
             yield as_chunk(await self._agenerate_once(messages, stop, run_manager, **kwargs))
             return
-        call = self._stream_call(messages, kwargs, run_manager, stop)
+        call = self._call(messages, kwargs, run_manager, stop, streamed=True)
         await call.abegin()
         acc = StreamAcc()
         try:
@@ -289,15 +274,7 @@ class BudgetedChatModel(BaseChatModel):
         call.finish_reasons, call.response = acc.finish_reasons, acc.last
         await call.aend(None, acc.usage, acc.text, output=acc.message())
 
-    # --- retries around one attempt -----------------------------------------------
-
-    def _retrying(self) -> Retrying:
-        assert self.retry is not None
-        return Retrying(**self.retry.tenacity_kwargs(), before_sleep=_on_retry)
-
-    def _aretrying(self) -> AsyncRetrying:
-        assert self.retry is not None
-        return AsyncRetrying(**self.retry.tenacity_kwargs(), before_sleep=_on_retry)
+    # --- the entry points: one attempt, retried under ``retry`` -----------------
 
     def _generate(
         self,
@@ -306,12 +283,8 @@ class BudgetedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.retry is None:
-            return self._generate_once(messages, stop, run_manager, **kwargs)
-        for attempt in self._retrying():
-            with attempt:
-                return self._generate_once(messages, stop, run_manager, **kwargs)
-        raise AssertionError("unreachable")  # pragma: no cover
+        once = functools.partial(self._generate_once, messages, stop, run_manager, **kwargs)
+        return retried(self.retry, once)
 
     async def _agenerate(
         self,
@@ -320,12 +293,8 @@ class BudgetedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        if self.retry is None:
-            return await self._agenerate_once(messages, stop, run_manager, **kwargs)
-        async for attempt in self._aretrying():
-            with attempt:
-                return await self._agenerate_once(messages, stop, run_manager, **kwargs)
-        raise AssertionError("unreachable")  # pragma: no cover
+        once = functools.partial(self._agenerate_once, messages, stop, run_manager, **kwargs)
+        return await retried_async(self.retry, once)
 
     def _stream(
         self,
@@ -334,40 +303,18 @@ class BudgetedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        if self.retry is None:
-            yield from self._stream_once(messages, stop, run_manager, **kwargs)
-            return
-        # Retry only failures before the first chunk: once text reached the caller, a
-        # retry would repeat it.
-        first: ChatGenerationChunk | None = None
-        for attempt in self._retrying():
-            with attempt:
-                it = self._stream_once(messages, stop, run_manager, **kwargs)
-                first = next(it, None)
-        if first is not None:
-            yield first
-            yield from it
+        once = functools.partial(self._stream_once, messages, stop, run_manager, **kwargs)
+        return retried_stream(self.retry, once)
 
-    async def _astream(
+    def _astream(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        if self.retry is None:
-            async for chunk in self._astream_once(messages, stop, run_manager, **kwargs):
-                yield chunk
-            return
-        first: ChatGenerationChunk | None = None
-        async for attempt in self._aretrying():
-            with attempt:
-                ait = self._astream_once(messages, stop, run_manager, **kwargs)
-                first = await anext(ait, None)
-        if first is not None:
-            yield first
-            async for chunk in ait:
-                yield chunk
+        once = functools.partial(self._astream_once, messages, stop, run_manager, **kwargs)
+        return retried_astream(self.retry, once)
 
 
 def budgeted(
@@ -398,10 +345,9 @@ def budgeted(
         max_tokens_param: The model's keyword for the output cap.
         retry: Retry transient failures (429, 5xx, timeouts, dropped connections) with
             tenacity, honouring ``Retry-After``; each attempt reserves anew.
-        require_meter: A call that finds no meter raises
-            :class:`~budget_graph.errors.NoMeterError` (``False``: it is sent unbudgeted).
-            Threads and executors started inside a node find the run's meter when
-            their function is wrapped with :func:`~budget_graph.carry_context`.
+        require_meter: A call that finds no meter raises :class:`~budget_graph.NoMeterError`
+            (``False``: it is sent unbudgeted). Threads started inside a node find the
+            run's meter when their function is wrapped in :func:`~budget_graph.carry_context`.
 
     Returns:
         A chat model (a :class:`BudgetedChatModel`, or the same binding around one) to
@@ -428,13 +374,7 @@ def budgeted(
             require_meter=require_meter,
         )
         return model.model_copy(update={"bound": inner})
-    if isinstance(meter, Budget):
-        meter = Meter(meter)
-    elif meter is not None and not isinstance(meter, BaseMeter):
-        raise TypeError(
-            f"meter= takes a meter (e.g. budget_graph.Meter) or a Budget, got "
-            f"{type(meter).__name__}: {meter!r}"
-        )
+    meter = as_meter(meter)
     if isinstance(model, BudgetedChatModel) and (
         meter is None or model.meter is None or meter is model.meter
     ):

@@ -13,11 +13,12 @@ from typing import Any, ParamSpec, TypeVar
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 
-from budget_graph.budget import Spend, Usage
+from budget_graph.budget import Budget, Spend, Usage
 from budget_graph.errors import NoMeterError
-from budget_graph.meter import BaseMeter
+from budget_graph.meter import BaseMeter, Meter
 
 __all__ = [
+    "as_meter",
     "BASE_UNITS_KEY",
     "METER_KEY",
     "Ledger",
@@ -65,6 +66,23 @@ def current_meter(config: RunnableConfig | None = None) -> Any:
     cfg = config if config is not None else var_child_runnable_config.get()
     meter = ((cfg or {}).get("configurable") or {}).get(METER_KEY)
     return meter if meter is not None else _meter_var.get()
+
+
+def as_meter(meter: Any) -> BaseMeter | None:
+    """A ``meter=`` argument as a meter: a meter, a :class:`Budget` (a new meter), or ``None``.
+
+    Raises:
+        TypeError: Anything else, naming what was given.
+
+    """
+    if meter is None or isinstance(meter, BaseMeter):
+        return meter
+    if isinstance(meter, Budget):
+        return Meter(meter)
+    raise TypeError(
+        f"meter= takes a meter (e.g. budget_graph.Meter) or a Budget, got "
+        f"{type(meter).__name__}: {meter!r}"
+    )
 
 
 def no_meter_error() -> NoMeterError:

@@ -22,17 +22,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from budget_graph.accounting import EXACT, PromptCounting, model_name
+from budget_graph.accounting import EXACT, PromptCounting, model_field, model_name
 
 __all__ = [
     "CLIENTS",
     "DEFAULT_OUTPUT_CAP",
+    "ModelFacts",
     "OutputCap",
     "ProviderClient",
     "apply_cap",
     "client_of",
+    "model_facts",
     "model_label",
     "output_cap",
     "profile_max_output",
@@ -171,10 +173,11 @@ def unwrap_chat_model(model: Any) -> tuple[Any, dict[str, Any]]:
 
     kwargs: dict[str, Any] = {}
     for _ in range(16):
-        if hasattr(model, "bound") and hasattr(model, "kwargs"):
-            kwargs = {**model.kwargs, **kwargs}  # the outer binding's kwargs win
-            model = model.bound
-        elif isinstance(getattr(model, "model", None), BaseChatModel):
+        bound, bound_kwargs = model_field(model, "bound"), model_field(model, "kwargs")
+        if bound is not None and bound_kwargs is not None:
+            kwargs = {**bound_kwargs, **kwargs}  # the outer binding's kwargs win
+            model = bound
+        elif isinstance(model_field(model, "model"), BaseChatModel):
             model = model.model
         else:
             break
@@ -211,7 +214,7 @@ def client_of(model: Any, *, cap_param: str | None = None) -> ProviderClient:
 
 def profile_max_output(model: Any) -> int | None:
     """The model profile's ``max_output_tokens`` (langchain-core ``model.profile``), if any."""
-    profile = getattr(model, "profile", None)
+    profile = model_field(model, "profile")
     value = profile.get("max_output_tokens") if isinstance(profile, Mapping) else None
     return value if isinstance(value, int) and value > 0 else None
 
@@ -222,7 +225,7 @@ def _as_cap(value: Any) -> int | None:
 
 
 def _thinking(model: Any, kwargs: Mapping[str, Any]) -> Any:
-    fixed = getattr(model, "thinking", None)
+    fixed = model_field(model, "thinking")
     return fixed if fixed is not None else kwargs.get("thinking")
 
 
@@ -240,10 +243,10 @@ def _requested(client: ProviderClient, model: Any, kwargs: Mapping[str, Any]) ->
         if found is not None:
             return found
     for key in client.cap_fields:
-        found = _as_cap(getattr(model, key, None))
+        found = _as_cap(model_field(model, key))
         if found is not None:
             return found
-    extra = getattr(model, "model_kwargs", None)
+    extra = model_field(model, "model_kwargs")
     if isinstance(extra, Mapping):
         for key in client.cap_fields:
             found = _as_cap(extra.get(key))
@@ -366,6 +369,27 @@ def apply_cap(
         return out
     out[client.cap_param] = cap
     return out
+
+
+class ModelFacts(NamedTuple):
+    """What every call reads from a chat model: ``budgeted()`` reads it once, on wrapping."""
+
+    name: str | None
+    n: int
+    """Samples per call by default."""
+    client: ProviderClient
+    cap: OutputCap
+    """The output cap of a call that passes no keyword arguments."""
+
+
+def model_facts(model: Any, *, cap_param: str | None = None) -> ModelFacts:
+    """The :class:`ModelFacts` of a chat model."""
+    return ModelFacts(
+        name=model_name(model),
+        n=model_field(model, "n") or 1,
+        client=client_of(model, cap_param=cap_param),
+        cap=output_cap(model, {}, cap_param=cap_param),
+    )
 
 
 def model_label(model: Any) -> str | None:

@@ -4,19 +4,39 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from tenacity import RetryCallState
+from tenacity import AsyncRetrying, RetryCallState, Retrying
 from tenacity import wait_exponential_jitter as _wait_exp_jitter
 
-__all__ = ["RetryPolicy", "is_retryable", "retry_after_s"]
+from budget_graph._internal import observe
+
+__all__ = [
+    "RetryPolicy",
+    "is_retryable",
+    "retried",
+    "retried_async",
+    "retried_astream",
+    "retried_stream",
+    "retry_after_s",
+]
 
 _RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-_RETRY_NAMES = frozenset({
-    "RateLimitError", "APIConnectionError", "APITimeoutError", "InternalServerError",
-    "ConnectError", "ReadTimeout", "ConnectTimeout", "RemoteProtocolError", "ReadError",
-})
+_RETRY_NAMES = frozenset(
+    {
+        "RateLimitError",
+        "APIConnectionError",
+        "APITimeoutError",
+        "InternalServerError",
+        "ConnectError",
+        "ReadTimeout",
+        "ConnectTimeout",
+        "RemoteProtocolError",
+        "ReadError",
+    }
+)
 
 
 def _status(exc: BaseException) -> int | None:
@@ -107,3 +127,80 @@ class RetryPolicy:
             "retry": retry_if_exception(is_retryable),
             "reraise": True,
         }
+
+
+_T = TypeVar("_T")
+
+
+def _on_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else None
+    observe.emit(
+        "budget.retry",
+        attempt=state.attempt_number,
+        wait_s=wait,
+        error=type(exc).__name__ if exc else None,
+        message=str(exc)[:200] if exc else None,
+    )
+
+
+def retried(policy: RetryPolicy | None, attempt: Callable[[], _T]) -> _T:
+    """``attempt()``, tried again under ``policy`` (``None``: once)."""
+    if policy is None:
+        return attempt()
+    for state in Retrying(**policy.tenacity_kwargs(), before_sleep=_on_retry):
+        with state:
+            return attempt()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def retried_async(policy: RetryPolicy | None, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """:func:`retried` for a coroutine."""
+    if policy is None:
+        return await attempt()
+    async for state in AsyncRetrying(**policy.tenacity_kwargs(), before_sleep=_on_retry):
+        with state:
+            return await attempt()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_END: Any = object()
+
+
+def retried_stream(policy: RetryPolicy | None, attempt: Callable[[], Iterator[_T]]) -> Iterator[_T]:
+    """A stream tried again under ``policy`` only while it fails before its first item.
+
+    Once an item reached the caller, a retry would repeat it.
+    """
+    if policy is None:
+        yield from attempt()
+        return
+
+    def start() -> tuple[Iterator[_T], Any]:
+        it = attempt()
+        return it, next(it, _END)
+
+    it, first = retried(policy, start)
+    if first is not _END:
+        yield first
+        yield from it
+
+
+async def retried_astream(
+    policy: RetryPolicy | None, attempt: Callable[[], AsyncIterator[_T]]
+) -> AsyncIterator[_T]:
+    """:func:`retried_stream` for an async stream."""
+    if policy is None:
+        async for item in attempt():
+            yield item
+        return
+
+    async def start() -> tuple[AsyncIterator[_T], Any]:
+        ait = attempt()
+        return ait, await anext(ait, _END)
+
+    ait, first = await retried_async(policy, start)
+    if first is not _END:
+        yield first
+        async for item in ait:
+            yield item

@@ -53,7 +53,8 @@ def import_graph() -> dict[str, set[str]]:
 def test_import_graph_sees_the_modules():
     graph = import_graph()
     assert "budget_graph.budgeted" in graph["budget_graph"]
-    assert "budget_graph.meter" in graph["budget_graph.budgeted"]
+    assert "budget_graph.lifecycle" in graph["budget_graph.budgeted"]
+    assert "budget_graph.protocol" in graph["budget_graph.meter"]
     assert len(graph) > 40
 
 

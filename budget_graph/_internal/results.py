@@ -18,6 +18,7 @@ __all__ = [
     "keep_usage_on_first_choice",
     "result_text",
     "result_usage",
+    "single_reply",
 ]
 
 
@@ -46,6 +47,12 @@ def keep_usage_on_first_choice(result: ChatResult) -> None:
         for gen in gens[1:]:
             if isinstance(gen.message, AIMessage):
                 gen.message.usage_metadata = None
+
+
+def single_reply(result: ChatResult) -> BaseMessage | None:
+    """The reply of a one-generation result, else ``None``."""
+    gens = result.generations
+    return gens[0].message if len(gens) == 1 else None
 
 
 def result_text(result: ChatResult) -> str:
