@@ -22,6 +22,7 @@ __all__ = [
     "PALETTE",
     "Palette",
     "embed_plots",
+    "family",
     "plot_anytime",
     "plot_pareto",
     "plot_tokens_per_solved",
@@ -43,8 +44,22 @@ PALETTE: tuple[str, ...] = (
     "#637939",
     "#843c39",
     "#7b4173",
+    "#e7ba52",
+    "#5254a3",
+    "#31a354",
+    "#756bb1",
+    "#636363",
+    "#fd8d3c",
 )
-"""Base colours, one per method, assigned in order of the sorted method names."""
+"""Base colours, one per method family, assigned in order of the sorted family names."""
+
+_LEVEL = re.compile(r"^(.*\D)-(\d+)$")
+
+
+def family(method: str) -> tuple[str, int | None]:
+    """A method's family and level: ``"tot-bfs-3"`` -> ``("tot-bfs-k", 3)``; else itself."""
+    m = _LEVEL.match(method)
+    return (f"{m.group(1)}-k", int(m.group(2))) if m else (method, None)
 
 
 def _pyplot() -> Any:
@@ -65,24 +80,29 @@ class Palette:
     """
 
     def __init__(self, records: Sequence[RunRecord]) -> None:
-        """Assign colours to the methods and budgets in ``records``."""
-        methods = sorted({r.method for r in records})
-        self.base = {meth: PALETTE[i % len(PALETTE)] for i, meth in enumerate(methods)}
-        budgets: dict[str, set[int]] = {}
+        """Assign colours to the method families and budgets (or levels) in ``records``."""
+        families = sorted({family(r.method)[0] for r in records})
+        self.base = {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(families)}
+        levels: dict[str, set[int]] = {}
         for r in records:
-            if r.budget is not None:
-                budgets.setdefault(r.method, set()).add(r.budget)
-        self.budgets = {k: sorted(v) for k, v in budgets.items()}
+            fam, level = family(r.method)
+            if level is not None:  # a family's members (tot-bfs-1..5): shades by level
+                levels.setdefault(fam, set()).add(level)
+            elif r.budget is not None:
+                levels.setdefault(r.method, set()).add(r.budget)
+        self.levels = {k: sorted(v) for k, v in levels.items()}
 
     def color(self, method: str, budget: int | None) -> tuple[float, float, float]:
-        """The method's hue; a budgeted run is mixed with white, less for larger budgets."""
+        """The family's hue, mixed with white for smaller budgets (or family levels)."""
         from matplotlib.colors import to_rgb
 
-        rgb = to_rgb(self.base.get(method, "#333333"))
-        levels = self.budgets.get(method, [])
-        if budget is None or len(levels) < 2 or budget not in levels:
+        fam, level = family(method)
+        rgb = to_rgb(self.base.get(fam, "#333333"))
+        key, value = (fam, level) if level is not None else (method, budget)
+        levels = self.levels.get(key, [])
+        if value is None or len(levels) < 2 or value not in levels:
             return rgb
-        light = 0.6 * (1 - levels.index(budget) / (len(levels) - 1))
+        light = 0.6 * (1 - levels.index(value) / (len(levels) - 1))
         return (
             rgb[0] + (1 - rgb[0]) * light,
             rgb[1] + (1 - rgb[1]) * light,
