@@ -14,19 +14,27 @@ Runs offline on a scripted tool-calling model that reports usage like a provider
 ``ChatOpenAI(model=...)`` for real use.
 
     python examples/agent_token_budget.py
+
+Needs: ``langchain`` (the ``[agents]`` extra; ``pip install -e '.[bench]'`` includes it).
 """
 
 from __future__ import annotations
 
-from langchain.agents import create_agent
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-from langchain_core.tools import tool
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.types import Command
+import sys
 
-from budget_graph import budgeted
-from budget_graph.middleware import TokenBudgetMiddleware
-from budget_graph.testing import ScriptedToolModel, turn
+try:
+    from langchain.agents import create_agent
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    from langgraph.types import Command
+
+    from budget_graph import CHECKPOINT_TYPES, budgeted
+    from budget_graph.middleware import TokenBudgetMiddleware
+    from budget_graph.testing import ScriptedToolModel, turn
+except ImportError as exc:
+    sys.exit(f"agent_token_budget.py needs {exc.name}: pip install -e '.[bench]' (or '.[agents]')")
 
 # The LLM the summarizer tool calls. budgeted() without a meter uses the current one,
 # which the middleware provides inside every tool call: its tokens count too.
@@ -54,6 +62,11 @@ def summarize_page(url: str) -> str:
 
 
 TOOLS = [web_search, calculator, summarize_page]
+
+
+def saver() -> InMemorySaver:
+    """A checkpointer whose serializer allows the budget types (no "unregistered type" warning)."""
+    return InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES))
 
 
 def research_model() -> ScriptedToolModel:
@@ -110,7 +123,7 @@ def finalize_demo() -> None:
         warn_at=0.8,  # tell the model when 80% is gone
         tool_costs={"web_search": 50},  # a paid search API, in tokens
     )
-    agent = create_agent(model, tools=TOOLS, middleware=[budget], checkpointer=InMemorySaver())
+    agent = create_agent(model, tools=TOOLS, middleware=[budget], checkpointer=saver())
     cfg = {"configurable": {"thread_id": "finalize"}}
     out = agent.invoke(
         {"messages": [HumanMessage("Total population of Lyon, Marseille, Toulouse?")]}, cfg
@@ -123,7 +136,7 @@ def finalize_demo() -> None:
 def interrupt_demo() -> None:
     model = research_model()
     budget = TokenBudgetMiddleware(run_limit=300, count="output", exit_behavior="interrupt")
-    agent = create_agent(model, tools=TOOLS, middleware=[budget], checkpointer=InMemorySaver())
+    agent = create_agent(model, tools=TOOLS, middleware=[budget], checkpointer=saver())
     cfg = {"configurable": {"thread_id": "interrupt"}}
     agent.invoke(
         {"messages": [HumanMessage("Total population of Lyon, Marseille, Toulouse?")]}, cfg

@@ -5,26 +5,32 @@ hard token cap with four changes marked ``# budget:``. Runs offline with a fake 
 that bills like a real provider; swap in ``ChatOpenAI(...)`` for real use.
 
     python examples/existing_graph.py
+
+Needs: the core install (``pip install -e .``; ``[bench]`` covers it).
 """
 
 from __future__ import annotations
 
 import operator
+import sys
 from typing import Annotated
 
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+try:
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Send
 
-from budget_graph import (
-    Budget,
-    BudgetState,
-    RemainingTokens,
-    budget_edge,
-    budgeted,
-    guard,
-    with_budget,
-)
-from budget_graph.testing import BillingFakeChat
+    from budget_graph import (
+        Budget,
+        BudgetState,
+        RemainingTokens,
+        budget_edge,
+        budgeted,
+        guard,
+        with_budget,
+    )
+    from budget_graph.testing import BillingFakeChat
+except ImportError as exc:
+    sys.exit(f"existing_graph.py needs {exc.name}: pip install -e '.[bench]'")
 
 
 class DeskState(BudgetState):  # budget: mix in the budget keys (spend, stop_reason...)

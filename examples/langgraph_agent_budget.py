@@ -9,27 +9,36 @@ meter. A ``final`` node answers without tools from the budget's ``reserve``.
 Runs offline on a scripted tool-calling model; swap in ``ChatOpenAI(model=...)``.
 
     python examples/langgraph_agent_budget.py
+
+Needs: the core install (``pip install -e .``; ``[bench]`` covers it).
 """
 
 from __future__ import annotations
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-from langchain_core.tools import tool
-from langchain_core.utils.function_calling import convert_to_openai_tool
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.prebuilt import ToolNode
+import sys
 
-from budget_graph import (
-    Budget,
-    BudgetState,
-    budget_edge,
-    budgeted,
-    count_messages,
-    guard,
-    with_budget,
-)
-from budget_graph.testing import ScriptedToolModel, turn
+try:
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    from langchain_core.tools import tool
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode
+
+    from budget_graph import (
+        CHECKPOINT_TYPES,
+        Budget,
+        BudgetState,
+        budget_edge,
+        budgeted,
+        count_messages,
+        guard,
+        with_budget,
+    )
+    from budget_graph.testing import ScriptedToolModel, turn
+except ImportError as exc:
+    sys.exit(f"langgraph_agent_budget.py needs {exc.name}: pip install -e '.[bench]'")
 
 FINAL_NOTE = "The budget is nearly spent. Do not call tools; answer now from what you know."
 
@@ -121,7 +130,10 @@ builder.add_conditional_edges(
 builder.add_edge("final", END)
 
 BUDGET = Budget(max_tokens=1_600, count="input+output", reserve=300)
-app = with_budget(builder.compile(checkpointer=InMemorySaver()), BUDGET)
+# The checkpointer's serializer allows the budget types it stores (Budget, Spend, Usage):
+# without the allowlist LangGraph warns "Deserializing unregistered type" on every load.
+saver = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES))
+app = with_budget(builder.compile(checkpointer=saver), BUDGET)
 
 
 if __name__ == "__main__":

@@ -4,21 +4,29 @@ The replay model answers each exact request with the completion GPT-4 gave in th
 Tree-of-Thoughts run; a state the recording never expanded is a typed "not recorded"
 outcome (the node is marked unexpandable), never a made-up answer.
 
-Run: ``python examples/planner_game24.py [budget_tokens]``
+Run: ``python examples/planner_game24.py [budget_tokens]`` (default 20,000 tokens).
+
+Needs: ``pip install -e '.[bench]'``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from budget_graph import Budget
-from budget_graph.bench.game24 import game24_reward, replay_model
-from budget_graph.nodes import BestFirst, JudgeValue, RewardValue, ValueCache, VerifierValue
-from budget_graph.planner import build_planner
-from budget_graph.tasks.game24 import VALUE_MAP, Game24Task
+try:
+    from budget_graph import Budget
+    from budget_graph.bench.game24 import game24_reward, replay_model
+    from budget_graph.nodes import BestFirst, JudgeValue, RewardValue, ValueCache, VerifierValue
+    from budget_graph.planner import build_planner
+    from budget_graph.tasks.game24 import VALUE_MAP, Game24Task
+except ImportError as exc:
+    sys.exit(f"planner_game24.py needs {exc.name}: pip install -e '.[bench]'")
+
+DEFAULT_BUDGET = 20_000
+"""Tokens per run when none are given (the puzzle is solved with about 12,500)."""
 
 
-def main(budget_tokens: int = 8_000) -> dict:
+def main(budget_tokens: int = DEFAULT_BUDGET) -> dict:
     """Solve puzzle 901 ("1 2 4 7") under ``budget_tokens`` and print what happened."""
     task = Game24Task()
     item = next(i for i in task.items() if i.id == "901")
@@ -50,4 +58,4 @@ def main(budget_tokens: int = 8_000) -> dict:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_BUDGET)

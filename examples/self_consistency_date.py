@@ -8,16 +8,40 @@ Swap ``ReplayChatModel`` for ``ChatOpenAI(...)`` (or the replay server:
 ``budget-graph serve-replay`` + ``ChatOpenAI(base_url=...)``) to run it over HTTP.
 
     python examples/self_consistency_date.py
+
+Needs: the core install (``pip install -e .``; ``[bench]`` covers it).
 """
 
 from __future__ import annotations
 
-from budget_graph import Budget
-from budget_graph._internal import observe
-from budget_graph.consistency import build_self_consistency
-from budget_graph.replay import ReplayChatModel
-from budget_graph.stopping import AdaptiveConsistency, FixedSamples
-from budget_graph.tasks.date import DateTask
+import sys
+
+try:
+    from budget_graph import Budget
+    from budget_graph._internal import observe
+    from budget_graph.consistency import build_self_consistency
+    from budget_graph.replay import ReplayChatModel
+    from budget_graph.stopping import AdaptiveConsistency, FixedSamples
+    from budget_graph.tasks.date import DateTask
+except ImportError as exc:
+    sys.exit(f"self_consistency_date.py needs {exc.name}: pip install -e '.[bench]'")
+
+THRESHOLD = 0.95
+
+
+def explain(rule: str, statistic: float | None) -> str:
+    """Why sampling stopped, in words (the event's ``statistic`` depends on the rule)."""
+    if rule == "budget":
+        return (
+            f"the next chain no longer fits: {statistic:,.0f} tokens left, less than "
+            "its prompt plus a chain's output"
+        )
+    if rule.startswith("adaptive_consistency"):
+        return (
+            f"Adaptive-Consistency: P(the leading answer stays ahead) = {statistic:.3f} "
+            f"> {THRESHOLD}"
+        )
+    return f"rule {rule} fired (statistic {statistic})"
 
 
 class PrintEarlyStops:
@@ -25,8 +49,7 @@ class PrintEarlyStops:
 
     def event(self, name: str, attributes: dict) -> None:
         if name == "budget.early_stop":
-            rule, statistic = attributes["rule"], attributes["statistic"]
-            print(f"    event {name}: rule={rule} statistic={statistic}")
+            print(f"    stopped sampling: {explain(attributes['rule'], attributes['statistic'])}")
 
 
 def main() -> None:
@@ -38,7 +61,7 @@ def main() -> None:
             llm,
             task=task,
             budget=Budget(max_tokens=budget),  # prompt + generated tokens per question
-            stop=AdaptiveConsistency(0.95) | FixedSamples(40),
+            stop=AdaptiveConsistency(THRESHOLD) | FixedSamples(40),
             batch_size=8,  # at most 8 chains per request (the provider's n)
             max_tokens=256,  # per chain
         )
@@ -48,11 +71,13 @@ def main() -> None:
             out = app.invoke({"item": item})
             spend = out["spend"]
             verdict = "correct" if task.is_correct(item, out["answer"]) else "wrong"
+            n = len(out["samples"])
             print(
-                f"  q{item.id}: {out['answer']} ({verdict}, gold {item.gold}) "
-                f"confidence {out['confidence']:.3f} after {len(out['samples'])} samples; "
-                f"stop_reason={out['stop_reason']}; spent {spend.input_tokens:,} prompt + "
-                f"{spend.output_tokens:,} generated = {spend.units:,} of {budget:,}"
+                f"  q{item.id}: answer {out['answer']} ({verdict}, gold {item.gold}); "
+                f"{n} chain{'s' if n != 1 else ''} sampled, vote confidence "
+                f"{out['confidence']:.3f}, stop_reason={out['stop_reason']}\n"
+                f"    spent {spend.input_tokens:,} prompt + {spend.output_tokens:,} generated "
+                f"= {spend.units:,} of {budget:,} tokens"
             )
 
 
