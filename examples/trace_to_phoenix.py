@@ -139,14 +139,16 @@ def solve(budget_tokens: int) -> dict:
     return out
 
 
-def to_phoenix(url: str, budget_tokens: int) -> dict:
+def to_phoenix(url: str, budget_tokens: int, project: str) -> dict:
     """Run once with spans exported over OTLP/HTTP to the Phoenix at ``url``."""
-    telemetry = setup(url, service_name="budget-graph-example", project=PROJECT, metrics=False)
+    telemetry = setup(
+        url, service_name="budget-graph-example", project=project, metrics=False, set_global=False
+    )
     try:
         out = solve(budget_tokens)
     finally:
         telemetry.shutdown()  # sends the last batch
-    print(f"Phoenix at {url} holds {stored_spans(url, PROJECT)} spans of project {PROJECT!r}")
+    print(f"Phoenix at {url} holds {stored_spans(url, project)} spans of project {project!r}")
     return out
 
 
@@ -165,11 +167,11 @@ def to_console(budget_tokens: int) -> dict:
         provider.shutdown()
 
 
-def main(endpoint: str | None = None, budget_tokens: int = 6_000) -> dict:
+def main(endpoint: str | None = None, budget_tokens: int = 6_000, project: str = PROJECT) -> dict:
     """Trace one run to ``endpoint``, else to a Phoenix started here, else to the console."""
     endpoint = endpoint or os.environ.get("PHOENIX_COLLECTOR_ENDPOINT")
     if endpoint:
-        return to_phoenix(endpoint.rstrip("/"), budget_tokens)
+        return to_phoenix(endpoint.rstrip("/"), budget_tokens, project)
     executable = find_phoenix()
     if executable is None:
         print("Phoenix is not installed (pip install -e '.[phoenix]'): spans go to the console.")
@@ -178,9 +180,9 @@ def main(endpoint: str | None = None, budget_tokens: int = 6_000) -> dict:
         print("starting a local Phoenix (stopped when this script ends)...", flush=True)
         proc, url = start_phoenix(executable, workdir)
         try:
-            out = to_phoenix(url, budget_tokens)
+            out = to_phoenix(url, budget_tokens, project)
             if sys.stdin.isatty():
-                input(f"open {url} (project {PROJECT!r}); press Enter to stop Phoenix ")
+                input(f"open {url} (project {project!r}); press Enter to stop Phoenix ")
         finally:
             stop_phoenix(proc)
     return out

@@ -31,4 +31,5 @@ def test_self_consistency_date_example_runs(capsys: pytest.CaptureFixture[str]) 
             observe.remove_observer(extra)
     out = capsys.readouterr().out
     assert "stop_reason=converged" in out and "stop_reason=budget" in out
-    assert "event budget.early_stop: rule=adaptive_consistency(0.95)" in out
+    assert "stopped sampling: Adaptive-Consistency: P(the leading answer stays ahead)" in out
+    assert "stopped sampling: the next chain no longer fits" in out
