@@ -1,9 +1,10 @@
 """Trace a budgeted planner run into Arize Phoenix and see where the tokens went.
 
-Needs: ``pip install -e '.[bench]'`` (it includes ``[otel]``). Phoenix is optional: with
-``[phoenix]`` installed (about 1 GB) the script starts a local Phoenix itself; given an
-endpoint (argument or ``$PHOENIX_COLLECTOR_ENDPOINT``) it uses that one; without either
-it prints the spans to the console instead and says so.
+Needs: ``pip install -e '.[bench]'`` (it includes ``[otel]``). Phoenix is optional: given
+an endpoint (argument or ``$PHOENIX_COLLECTOR_ENDPOINT``), or with ``phoenix serve``
+running on the default http://127.0.0.1:6006, it uses that one; else, with ``[phoenix]``
+installed (about 1 GB), it starts a local Phoenix itself; else it prints the spans to the
+console and says so.
 
     python examples/trace_to_phoenix.py [endpoint] [budget_tokens]
 
@@ -42,6 +43,7 @@ except ImportError as exc:
     sys.exit(f"trace_to_phoenix.py needs {exc.name}: pip install -e '.[bench]'")
 
 PROJECT = "budget-graph"
+DEFAULT_PHOENIX = "http://127.0.0.1:6006"
 STARTUP_TIMEOUT_S = 180.0
 
 
@@ -68,6 +70,14 @@ def _get(url: str) -> tuple[int, bytes]:
         return err.code, b""
 
 
+def is_up(url: str) -> bool:
+    """Whether a Phoenix answers ``GET /healthz`` at ``url``."""
+    try:
+        return _get(f"{url}/healthz")[0] == 200
+    except OSError:
+        return False
+
+
 def start_phoenix(executable: str, workdir: str) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``phoenix serve`` on free localhost ports (SQLite in ``workdir``); its URL."""
     port = _free_port()
@@ -85,11 +95,8 @@ def start_phoenix(executable: str, workdir: str) -> tuple[subprocess.Popen[bytes
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if _get(f"{url}/healthz")[0] == 200:
-                return proc, url
-        except OSError:
-            pass
+        if is_up(url):
+            return proc, url
         time.sleep(0.5)
     stop_phoenix(proc)
     sys.exit(f"Phoenix did not start (see {workdir}/phoenix.log); pass an endpoint instead")
@@ -170,11 +177,13 @@ def to_console(budget_tokens: int) -> dict:
 def main(endpoint: str | None = None, budget_tokens: int = 6_000, project: str = PROJECT) -> dict:
     """Trace one run to ``endpoint``, else to a Phoenix started here, else to the console."""
     endpoint = endpoint or os.environ.get("PHOENIX_COLLECTOR_ENDPOINT")
+    if not endpoint and is_up(DEFAULT_PHOENIX):  # a `phoenix serve` already running
+        endpoint = DEFAULT_PHOENIX
     if endpoint:
         return to_phoenix(endpoint.rstrip("/"), budget_tokens, project)
     executable = find_phoenix()
     if executable is None:
-        print("Phoenix is not installed (pip install -e '.[phoenix]'): spans go to the console.")
+        print("No Phoenix found (pip install -e '.[phoenix]' adds one): spans go to the console.")
         return to_console(budget_tokens)
     with tempfile.TemporaryDirectory(prefix="phoenix-") as workdir:
         print("starting a local Phoenix (stopped when this script ends)...", flush=True)
