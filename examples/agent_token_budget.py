@@ -1,5 +1,7 @@
 """A tool-using ``create_agent`` agent under a hard token budget.
 
+Needs: ``langchain`` (the ``[agents]`` extra; ``pip install -e '.[bench]'`` includes it).
+
 A research agent (web search, a calculator, and a page summarizer that calls an LLM
 itself) makes parallel tool calls, turn after turn. ``TokenBudgetMiddleware`` caps
 what the run and the thread spend, tools' own LLM calls included:
@@ -14,8 +16,6 @@ Runs offline on a scripted tool-calling model that reports usage like a provider
 ``ChatOpenAI(model=...)`` for real use.
 
     python examples/agent_token_budget.py
-
-Needs: ``langchain`` (the ``[agents]`` extra; ``pip install -e '.[bench]'`` includes it).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Drop-in budgeting for an existing multi-node LangGraph graph.
 
+Needs: the core install (``pip install -e .``; ``[bench]`` covers it).
+
 A support-desk graph (classify -> research (parallel) -> draft -> review loop) gets a
 hard token cap with four changes marked ``# budget:``. Runs offline with a fake model
 that bills like a real provider; swap in ``ChatOpenAI(...)`` for real use.
 
     python examples/existing_graph.py
-
-Needs: the core install (``pip install -e .``; ``[bench]`` covers it).
 """
 
 from __future__ import annotations

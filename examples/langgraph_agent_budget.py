@@ -1,5 +1,7 @@
 """The same hard cap for an agent built directly with LangGraph (a ``ToolNode`` loop).
 
+Needs: the core install (``pip install -e .``; ``[bench]`` covers it).
+
 No middleware here: the core pieces do it. ``budgeted(model)`` reserves before each
 call and clamps ``max_tokens``; ``guard`` records each node's spend in state and
 turns a refused call into ``stop_reason="budget"``; ``budget_edge`` leaves the tool
@@ -9,8 +11,6 @@ meter. A ``final`` node answers without tools from the budget's ``reserve``.
 Runs offline on a scripted tool-calling model; swap in ``ChatOpenAI(model=...)``.
 
     python examples/langgraph_agent_budget.py
-
-Needs: the core install (``pip install -e .``; ``[bench]`` covers it).
 """
 
 from __future__ import annotations

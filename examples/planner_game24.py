@@ -1,12 +1,12 @@
 """Budget-aware tree search on a Game of 24 puzzle, on recorded GPT-4 outputs (no API key).
 
+Needs: ``pip install -e '.[bench]'``.
+
 The replay model answers each exact request with the completion GPT-4 gave in the
 Tree-of-Thoughts run; a state the recording never expanded is a typed "not recorded"
 outcome (the node is marked unexpandable), never a made-up answer.
 
 Run: ``python examples/planner_game24.py [budget_tokens]`` (default 20,000 tokens).
-
-Needs: ``pip install -e '.[bench]'``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Budget-aware self-consistency on date understanding, with anytime answers and early stops.
 
+Needs: the core install (``pip install -e .``; ``[bench]`` covers it).
+
 Samples least-to-most reasoning chains for a few BIG-bench date questions from the
 recorded code-davinci-002 outputs (no API key: the replay model answers each request
 with the next recorded chain and bills its real token counts), votes, and stops when
@@ -8,8 +10,6 @@ Swap ``ReplayChatModel`` for ``ChatOpenAI(...)`` (or the replay server:
 ``budget-graph serve-replay`` + ``ChatOpenAI(base_url=...)``) to run it over HTTP.
 
     python examples/self_consistency_date.py
-
-Needs: the core install (``pip install -e .``; ``[bench]`` covers it).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from __future__ import annotations
 import sys
 
 try:
-    from budget_graph import Budget
-    from budget_graph._internal import observe
+    from budget_graph import Budget, add_observer
     from budget_graph.consistency import build_self_consistency
     from budget_graph.replay import ReplayChatModel
     from budget_graph.stopping import AdaptiveConsistency, FixedSamples
@@ -55,7 +54,7 @@ class PrintEarlyStops:
 def main() -> None:
     task = DateTask()
     llm = ReplayChatModel(datasets=["date_ltm"])
-    observe.add_observer(PrintEarlyStops())
+    add_observer(PrintEarlyStops())
     for budget in (1_800, 4_000):
         app = build_self_consistency(
             llm,
