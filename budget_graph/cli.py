@@ -8,96 +8,28 @@ before any work starts: bad input is one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import inspect
-import math
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+from budget_graph._internal.cli_args import (
+    Parser,
+    UsageError,
+    add_convert_args,
+    check_file,
+    check_out_dir,
+    parse_budget_fractions,
+    parse_budget_tokens,
+    runner_kwargs,
+    split_list,
+)
 
 __all__ = ["BENCH_TASKS", "UsageError", "build_parser", "main"]
 
 BENCH_TASKS = ("game24", "date")
 """Benchmarks ``budget-graph bench`` knows; ``all`` runs each of them."""
-
-
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _split(text: str, option: str) -> list[str]:
-    parts = [p.strip() for p in text.split(",")]
-    if not text.strip() or any(not p for p in parts):
-        raise UsageError(f"{option} {text!r}: expected a comma-separated list")
-    return parts
-
-
-def parse_budget_tokens(text: str) -> list[int]:
-    """``"4000,8000"`` -> ``[4000, 8000]``; each a whole number of tokens >= 1."""
-    out = []
-    for part in _split(text, "--budget-tokens"):
-        try:
-            value = int(part.replace("_", ""))
-        except ValueError:
-            raise UsageError(
-                f"invalid --budget-tokens entry {part!r}: expected a whole number of tokens"
-            ) from None
-        if value < 1:
-            raise UsageError(f"invalid --budget-tokens entry {part!r}: must be >= 1")
-        out.append(value)
-    return out
-
-
-def parse_budget_fractions(text: str) -> list[float]:
-    """``"0.25,50%"`` -> ``[0.25, 0.5]``; each finite and > 0."""
-    out = []
-    for part in _split(text, "--budget-fractions"):
-        try:
-            value = float(part[:-1]) / 100 if part.endswith("%") else float(part)
-        except ValueError:
-            raise UsageError(
-                f"invalid --budget-fractions entry {part!r}: expected a number like 0.5 or 50%"
-            ) from None
-        if not math.isfinite(value) or value <= 0:
-            raise UsageError(
-                f"invalid --budget-fractions entry {part!r}: must be a finite number > 0"
-            )
-        out.append(value)
-    return out
-
-
-def check_out_dir(path: str, option: str = "--out") -> Path:
-    """``path`` if it is (or can be created as) a writable directory."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{option} {path!r} exists and is not a directory")
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UsageError(f"{option} {path!r}: {str(parent)!r} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path!r}: {str(parent)!r} is not writable")
-    return out
-
-
-def check_file(path: str, option: str) -> Path:
-    """``path`` if it is a readable file."""
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"{option}: no such file: {path!r}")
-    if p.is_dir():
-        raise UsageError(f"{option}: {path!r} is a directory, not a file")
-    if not os.access(p, os.R_OK):
-        raise UsageError(f"{option}: {path!r} is not readable")
-    return p
 
 
 class _Progress:
@@ -116,37 +48,6 @@ class _Progress:
         if description is not None:
             kwargs["description"] = description
         self._bar.update(self._task, **kwargs)
-
-
-_FLAGS = {
-    "budget_tokens": "--budget-tokens",
-    "budget_fractions": "--budget-fractions",
-    "reference": "--reference",
-    "recordings": "--recording",
-    "items": "--items",
-    "task": "--task",
-}
-
-
-def _runner_kwargs(task: str, mod: Any, wanted: dict[str, Any]) -> dict[str, Any]:
-    """The runner's keyword arguments; options it does not take are a usage error."""
-    params = inspect.signature(mod.run).parameters
-    wanted = {k: v for k, v in wanted.items() if v is not None}
-    if "budget_tokens" not in params and "budgets" in params:
-        # An older runner signature: ``budgets`` in tokens (values <= 10 read as fractions).
-        tokens, fractions = wanted.pop("budget_tokens", None), wanted.pop("budget_fractions", None)
-        if tokens is not None:
-            small = [t for t in tokens if t <= 10]
-            if small:
-                raise UsageError(f"bench {task}: --budget-tokens must be > 10 (got {small[0]})")
-            wanted["budgets"] = tokens
-        elif fractions is not None:
-            mean = float(mod.reference_tokens())
-            wanted["budgets"] = [max(int(round(f * mean)), 11) for f in fractions]
-    missing = [k for k in wanted if k not in params]
-    if missing:
-        raise UsageError(f"bench {task} does not take {', '.join(_FLAGS[k] for k in missing)}")
-    return wanted
 
 
 def _bench_plan(args: argparse.Namespace) -> list[tuple[str, Any, dict[str, Any]]]:
@@ -176,7 +77,7 @@ def _bench_plan(args: argparse.Namespace) -> list[tuple[str, Any, dict[str, Any]
         check_file(path, "--recording")
     if args.items:
         check_file(args.items, "--items")
-    methods = _split(args.methods, "--methods") if args.methods else None
+    methods = split_list(args.methods, "--methods") if args.methods else None
 
     from budget_graph.replay import ReplayError, load_records
     from budget_graph.tasks.base import TaskError, load_items, load_task
@@ -219,7 +120,7 @@ def _bench_plan(args: argparse.Namespace) -> list[tuple[str, Any, dict[str, Any]
             raise UsageError(
                 f"invalid --reference {args.reference!r}: must be an unbudgeted method"
             )
-        kwargs = _runner_kwargs(
+        kwargs = runner_kwargs(
             task,
             mod,
             {
@@ -349,7 +250,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``budget-graph`` argument parser (standard library only)."""
-    parser = _Parser(
+    parser = Parser(
         prog="budget-graph",
         description="Token budgets for LangGraph: benchmarks on recorded LLM outputs, reports.",
     )
@@ -415,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert recorded runs (ToT BFS logs, CoT sample "
         "logs, Faithful-CoT predictions) into the replay format",
     )
-    _add_convert_args(convert)
+    add_convert_args(convert)
     convert.set_defaults(func=_convert)
 
     serve = sub.add_parser(
@@ -453,49 +354,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_serve)
     return parser
-
-
-def _add_convert_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "format",
-        choices=["tot", "cot", "faithful-cot", "shipped"],
-        help="tot: a Tree-of-Thoughts BFS log; cot: a naive CoT/standard sample log; "
-        "faithful-cot: Faithful-CoT predictions; shipped: regenerate the shipped "
-        "recordings from a copy of the raw logs",
-    )
-    p.add_argument(
-        "source",
-        help="the log file (for shipped: the directory of raw logs, with game24/ and date/)",
-    )
-    p.add_argument(
-        "--out",
-        required=True,
-        help="output .jsonl/.jsonl.gz file (for shipped: the data directory)",
-    )
-    p.add_argument(
-        "--prompts", help="tot/cot: the task's prompts module (prompts_game24.py) or a prompts.json"
-    )
-    p.add_argument("--puzzles", help="cot: the puzzles CSV (24.csv) the log's idx refers to")
-    p.add_argument(
-        "--kind",
-        default="cot",
-        choices=["cot", "standard"],
-        help="cot: which prompt the samples answered (default: cot)",
-    )
-    p.add_argument("--questions", help="faithful-cot: the questions JSONL with gold answers")
-    p.add_argument("--prompt", help="faithful-cot: the few-shot prompt text file")
-    p.add_argument("--template", help="faithful-cot: the per-question template file")
-    p.add_argument(
-        "--dataset", help="dataset name written in the records (default: from the format)"
-    )
-    p.add_argument(
-        "--final-states",
-        choices=["rule", "judged", "auto"],
-        default="rule",
-        help="tot: replay four-step states as valued 0 by the depth rule (rule, "
-        "default: how the shipped recording was made) or by the judge's logged "
-        "values (judged); auto: judged if any has a nonzero logged value",
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
