@@ -1,4 +1,4 @@
-"""What the sync and async Postgres meters share: values, settings and every decision.
+"""What the sync and async Postgres meters share: settings, scope chain and every decision.
 
 The twins (:class:`~budget_graph.postgres.PostgresMeter` and
 :class:`~budget_graph.postgres.AsyncPostgresMeter`) only do I/O; they build their
@@ -12,25 +12,24 @@ import secrets
 import socket
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-import psycopg
-from psycopg import errors as pg_errors
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
+from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from budget_graph.budget import Budget, Spend, Usage
-from budget_graph.errors import BudgetError, BudgetExceededError, UsageOverrunWarning
+from budget_graph.errors import BudgetExceededError, UsageOverrunWarning
 from budget_graph.meter import Reservation
+from budget_graph.postgres.failures import (
+    LeaseExpiredWarning,
+    MeterTimeoutError,
+    aretrying,
+    is_transient,
+    retrying,
+    should_retry,
+    timeout_error,
+)
 from budget_graph.postgres.scope import BudgetScope
+from budget_graph.postgres.values import BudgetSnapshot, LeasedReservation
 
 __all__ = [
     "BudgetSnapshot",
@@ -43,82 +42,6 @@ __all__ = [
 
 Figures = tuple[int, int, int, int]  # limit, reserve, spent, reserved of one level
 M = TypeVar("M", bound="PostgresMeterBase")
-
-
-@dataclass(frozen=True)
-class LeasedReservation(Reservation):
-    """A reservation held in PostgreSQL on every level of a scope chain."""
-
-    key: str = ""
-    """The key of the meter it was made on (fixed even if the period rolls over)."""
-    keys: tuple[str, ...] = ()
-    """Every level held, innermost first (``key`` and its ancestors' keys)."""
-    expires_at: datetime | None = None
-    """When the lease lapses unless renewed (the meters renew open leases)."""
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetSnapshot:
-    """One budget row as read (after reclaiming expired leases)."""
-
-    key: str
-    limit: int
-    reserve: int
-    spent: int
-    reserved: int
-    reclaimed: int = 0
-    """Units of expired leases returned to the budgets by this read."""
-
-    @property
-    def remaining(self) -> int:
-        """Units neither spent nor reserved."""
-        return max(self.limit - self.spent - self.reserved, 0)
-
-    def available(self, *, final: bool = False) -> int:
-        """Units a new reservation could take on this level."""
-        return max(self.limit - (0 if final else self.reserve) - self.spent - self.reserved, 0)
-
-
-class LeaseExpiredWarning(UserWarning):
-    """A call was committed after its lease expired and its units had been reclaimed."""
-
-
-class MeterTimeoutError(BudgetError):
-    """The database did not answer a meter operation in time; nothing was changed.
-
-    Attributes:
-        scope: The meter's scope key.
-        operation: ``"reserve"``, ``"commit"``, ``"release"`` or ``"read"``.
-        setting: The setting that ran out (``"lock_timeout"`` or ``"statement_timeout"``).
-
-    """
-
-    def __init__(self, *, scope: str, operation: str, setting: str, detail: str = "") -> None:
-        self.scope = scope
-        self.operation = operation
-        self.setting = setting
-        super().__init__(
-            f"The {operation} on the {scope} budget ran out of {setting} (the budget row is "
-            f"locked elsewhere, or the server is overloaded); nothing was changed. {detail}".strip()
-        )
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (_rebuild_timeout, (self.scope, self.operation, self.setting))
-
-
-def _rebuild_timeout(scope: str, operation: str, setting: str) -> MeterTimeoutError:
-    return MeterTimeoutError(scope=scope, operation=operation, setting=setting)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying may help: a lost connection, a restart, a deadlock (not a timeout)."""
-    return isinstance(exc, psycopg.OperationalError) and not isinstance(
-        exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled
-    )
-
-
-def _is_operational(exc: BaseException) -> bool:
-    return isinstance(exc, psycopg.OperationalError)
 
 
 def _opt(value: float | None, name: str, *, allow_zero: bool = False) -> float | None:
@@ -445,18 +368,8 @@ class PostgresMeterBase:
         *,
         timeouts: bool = False,
     ) -> Retrying:
-        """Retry transient errors for ``retry_s``; with ``timeouts``, lock waits too.
-
-        A commit or release retries a lock timeout (the provider billed the call: the
-        charge must land); a reserve does not (refusing fast beats blocking a call).
-        """
-        return Retrying(
-            retry=retry_if_exception(_is_operational if timeouts else is_transient),
-            stop=stop_after_delay(self.retry_s),
-            wait=wait_exponential_jitter(initial=0.02, max=1.0),
-            before_sleep=health_check,
-            reraise=True,
-        )
+        """Retry for ``retry_s`` (see :func:`~budget_graph.postgres.failures.retrying`)."""
+        return retrying(self.retry_s, health_check, timeouts=timeouts)
 
     def _aretrying(
         self,
@@ -465,27 +378,12 @@ class PostgresMeterBase:
         timeouts: bool = False,
     ) -> AsyncRetrying:
         """The async twin of :meth:`_retrying`."""
-        return AsyncRetrying(
-            retry=retry_if_exception(_is_operational if timeouts else is_transient),
-            stop=stop_after_delay(self.retry_s),
-            wait=wait_exponential_jitter(initial=0.02, max=1.0),
-            before_sleep=health_check,
-            reraise=True,
-        )
+        return aretrying(self.retry_s, health_check, timeouts=timeouts)
 
-    @staticmethod
-    def _should_retry(exc: BaseException, timeouts: bool) -> bool:
-        """Whether a failed attempt is worth retrying (the retry loop's own rule)."""
-        return _is_operational(exc) if timeouts else is_transient(exc)
+    _should_retry = staticmethod(should_retry)
 
     def _timeout(self, operation: str, exc: BaseException) -> MeterTimeoutError:
-        setting = (
-            "lock_timeout" if isinstance(exc, pg_errors.LockNotAvailable) else "statement_timeout"
-        )
-        limit = f" (lock_timeout_s={self.lock_timeout_s})" if setting == "lock_timeout" else ""
-        return MeterTimeoutError(
-            scope=self.key, operation=operation, setting=setting, detail=limit.strip()
-        )
+        return timeout_error(self.key, operation, exc, lock_timeout_s=self.lock_timeout_s)
 
     def __repr__(self) -> str:
         keys = " < ".join(m.key for m in self.chain)
