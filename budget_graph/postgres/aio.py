@@ -3,74 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import AsyncIterator, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.rows import tuple_row
-from psycopg_pool import AsyncConnectionPool, PoolClosed
+from psycopg_pool import AsyncConnectionPool
 from tenacity import RetryCallState
 
 from budget_graph._internal import pg_schema as sql
-from budget_graph._internal.pg_renew import TaskRenewer
 from budget_graph.budget import Budget, Spend, Usage
 from budget_graph.meter import Reservation
 from budget_graph.postgres.base import BudgetSnapshot, LeasedReservation, PostgresMeterBase
+from budget_graph.postgres.connections import (
+    AConn,
+    acursor_of,
+    arenewer_for,
+    asetup,
+    connection_options,
+)
 from budget_graph.postgres.scope import BudgetScope
-from budget_graph.postgres.sync import connection_options
 
 __all__ = ["AsyncPostgresMeter", "asetup"]
 
-AConn = AsyncConnectionPool | psycopg.AsyncConnection[Any]
 T = TypeVar("T")
-
-_renewers: weakref.WeakKeyDictionary[Any, TaskRenewer] = weakref.WeakKeyDictionary()
-
-
-@asynccontextmanager
-async def _cursor_of(conn: AConn) -> AsyncIterator[psycopg.AsyncCursor[Any]]:
-    if isinstance(conn, AsyncConnectionPool):
-        async with conn.connection() as c, c.cursor(row_factory=tuple_row) as cur:
-            yield cur
-    else:
-        async with conn.cursor(row_factory=tuple_row) as cur:
-            yield cur
-
-
-async def asetup(conn: AConn) -> None:
-    """Create or migrate the meter's tables (the async twin of :func:`setup`)."""
-    async with _cursor_of(conn) as cur, cur.connection.transaction():
-        await cur.execute("SELECT pg_advisory_xact_lock(%s)", (sql.SETUP_LOCK,))
-        await cur.execute(sql.MIGRATIONS[0])
-        row = await (await cur.execute("SELECT max(v) FROM budget_graph_migrations")).fetchone()
-        version = -1 if row is None or row[0] is None else row[0]
-        for v in range(version + 1, len(sql.MIGRATIONS)):
-            await cur.execute(sql.MIGRATIONS[v])
-            await cur.execute("INSERT INTO budget_graph_migrations (v) VALUES (%s)", (v,))
-
-
-def _renewer_for(conn: AConn) -> TaskRenewer:
-    """The one renewer of a pool: an asyncio task on its loop while leases are open."""
-    renewer = _renewers.get(conn)
-    if renewer is None:
-        ref = weakref.ref(conn)
-
-        async def renew(ids: list[int], lease_s: float) -> set[int]:
-            c = ref()
-            if c is None:
-                return set()
-            try:
-                async with _cursor_of(c) as cur:
-                    rows = await cur.execute(sql.RENEW_SQL, {"ids": ids, "lease_s": lease_s})
-                    return {r[0] for r in await rows.fetchall()}
-            except PoolClosed:
-                return set()
-
-        renewer = _renewers[conn] = TaskRenewer(renew)
-    return renewer
 
 
 class AsyncPostgresMeter(PostgresMeterBase):
@@ -126,7 +82,7 @@ class AsyncPostgresMeter(PostgresMeterBase):
         )
         self._retry = self._aretrying(self._health_check)
         self._retry_all = self._aretrying(self._health_check, timeouts=True)
-        self._renewer = _renewer_for(conn) if renew else None
+        self._renewer = arenewer_for(conn) if renew else None
         self._chain_figures: list[BudgetSnapshot] = []
 
     @classmethod
@@ -257,7 +213,7 @@ class AsyncPostgresMeter(PostgresMeterBase):
         params: dict[str, Any],
         rows: bool,
     ) -> list[tuple[Any, ...]]:
-        async with _cursor_of(self.conn) as cur:
+        async with acursor_of(self.conn) as cur:
             await cur.execute(query, params)
             return await cur.fetchall() if rows else []
 
@@ -302,27 +258,6 @@ class AsyncPostgresMeter(PostgresMeterBase):
     async def aavailable(self, *, final: bool = False) -> int:
         """Units a new reservation could take now on every level (read fresh)."""
         return min(s.available(final=final) for s in await self.asnapshots())
-
-    @property
-    def limit(self) -> int:
-        """The limit of this level, as of the last round trip."""
-        return self._level(None)[0]
-
-    @property
-    def spent(self) -> int:
-        """Units committed on this level, as of the last round trip."""
-        return self._level(None)[2]
-
-    @property
-    def reserved(self) -> int:
-        """Units held on this level, as of the last round trip."""
-        return self._level(None)[3]
-
-    @property
-    def remaining(self) -> int:
-        """Units of this level neither spent nor reserved, as of the last round trip."""
-        limit, _reserve, spent, reserved = self._level(None)
-        return max(limit - spent - reserved, 0)
 
     def available(self, *, final: bool = False) -> int:
         """Units a new reservation could take on this level, as of the last round trip."""

@@ -24,6 +24,7 @@ from budget_graph.postgres.failures import (
     MeterTimeoutError,
     aretrying,
     is_transient,
+    refusing_level,
     retrying,
     should_retry,
     timeout_error,
@@ -134,6 +135,31 @@ class PostgresMeterBase:
             return (self.budget.limit, self.budget.reserve, 0, 0)
         return self._figures
 
+    def _known(self) -> Figures:
+        """The figures of this level as of the last round trip (the sync meter reads if none)."""
+        return self._level(None)
+
+    @property
+    def limit(self) -> int:
+        """The limit of this level in units, as of the last round trip."""
+        return self._known()[0]
+
+    @property
+    def spent(self) -> int:
+        """Units committed on this level by every worker, as of the last round trip."""
+        return self._known()[2]
+
+    @property
+    def reserved(self) -> int:
+        """Units held on this level by every worker, as of the last round trip."""
+        return self._known()[3]
+
+    @property
+    def remaining(self) -> int:
+        """Units of this level neither spent nor reserved, as of the last round trip."""
+        limit, _reserve, spent, reserved = self._known()
+        return max(limit - spent - reserved, 0)
+
     def _snapshots(self, rows: list[tuple[Any, ...]], keys: list[str]) -> list[BudgetSnapshot]:
         by_key = {r[0]: r for r in rows}
         out = []
@@ -224,7 +250,7 @@ class PostgresMeterBase:
         if held is None:
             self.refused += 1
             self._level(levels[keys[0]])  # type: ignore[arg-type]
-            self._refusal = self._refusing_level(levels, params)
+            self._refusal = refusing_level(levels, params)
             return None
         self._level((limit, reserve, spent, reserved + int(held)))
         return LeasedReservation(
@@ -236,29 +262,6 @@ class PostgresMeterBase:
             keys=tuple(keys),
             expires_at=expires,
         )
-
-    @staticmethod
-    def _refusing_level(
-        levels: dict[str, tuple[int, ...]],
-        params: dict[str, Any],
-    ) -> tuple[str, int, int, int, int]:
-        """The level to name in the error.
-
-        The tightest level for a clamp, else the innermost one without room for the units.
-        """
-        final, units = params["final"], params["units"]
-
-        def room(key: str) -> int:
-            limit, reserve, spent, reserved = levels[key]
-            return limit - (0 if final else reserve) - spent - reserved
-
-        keys: list[str] = params["keys"]
-        if params["clamp"]:
-            key = min(keys, key=room)
-        else:
-            key = next((k for k in keys if units > room(k)), keys[0])
-        limit, reserve, spent, reserved = levels[key]
-        return (key, limit, reserve, spent, reserved)
 
     def _ensure_params(self, params: dict[str, Any]) -> dict[str, Any]:
         return {k: params[k] for k in ("keys", "limits", "reserves", "unit")}

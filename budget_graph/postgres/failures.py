@@ -27,6 +27,7 @@ __all__ = [
     "MeterTimeoutError",
     "aretrying",
     "is_transient",
+    "refusing_level",
     "retrying",
     "should_retry",
     "timeout_error",
@@ -125,3 +126,26 @@ def timeout_error(
     return MeterTimeoutError(
         scope=scope, operation=operation, setting=setting, detail=limit.strip()
     )
+
+
+def refusing_level(
+    levels: dict[str, tuple[int, ...]],
+    params: dict[str, Any],
+) -> tuple[str, int, int, int, int]:
+    """The level a refusal names in its error: ``(key, limit, reserve, spent, reserved)``.
+
+    The tightest level for a clamp, else the innermost one without room for the units.
+    """
+    final, units = params["final"], params["units"]
+
+    def room(key: str) -> int:
+        limit, reserve, spent, reserved = levels[key]
+        return limit - (0 if final else reserve) - spent - reserved
+
+    keys: list[str] = params["keys"]
+    if params["clamp"]:
+        key = min(keys, key=room)
+    else:
+        key = next((k for k in keys if units > room(k)), keys[0])
+    limit, reserve, spent, reserved = levels[key]
+    return (key, limit, reserve, spent, reserved)

@@ -3,92 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.rows import tuple_row
-from psycopg_pool import ConnectionPool, PoolClosed
+from psycopg_pool import ConnectionPool
 from tenacity import RetryCallState
 
 from budget_graph._internal import pg_schema as sql
-from budget_graph._internal.pg_renew import ThreadRenewer
 from budget_graph.budget import Budget, Spend, Usage
 from budget_graph.meter import Reservation
 from budget_graph.postgres.base import BudgetSnapshot, LeasedReservation, PostgresMeterBase
+from budget_graph.postgres.connections import (
+    Conn,
+    connection_options,
+    cursor_of,
+    renewer_for,
+    setup,
+)
 from budget_graph.postgres.scope import BudgetScope
 
 __all__ = ["PostgresMeter", "connection_options", "setup"]
-
-Conn = ConnectionPool | psycopg.Connection[Any]
-
-_renewers: weakref.WeakKeyDictionary[Any, ThreadRenewer] = weakref.WeakKeyDictionary()
-_renewers_lock = threading.Lock()
-
-
-def connection_options(
-    *,
-    statement_timeout_s: float | None = 10.0,
-    lock_timeout_s: float | None = 2.0,
-) -> str:
-    """The libpq ``options`` setting the server timeouts of a meter's connections."""
-    opts = []
-    if statement_timeout_s is not None:
-        opts.append(f"-c statement_timeout={max(int(statement_timeout_s * 1000), 1)}")
-    if lock_timeout_s is not None:
-        opts.append(f"-c lock_timeout={max(int(lock_timeout_s * 1000), 1)}")
-    return " ".join(opts)
-
-
-@contextmanager
-def _cursor_of(conn: Conn) -> Iterator[psycopg.Cursor[Any]]:
-    if isinstance(conn, ConnectionPool):
-        with conn.connection() as c, c.cursor(row_factory=tuple_row) as cur:
-            yield cur
-    else:
-        with conn.cursor(row_factory=tuple_row) as cur:
-            yield cur
-
-
-def setup(conn: Conn) -> None:
-    """Create or migrate the meter's tables; idempotent, safe from many workers at once.
-
-    Like ``PostgresSaver.setup()``: call it once at deploy or start-up time.
-    """
-    with _cursor_of(conn) as cur, cur.connection.transaction():
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (sql.SETUP_LOCK,))
-        cur.execute(sql.MIGRATIONS[0])
-        row = cur.execute("SELECT max(v) FROM budget_graph_migrations").fetchone()
-        version = -1 if row is None or row[0] is None else row[0]
-        for v in range(version + 1, len(sql.MIGRATIONS)):
-            cur.execute(sql.MIGRATIONS[v])
-            cur.execute("INSERT INTO budget_graph_migrations (v) VALUES (%s)", (v,))
-
-
-def _renewer_for(conn: Conn) -> ThreadRenewer:
-    """The one renewer of a pool (or connection): a daemon thread while leases are open."""
-    with _renewers_lock:
-        renewer = _renewers.get(conn)
-        if renewer is None:
-            ref = weakref.ref(conn)
-
-            def renew(ids: list[int], lease_s: float) -> set[int]:
-                c = ref()
-                if c is None:
-                    return set()
-                try:
-                    with _cursor_of(c) as cur:
-                        rows = cur.execute(sql.RENEW_SQL, {"ids": ids, "lease_s": lease_s})
-                        return {r[0] for r in rows.fetchall()}
-                except PoolClosed:
-                    return set()
-
-            renewer = _renewers[conn] = ThreadRenewer(renew)
-        return renewer
 
 
 class PostgresMeter(PostgresMeterBase):
@@ -171,7 +107,7 @@ class PostgresMeter(PostgresMeterBase):
         )
         self._retry = self._retrying(self._health_check)
         self._retry_all = self._retrying(self._health_check, timeouts=True)
-        self._renewer = _renewer_for(conn) if renew else None
+        self._renewer = renewer_for(conn) if renew else None
 
     @classmethod
     def from_conn_string(
@@ -302,7 +238,7 @@ class PostgresMeter(PostgresMeterBase):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _once(self, query: str, params: dict[str, Any], rows: bool) -> list[tuple[Any, ...]]:
-        with _cursor_of(self.conn) as cur:
+        with cursor_of(self.conn) as cur:
             cur.execute(query, params)
             return cur.fetchall() if rows else []
 
@@ -326,27 +262,6 @@ class PostgresMeter(PostgresMeterBase):
         if self._figures is None:
             self.snapshots()
         return self._level(None)
-
-    @property
-    def limit(self) -> int:
-        """The limit of this level in units, as of the last round trip."""
-        return self._known()[0]
-
-    @property
-    def spent(self) -> int:
-        """Units committed on this level by every worker, as of the last round trip."""
-        return self._known()[2]
-
-    @property
-    def reserved(self) -> int:
-        """Units held on this level by every worker, as of the last round trip."""
-        return self._known()[3]
-
-    @property
-    def remaining(self) -> int:
-        """Units of this level neither spent nor reserved, as of the last round trip."""
-        limit, _reserve, spent, reserved = self._known()
-        return max(limit - spent - reserved, 0)
 
     def available(self, *, final: bool = False) -> int:
         """Units a new reservation could take now on every level (read fresh)."""
