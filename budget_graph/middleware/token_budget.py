@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -26,8 +26,17 @@ from budget_graph.middleware._common import (
     _budget_message,
     _nonneg,
     _positive_int,
-    _usd_units,
     build_budget_message,
+)
+from budget_graph.middleware._limits import (
+    COUNTS,
+    EXIT_BEHAVIORS,
+    CountArg,
+    ExitBehavior,
+    limits_in_units,
+    reserve_units,
+    resume_limits,
+    warning_note,
 )
 from budget_graph.middleware._meters import AgentMeter, StepMeters
 from budget_graph.middleware._model_call import ModelCall
@@ -46,16 +55,6 @@ __all__ = [
     "TokenBudgetState",
     "build_budget_message",
 ]
-
-CountArg = Literal["output", "total", "input+output", "cost"]
-ExitBehavior = Literal["end", "error", "finalize", "interrupt"]
-_EXIT_BEHAVIORS = ("end", "error", "finalize", "interrupt")
-_COUNTS = {
-    "output": "output",
-    "total": "input+output",
-    "input+output": "input+output",
-    "cost": "cost",
-}
 
 
 class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], ContextT, ResponseT]):
@@ -155,50 +154,27 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
 
         """
         super().__init__()
-        if exit_behavior not in _EXIT_BEHAVIORS:
+        if exit_behavior not in EXIT_BEHAVIORS:
             raise ValueError(
                 f"Invalid exit_behavior: {exit_behavior}. "
                 "Must be 'end', 'error', 'finalize' or 'interrupt'"
             )
-        if count not in _COUNTS:
-            raise ValueError(f"Invalid count: {count}. Must be one of {sorted(_COUNTS)}")
+        if count not in COUNTS:
+            raise ValueError(f"Invalid count: {count}. Must be one of {sorted(COUNTS)}")
         self.count = count
-        self._mode = _COUNTS[count]
+        self._mode = COUNTS[count]
         self.prices = {
             k: v if isinstance(v, ModelPrice) else ModelPrice(**v)
             for k, v in (prices or {}).items()
         }
-        if self._mode == "cost":
-            if run_limit is not None or thread_limit is not None:
-                raise ValueError(
-                    "count='cost' takes run_limit_usd/thread_limit_usd "
-                    f"(got run_limit={run_limit!r}, thread_limit={thread_limit!r})"
-                )
-            if run_limit_usd is None and thread_limit_usd is None:
-                raise ValueError(
-                    "At least one limit must be specified (run_limit_usd or thread_limit_usd)"
-                )
-            if not self.prices:
-                raise ValueError("count='cost' needs prices for at least one model (got {})")
-            self.run_limit = (
-                None if run_limit_usd is None else _usd_units("run_limit_usd", run_limit_usd)
-            )
-            self.thread_limit = (
-                None
-                if thread_limit_usd is None
-                else _usd_units("thread_limit_usd", thread_limit_usd)
-            )
-        else:
-            if run_limit_usd is not None or thread_limit_usd is not None:
-                raise ValueError(
-                    f"run_limit_usd/thread_limit_usd need count='cost' (got count={count!r})"
-                )
-            if run_limit is None and thread_limit is None:
-                raise ValueError("At least one limit must be specified (run_limit or thread_limit)")
-            self.run_limit = None if run_limit is None else _positive_int("run_limit", run_limit)
-            self.thread_limit = (
-                None if thread_limit is None else _positive_int("thread_limit", thread_limit)
-            )
+        self.run_limit, self.thread_limit = limits_in_units(
+            count=count,
+            run_limit=run_limit,
+            thread_limit=thread_limit,
+            run_limit_usd=run_limit_usd,
+            thread_limit_usd=thread_limit_usd,
+            prices=self.prices,
+        )
         """Limits in meter units (tokens, or micro-USD with ``count="cost"``)."""
         if warn_at is not None and not 0 < warn_at < 1:
             raise ValueError(f"warn_at must be a fraction in (0, 1) (got {warn_at!r})")
@@ -207,14 +183,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
             name: _nonneg(f"tool_costs[{name!r}]", cost)
             for name, cost in (tool_costs or {}).items()
         }
-        smallest = min(x for x in (self.run_limit, self.thread_limit) if x is not None)
-        if reserve is None:
-            reserve = max(smallest // 10, 1) if exit_behavior == "finalize" else 0
-        reserve = _nonneg("reserve", reserve)
-        if reserve >= smallest:
-            raise ValueError(
-                f"reserve must be smaller than every limit ({smallest}) (got {reserve})"
-            )
+        reserve = reserve_units(reserve, (self.run_limit, self.thread_limit), exit_behavior)
         self.reserve = reserve
         self.exit_behavior = exit_behavior
         self.min_output_tokens = _positive_int("min_output_tokens", min_output_tokens)
@@ -299,17 +268,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
 
     def warning(self, meter: AgentMeter) -> str | None:
         """The system note for a call made past ``warn_at`` of a limit, else ``None``."""
-        if self.warn_at is None:
-            return None
-        worst = max(meter.meters, key=lambda m: m.spent / m.limit)
-        if worst.spent < self.warn_at * worst.limit:
-            return None
-        left = worst.available()
-        return (
-            f"Token budget: {left} of {worst.limit} {self.unit} remain for this {worst.scope} "
-            f"({worst.spent} spent). Wrap up: avoid unnecessary tool calls and give your "
-            "final answer soon."
-        )
+        return warning_note(meter, warn_at=self.warn_at, unit=self.unit)
 
     # --- hooks --------------------------------------------------------------------
 
@@ -438,26 +397,4 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
 
     def parse_resume(self, value: Any) -> dict[str, int] | None:
         """State updates for a human's answer to the budget interrupt; ``None`` to end."""
-        if value is None or value is False:
-            return None
-        if not isinstance(value, Mapping):
-            raise ValueError(
-                "Resume the token budget interrupt with a dict such as {'run_limit': 5000} "
-                f"or False (got {value!r})"
-            )
-        if value.get("approve", True) is False:
-            return None
-        out: dict[str, int] = {}
-        for scope in ("run", "thread"):
-            key = f"{scope}_limit"
-            if self._mode == "cost":
-                if value.get(f"{key}_usd") is not None:
-                    out[f"token_budget_{key}"] = _usd_units(f"{key}_usd", value[f"{key}_usd"])
-            elif value.get(key) is not None:
-                out[f"token_budget_{key}"] = _positive_int(key, value[key])
-        if not out:
-            suffix = "_usd" if self._mode == "cost" else ""
-            raise ValueError(
-                f"Resume value must set run_limit{suffix} or thread_limit{suffix} (got {value!r})"
-            )
-        return out
+        return resume_limits(value, cost=self._mode == "cost")
