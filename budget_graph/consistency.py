@@ -14,7 +14,6 @@ through a :func:`~budget_graph.budgeted` model, as one request with the provider
 from __future__ import annotations
 
 import functools
-import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,11 +21,18 @@ from typing import Annotated, Any, NotRequired
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
 from budget_graph._internal import observe
+from budget_graph._internal.sampling import (
+    DEFAULT_SAMPLE_TOKENS,
+    batch_fit,
+    chain_estimate,
+    sample_kwargs,
+    sample_node,
+)
 from budget_graph.accounting import count_messages, count_tokens, model_name
 from budget_graph.budget import Budget
 from budget_graph.budgeted import budgeted
@@ -50,29 +56,6 @@ __all__ = [
 
 BUDGET_PROMPT = "{prompt}\n\n(Let's think step by step and use less than {budget} tokens.)"
 """TALE's budget-in-prompt instruction appended to the task's prompt."""
-
-_DEFAULT_SAMPLE_TOKENS = 256
-_CHAIN_QUANTILE = 0.9
-"""Chains seen so far are sized by this quantile of their lengths (a high one)."""
-_FIRST_CHAIN_SHARE = 4
-"""Before any chain is seen, one chain is still drawn if the room left after the prompt is
-at least the starting estimate divided by this (its cap is clamped to that room)."""
-
-
-def chain_estimate(seen: list[int], start: int, quantile: float = _CHAIN_QUANTILE) -> int:
-    """Expected tokens of the next chain: a high quantile of the chains seen, else ``start``.
-
-    Example:
-        >>> chain_estimate([], 1000), chain_estimate([80, 95, 60, 300], 1000)
-        (1000, 300)
-        >>> chain_estimate(list(range(1, 101)), 1000)
-        90
-
-    """
-    if not seen:
-        return start
-    ordered = sorted(seen)
-    return max(ordered[max(math.ceil(quantile * len(ordered)) - 1, 0)], 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,15 +121,6 @@ def votes_of(samples: list[Sample]) -> Votes:
     for b in sorted({s.batch for s in samples}):
         votes = votes.add([s.answer for s in samples if s.batch == b])
     return votes
-
-
-def _node(func: Callable[..., Any], afunc: Callable[..., Any]) -> Any:
-    """A node with a real async twin (LangGraph's lightweight callable when available)."""
-    try:
-        from langgraph._internal._runnable import RunnableCallable
-    except ImportError:  # pragma: no cover - private API moved: the public, heavier wrapper
-        return RunnableLambda(func, afunc=afunc)
-    return RunnableCallable(func, afunc, name="sample")
 
 
 def build_self_consistency(
@@ -266,48 +240,27 @@ def build_self_consistency(
     def prompt_tokens(prompt: str) -> int:
         return count_messages([HumanMessage(prompt)], model=llm_name)
 
-    def batch_fit(
+    def fit_batch(
         state: Mapping[str, Any], config: RunnableConfig, want: int
     ) -> tuple[int, int | None]:
-        """How many of ``want`` chains the remaining budget pays for, and each one's cap.
-
-        A chain is expected to cost a high quantile of the chains seen so far (at first
-        ``sample_tokens``, else the chain cap, else 256), not the full cap. Each chain's
-        cap is then its equal share of what is left, at most the chain cap, so no chain
-        (or parallel branch) takes the others' share. With no chain seen yet, one chain
-        is drawn if at least a quarter of the starting estimate fits.
-        """
+        """How many of ``want`` chains the run's budget pays for (:func:`batch_fit`)."""
         chain_budget = state.get("sample_budget")
         cap = chain_cap(chain_budget)
         meter = current_meter(config)
         run_budget: Budget | None = getattr(meter, "budget", None)
         if meter is None or run_budget is None:
             return want, cap
-        seen = [s.output_tokens for s in state.get("samples") or ()]
-        start = sample_tokens or cap or _DEFAULT_SAMPLE_TOKENS
-        per_chain = chain_estimate(seen, start)
-        per_chain = min(per_chain, cap) if cap else per_chain
-        prompt = prompt_of(state["item"], chain_budget)
-        prompt_units = run_budget.units(
-            input_tokens=run_budget.prompt_reservation(prompt_tokens(prompt)), model=llm_name
+        return batch_fit(
+            meter,
+            run_budget,
+            want=want,
+            seen=[s.output_tokens for s in state.get("samples") or ()],
+            start=sample_tokens or cap or DEFAULT_SAMPLE_TOKENS,
+            cap=cap,
+            prompt_tokens=prompt_tokens(prompt_of(state["item"], chain_budget)),
+            parallel=parallel,
+            model=llm_name,
         )
-        chain_units = max(run_budget.units(output_tokens=per_chain, model=llm_name), 1)
-        avail = meter.available()
-        if parallel:
-            fit = avail // (prompt_units + chain_units)
-        else:
-            fit = (avail - prompt_units) // chain_units
-        k = max(min(want, fit), 0)
-        if k < 1 and not seen:
-            floor = max(
-                run_budget.units(output_tokens=per_chain // _FIRST_CHAIN_SHARE, model=llm_name), 1
-            )
-            k = 1 if avail - prompt_units >= floor else 0
-        if k < 1:
-            return 0, cap
-        room = avail // k - prompt_units if parallel else (avail - prompt_units) // k
-        share = run_budget.max_output_for(room, model=llm_name)
-        return k, min(share, cap) if cap else share
 
     def decide(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         if "batch" not in state:  # first visit: set the problem up, then decide the first batch
@@ -345,7 +298,7 @@ def build_self_consistency(
             want = min(batch_size, max_samples - votes.n)
             if stop is not None:
                 want = min(want, max(stop.needed(votes), 1))
-            k, each = batch_fit(state, config, want)
+            k, each = fit_batch(state, config, want)
             if k < 1:
                 meter = current_meter(config)
                 reason, rule = "budget", "budget"
@@ -406,16 +359,10 @@ def build_self_consistency(
         observe.emit("budget.sample_failed", item=payload["item"].id, error=type(exc).__name__)
         return {"stop_reason": "error", "error": f"{type(exc).__name__}: {exc}"[:500]}
 
-    def _kwargs(payload: Mapping[str, Any]) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"n": int(payload["n"])}
-        if payload.get("max_tokens") is not None:
-            kwargs["max_tokens"] = int(payload["max_tokens"])
-        return kwargs
-
     def sample(payload: Mapping[str, Any]) -> dict[str, Any]:
         messages: list[list[BaseMessage]] = [[HumanMessage(payload["prompt"])]]
         try:
-            result = llm.generate(messages, **_kwargs(payload))
+            result = llm.generate(messages, **sample_kwargs(payload))
         except Exception as exc:  # budget refusals propagate through unanswerable to guard
             return _failed(payload, exc)
         return _samples(payload, result)
@@ -423,7 +370,7 @@ def build_self_consistency(
     async def asample(payload: Mapping[str, Any]) -> dict[str, Any]:
         messages: list[list[BaseMessage]] = [[HumanMessage(payload["prompt"])]]
         try:
-            result = await llm.agenerate(messages, **_kwargs(payload))
+            result = await llm.agenerate(messages, **sample_kwargs(payload))
         except Exception as exc:
             return _failed(payload, exc)
         return _samples(payload, result)
@@ -438,7 +385,9 @@ def build_self_consistency(
 
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(SelfConsistencyState)
     builder.add_node("decide", guard(decide, name="decide"))
-    builder.add_node("sample", _node(guard(sample, name="sample"), guard(asample, name="sample")))
+    builder.add_node(
+        "sample", sample_node(guard(sample, name="sample"), guard(asample, name="sample"))
+    )
     builder.add_node("finish", finish)
     builder.add_edge(START, "decide")
     builder.add_conditional_edges("decide", route, ["sample", "finish"])
