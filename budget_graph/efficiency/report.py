@@ -22,11 +22,11 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from budget_graph.efficiency import metrics as m
-from budget_graph.efficiency.grids import ANYTIME_GRIDS, grid_for, log_twin, row_metrics
+from budget_graph.efficiency.grids import ANYTIME_GRIDS, grid_for, log_twin
 from budget_graph.efficiency.records import RunRecord, read_jsonl, write_jsonl
+from budget_graph.efficiency.report_json import pareto_points, render_json
 from budget_graph.efficiency.significance import divergent_pairs
 from budget_graph.efficiency.tables import (
     COLUMNS,
@@ -179,7 +179,7 @@ def _task_markdown(
             "significant (paired tests at the 5% level), so no row is marked."
         )
 
-    front = m.pareto_front(_pareto_points(groups, kind))
+    front = m.pareto_front(pareto_points(groups, kind))
     out += ["", f"### Pareto front: accuracy vs mean {kind} tokens per item", ""]
     out += _md_table(
         ["method", f"mean {kind} tokens", "accuracy"],
@@ -225,13 +225,6 @@ def _task_markdown(
     return out + [""]
 
 
-def _pareto_points(groups: Sequence[Group], kind: m.TokenKind) -> list[m.ParetoPoint]:
-    return [
-        m.ParetoPoint(g.label, m.mean_tokens(g.records, kind) or 0.0, m.accuracy(g.records) or 0.0)
-        for g in groups
-    ]
-
-
 def render_markdown(
     records: Sequence[RunRecord],
     *,
@@ -245,75 +238,6 @@ def render_markdown(
     for task, groups in tasks.items():
         lines += _task_markdown(task, groups, spec_for(task, specs), grids)
     return "\n".join(lines).rstrip() + "\n"
-
-
-def render_json(
-    records: Sequence[RunRecord],
-    *,
-    specs: Mapping[str, TableSpec] | None = None,
-    grids: Mapping[str, m.BudgetGrid] | None = None,
-) -> dict[str, Any]:
-    """Return the report as a JSON-ready dict (raw numbers, no formatting).
-
-    Each row carries its table's columns plus ``e3`` (A²/T̄ in the task's token kind),
-    ``anytime_index`` (per token, on the task's fixed grid), the curve, visible and
-    hidden token totals and E on visible tokens.
-    """
-    result: dict[str, Any] = {"runs": len(records), "tasks": []}
-    for task, groups in by_task(records).items():
-        spec = spec_for(task, specs)
-        kind = spec.tokens
-        grid, fixed = grid_for(task, records, grids, kind)
-        rows = []
-        for g in groups:
-            cols = {c.name: c for c in (*COLUMNS.values(), *spec.resolved())}
-            row = {name: c.value(g, groups) for name, c in cols.items() if name != "config"}
-            row.update(row_metrics(g, grid, kind))
-            row["label"] = g.label
-            rows.append(row)
-        divergences = divergent_pairs({g.label: g.records for g in groups}, kind)
-        ranks = m.rankings({g.label: g.records for g in groups}, kind, divergences=divergences)
-        front = m.pareto_front(_pareto_points(groups, kind))
-        result["tasks"].append(
-            {
-                "task": task,
-                "tokens": kind,
-                "columns": [c.name for c in spec.resolved()],
-                "anytime_grid": {
-                    "budgets": grid.budgets(),
-                    "tokens": grid.tokens,
-                    "spacing": grid.spacing,
-                    "fixed_for_task": fixed,
-                },
-                "rows": rows,
-                "rankings": [
-                    {
-                        "label": r.label,
-                        "accuracy": r.accuracy,
-                        "accuracy_rank": r.accuracy_rank,
-                        "efficiency_1k": r.efficiency,
-                        "efficiency_rank": r.efficiency_rank,
-                        "diverges": r.diverges,
-                        "diverges_from": list(r.diverges_from),
-                    }
-                    for r in ranks
-                ],
-                "divergences": [
-                    {
-                        "more_accurate": d.more_accurate,
-                        "more_efficient": d.more_efficient,
-                        "p_accuracy": d.p_accuracy,
-                        "e_diff_1k_ci": list(d.e_diff_ci),
-                        "items": d.items,
-                    }
-                    for d in divergences
-                ],
-                "pareto": [
-                    {"label": p.label, "tokens": p.tokens, "accuracy": p.accuracy} for p in front
-                ],
-            }
-        )
-    return result
 
 
 def render_report(

@@ -1,0 +1,95 @@
+"""The efficiency report as JSON: raw numbers per task, row, ranking, divergence and Pareto point.
+
+:func:`render_json` is the machine-readable twin of
+:func:`budget_graph.efficiency.report.render_markdown`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from budget_graph.efficiency import metrics as m
+from budget_graph.efficiency.grids import grid_for, row_metrics
+from budget_graph.efficiency.records import RunRecord
+from budget_graph.efficiency.significance import divergent_pairs
+from budget_graph.efficiency.tables import COLUMNS, Group, TableSpec, by_task, spec_for
+
+__all__ = ["pareto_points", "render_json"]
+
+
+def pareto_points(groups: Sequence[Group], kind: m.TokenKind) -> list[m.ParetoPoint]:
+    """Each group as a Pareto point: mean tokens of ``kind`` and accuracy."""
+    return [
+        m.ParetoPoint(g.label, m.mean_tokens(g.records, kind) or 0.0, m.accuracy(g.records) or 0.0)
+        for g in groups
+    ]
+
+
+def render_json(
+    records: Sequence[RunRecord],
+    *,
+    specs: Mapping[str, TableSpec] | None = None,
+    grids: Mapping[str, m.BudgetGrid] | None = None,
+) -> dict[str, Any]:
+    """Return the report as a JSON-ready dict (raw numbers, no formatting).
+
+    Each row carries its table's columns plus ``e3`` (A²/T̄ in the task's token kind),
+    ``anytime_index`` (per token, on the task's fixed grid), the curve, visible and
+    hidden token totals and E on visible tokens.
+    """
+    result: dict[str, Any] = {"runs": len(records), "tasks": []}
+    for task, groups in by_task(records).items():
+        spec = spec_for(task, specs)
+        kind = spec.tokens
+        grid, fixed = grid_for(task, records, grids, kind)
+        rows = []
+        for g in groups:
+            cols = {c.name: c for c in (*COLUMNS.values(), *spec.resolved())}
+            row = {name: c.value(g, groups) for name, c in cols.items() if name != "config"}
+            row.update(row_metrics(g, grid, kind))
+            row["label"] = g.label
+            rows.append(row)
+        divergences = divergent_pairs({g.label: g.records for g in groups}, kind)
+        ranks = m.rankings({g.label: g.records for g in groups}, kind, divergences=divergences)
+        front = m.pareto_front(pareto_points(groups, kind))
+        result["tasks"].append(
+            {
+                "task": task,
+                "tokens": kind,
+                "columns": [c.name for c in spec.resolved()],
+                "anytime_grid": {
+                    "budgets": grid.budgets(),
+                    "tokens": grid.tokens,
+                    "spacing": grid.spacing,
+                    "fixed_for_task": fixed,
+                },
+                "rows": rows,
+                "rankings": [
+                    {
+                        "label": r.label,
+                        "accuracy": r.accuracy,
+                        "accuracy_rank": r.accuracy_rank,
+                        "efficiency_1k": r.efficiency,
+                        "efficiency_rank": r.efficiency_rank,
+                        "diverges": r.diverges,
+                        "diverges_from": list(r.diverges_from),
+                    }
+                    for r in ranks
+                ],
+                "divergences": [
+                    {
+                        "more_accurate": d.more_accurate,
+                        "more_efficient": d.more_efficient,
+                        "p_accuracy": d.p_accuracy,
+                        "e_diff_1k_ci": list(d.e_diff_ci),
+                        "items": d.items,
+                    }
+                    for d in divergences
+                ],
+                "pareto": [
+                    {"label": p.label, "tokens": p.tokens, "accuracy": p.accuracy} for p in front
+                ],
+            }
+        )
+    return result
