@@ -133,13 +133,14 @@ def test_a_users_tot_log_converts_and_benchmarks(
     assert (out / "report.md").exists()
 
 
-def test_date_bench_does_not_take_a_recording_yet(
+def test_date_bench_takes_a_recording_by_path(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     rec = data_dir() / "recordings" / "date_ltm.jsonl.gz"
-    code = main(["bench", "date", "--recording", str(rec), "--out", str(tmp_path / "o")])
-    err = capsys.readouterr().err
-    assert code == 2 and "does not take --recording" in err
+    argv = ["bench", "date", "--recording", str(rec), "--methods", "sc-fixed5", "--limit", "1"]
+    code = main([*argv, "--out", str(tmp_path / "o"), "--no-plots", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0 and "| sc-fixed5 |" in captured.out, captured.err
 
 
 def test_items_with_a_set_of_gold_answers(tmp_path: Path) -> None:

@@ -20,23 +20,31 @@ anytime generation pays the prompt at every step.
 Anytime traces: every run records, after each batch (step), its current answer and the
 prompt, generated and reasoning tokens spent by then, so the report draws best-so-far
 anytime curves in any token kind on the task's fixed budget grid.
+
+Bring your own: ``run(recordings=..., items=..., task=...)`` (``budget-graph bench date
+--recording --items --task``) replays any recording of whole-chain samples in the replay
+format. Its per-chain output cap is the longest recorded completion (in the replay's own
+token counts), so no recorded chain is ever cut, and every question gets at most as many
+samples as the recording holds for each question.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from budget_graph.accounting import count_messages, count_tokens
 from budget_graph.anytime import build_anytime
-from budget_graph.bench.jobs import run_jobs
+from budget_graph.bench.jobs import resolve_budgets, run_jobs, validate_budgets
 from budget_graph.budget import Budget
 from budget_graph.consistency import build_self_consistency
 from budget_graph.efficiency import RunRecord
-from budget_graph.replay import ReplayChatModel, load_records
+from budget_graph.replay import ReplayChatModel, load_records, request_key
 from budget_graph.stopping import (
     AdaptiveConsistency,
     FixedSamples,
@@ -44,22 +52,24 @@ from budget_graph.stopping import (
     StopRule,
     WindowAgreement,
 )
-from budget_graph.tasks.base import Item
+from budget_graph.tasks.base import Item, SampledTask
 from budget_graph.tasks.date import DateTask
 
 __all__ = [
     "ANYTIME_MAX_STEPS",
     "BUDGETS",
     "METHODS",
-    "SAMPLE_MAX_TOKENS",
+    "RECORDINGS",
     "MethodSpec",
+    "Recording",
+    "load_recording",
     "reference_tokens",
     "run",
     "table",
 ]
 
-SAMPLE_MAX_TOKENS = 256
-"""Output cap of one reasoning chain (the longest recorded chain has 169 tokens)."""
+RECORDINGS: tuple[str, ...] = ("date_ltm",)
+"""The shipped recording the benchmark replays by default."""
 
 ANYTIME_MAX_STEPS = 10
 """Most steps of ``anytime-gen`` (caps 100, 200, ..., 1,000 tokens; the rule stops it first)."""
@@ -68,6 +78,7 @@ BUDGETS: tuple[int, ...] = (1_800, 2_400, 4_000)
 """Default per-question budgets of ``sc-budget``, in prompt + generated tokens."""
 
 _RECORDED = 40
+_FIXED_BATCH = 10
 _TASK = "date"
 
 
@@ -124,24 +135,98 @@ METHODS: dict[str, MethodSpec] = {
 """The benchmarked methods by name (``sc-budget`` runs at every budget)."""
 
 
+@dataclass(frozen=True)
+class Recording:
+    """The recorded chains of a date-style run, indexed by request key."""
+
+    samples: dict[str, int]
+    """Recorded completions per request key (records with the same key queue up)."""
+    generated: dict[str, tuple[int, ...]]
+    """Each request's completion tokens, in recorded order."""
+    majority: dict[str, str]
+    """The recorded majority answer per request key, where the recording has one."""
+    cap: int
+    """Per-chain output cap: the longest recorded completion, in tokens."""
+    model: str
+    """The recorded model (selects the tokenizer)."""
+
+    @classmethod
+    def load(cls, sources: Sequence[str | Path]) -> Recording:
+        """Load shipped dataset names or JSONL(.gz) paths."""
+        generated: dict[str, list[int]] = {}
+        majority: dict[str, str] = {}
+        model = "gpt-4"
+        for src in sources:
+            for rec in load_records(src):
+                model = rec.model
+                tokens = [count_tokens(c, model=rec.model) for c in rec.completions]
+                generated.setdefault(rec.key, []).extend(tokens)
+                if rec.meta.get("majority_answer") is not None:
+                    majority.setdefault(rec.key, str(rec.meta["majority_answer"]))
+        longest = max((t for ts in generated.values() for t in ts), default=0)
+        return cls(
+            samples={k: len(v) for k, v in generated.items()},
+            generated={k: tuple(v) for k, v in generated.items()},
+            majority=majority,
+            cap=max(longest, 1),
+            model=model,
+        )
+
+    def key(self, task: SampledTask, item: Item) -> str:
+        """The request key of ``item``'s chain prompt."""
+        return request_key([{"role": "user", "content": task.cot_prompt(item)}])
+
+    def per_question(self, task: SampledTask, items: Sequence[Item]) -> int:
+        """Samples every question can draw: the fewest any of ``items`` has recorded.
+
+        Raises:
+            ValueError: Some items have no recorded request (the message names them).
+
+        """
+        missing = [i.id for i in items if self.key(task, i) not in self.samples]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} of {len(items)} items have no recorded request for the "
+                f"task's prompt (ids {missing[:5]}{' ...' if len(missing) > 5 else ''}): "
+                "the recording must hold each item's cot_prompt"
+            )
+        return min((self.samples[self.key(task, i)] for i in items), default=_RECORDED)
+
+
 @functools.cache
-def reference_tokens() -> float:
-    """Mean prompt + generated tokens per question of the fixed-40 vote (4 requests of n=10)."""
-    task = DateTask()
-    records = list(load_records("date_ltm"))
-    model = records[0].model
-    generated = sum(count_tokens(c, model=model) for rec in records for c in rec.completions)
-    prompt = count_messages(
-        [{"role": "user", "content": task.cot_prompt(task.items()[0])}], model=model
-    )
-    return 4 * prompt + generated / len(records)
+def load_recording(sources: tuple[str, ...]) -> Recording:
+    """The recording of these sources, loaded once per process."""
+    return Recording.load(sources)
 
 
-def _budget_tokens(budget: float) -> int:
-    return int(round(budget * reference_tokens())) if budget <= 10 else int(budget)
+def reference_tokens(
+    recordings: Sequence[str | Path] | None = None,
+    items: Sequence[Item] | None = None,
+    task: SampledTask | None = None,
+) -> float:
+    """Mean prompt + generated tokens per question of the fixed-40 vote.
+
+    Mean prompt + generated tokens per question of the fixed-40 vote (requests of
+    ``n=10``, each paying its question's prompt; the first 40 recorded chains, or all
+    the recording holds), on ``recordings`` (default :data:`RECORDINGS`) and ``items``.
+    """
+    task = task or DateTask()
+    recording = load_recording(tuple(str(s) for s in recordings or RECORDINGS))
+    the_items = list(items if items is not None else task.items())
+    k = min(_RECORDED, recording.per_question(task, the_items))
+    total = 0
+    for item in the_items:
+        prompt = count_messages(
+            [{"role": "user", "content": task.cot_prompt(item)}], model=recording.model
+        )
+        total += math.ceil(k / _FIXED_BATCH) * prompt
+        total += sum(recording.generated[recording.key(task, item)][:k])
+    return total / max(len(the_items), 1)
 
 
-def _run_one(graph: Any, item: Item, method: str, limit: int | None, task: DateTask) -> RunRecord:
+def _run_one(
+    graph: Any, item: Item, method: str, limit: int | None, task: SampledTask, majority: str | None
+) -> RunRecord:
     out = graph.invoke({"item": item})
     spend = out["spend"]
     meter = getattr(graph, "last_meter", None)
@@ -155,6 +240,8 @@ def _run_one(graph: Any, item: Item, method: str, limit: int | None, task: DateT
     else:  # anytime generation: one answer per step
         extra["samples"] = int(out.get("step") or 0)
         extra["stop_rule"] = out.get("stop_reason")
+    if method == "sc-fixed40" and majority is not None:
+        extra["recorded_majority"] = majority
     return RunRecord(
         task=_TASK,
         item=item.id,
@@ -173,7 +260,15 @@ def _run_one(graph: Any, item: Item, method: str, limit: int | None, task: DateT
     )
 
 
-def _graph(model: ReplayChatModel, task: DateTask, method: str, budget: int | None) -> Any:
+def _graph(
+    model: ReplayChatModel,
+    task: SampledTask,
+    method: str,
+    budget: int | None,
+    *,
+    cap: int,
+    samples: int,
+) -> Any:
     spec = METHODS[method]
     run_budget = Budget(max_tokens=budget) if budget is not None else None
     if spec.anytime_step is not None:
@@ -182,7 +277,7 @@ def _graph(model: ReplayChatModel, task: DateTask, method: str, budget: int | No
             task=task,
             budget=run_budget,
             step_tokens=spec.anytime_step,
-            max_steps=ANYTIME_MAX_STEPS,
+            max_steps=min(ANYTIME_MAX_STEPS, samples),
         )
     return build_self_consistency(
         model,
@@ -190,29 +285,41 @@ def _graph(model: ReplayChatModel, task: DateTask, method: str, budget: int | No
         budget=run_budget,
         stop=spec.stop,
         batch_size=spec.batch_size,
-        max_samples=_RECORDED,
-        max_tokens=SAMPLE_MAX_TOKENS,
+        max_samples=min(_RECORDED, samples),
+        max_tokens=cap,
     )
 
 
 def _run_chunk(
-    method: str, budget: int | None, ids: Sequence[str], seed: int | None = None
+    method: str,
+    budget: int | None,
+    items: Sequence[Item],
+    sources: tuple[str, ...],
+    task: SampledTask,
+    samples: int,
+    seed: int | None = None,
 ) -> list[RunRecord]:
     """One method at one budget on some questions (also the unit of work of a worker process)."""
-    task = DateTask()
-    items = {i.id: i for i in task.items()}
+    recording = load_recording(sources)
     # A fresh store: each question starts at its first sample (in recorded or seeded order).
-    model = ReplayChatModel(datasets=["date_ltm"], seed=seed)
-    graph = _graph(model, task, method, budget)
-    return [_run_one(graph, items[i], method, budget, task) for i in ids]
+    model = ReplayChatModel(datasets=list(sources), seed=seed)
+    graph = _graph(model, task, method, budget, cap=recording.cap, samples=samples)
+    return [
+        _run_one(graph, i, method, budget, task, recording.majority.get(recording.key(task, i)))
+        for i in items
+    ]
 
 
 def run(
     methods: Sequence[str] | None = None,
-    budgets: Sequence[float] | None = None,
+    *,
+    budget_tokens: Sequence[int] | None = None,
+    budget_fractions: Sequence[float] | None = None,
+    recordings: Sequence[str | Path] | None = None,
+    items: Sequence[Item] | None = None,
+    task: SampledTask | None = None,
     limit: int | None = None,
     progress: Callable[..., None] | None = None,
-    *,
     workers: int | None = None,
     seed: int | None = None,
 ) -> list[RunRecord]:
@@ -220,16 +327,23 @@ def run(
 
     Args:
         methods: Subset of :data:`METHODS` (default: all).
-        budgets: Per-question budgets of the budgeted methods, in prompt + generated
-            tokens, or as fractions (values <= 10) of the fixed-40 vote's mean
-            (:func:`reference_tokens`); default :data:`BUDGETS`.
+        budget_tokens: Per-question budgets of the budgeted methods, in prompt + generated
+            tokens (default :data:`BUDGETS`).
+        budget_fractions: Per-question budgets as fractions of the fixed-40 vote's mean
+            on this recording and these items (:func:`reference_tokens`).
+        recordings: Shipped dataset names or replay JSONL(.gz) paths (default
+            :data:`RECORDINGS`): whole-chain samples whose request is the task's
+            ``cot_prompt``. The per-chain cap is the longest recorded completion.
+        items: The questions (default: the task's).
+        task: A :class:`~budget_graph.tasks.base.SampledTask` (default
+            :class:`~budget_graph.tasks.date.DateTask`).
         limit: Only the first ``limit`` questions.
         progress: Called as ``progress(advance=k, total=N, description=...)`` as questions
             finish.
         workers: Worker processes; default one per CPU (at most 4) for a full run, none
             (in-process) for under 200 runs. Results do not depend on it. Workers are
             spawned: a script calling this needs an ``if __name__ == "__main__":`` guard.
-        seed: Serve each question's 40 samples in a shuffled order (deterministic per
+        seed: Serve each question's samples in a shuffled order (deterministic per
             seed) instead of the recorded order; every method sees the same order.
 
     Returns:
@@ -237,23 +351,38 @@ def run(
         (method, budget, question).
 
     Raises:
-        ValueError: An unknown method name.
+        ValueError: An unknown method name, invalid budgets, or items the recording
+            has no request for (checked before any run).
 
     """
     chosen = list(methods) if methods is not None else list(METHODS)
     unknown = [m for m in chosen if m not in METHODS]
     if unknown:
         raise ValueError(f"Unknown method(s) {unknown}; must be among {list(METHODS)}")
-    levels = [_budget_tokens(b) for b in (budgets if budgets is not None else BUDGETS)]
-    ids = [i.id for i in DateTask().items()][:limit]
+    validate_budgets(budget_tokens, budget_fractions)
+    if budget_tokens is None and budget_fractions is None:
+        budget_tokens = BUDGETS
+    the_task = task or DateTask()
+    sources = tuple(str(s) for s in recordings or RECORDINGS)
+    the_items = tuple(items if items is not None else the_task.items())[:limit]
+    samples = load_recording(sources).per_question(the_task, the_items)
+    levels = resolve_budgets(
+        budget_tokens,
+        budget_fractions,
+        lambda: reference_tokens(sources, the_items, the_task),
+    )
     jobs: list[tuple[str, int | None]] = []
     for m in chosen:
         jobs.extend([(m, b) for b in levels] if METHODS[m].budgeted else [(m, None)])
-    total = len(jobs) * len(ids)
+    total = len(jobs) * len(the_items)
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if total >= 200 else 1
     step = 60
-    chunks = [(m, b, ids[i : i + step], seed) for m, b in jobs for i in range(0, len(ids), step)]
+    chunks = [
+        (m, b, the_items[i : i + step], sources, the_task, samples, seed)
+        for m, b in jobs
+        for i in range(0, len(the_items), step)
+    ]
 
     def advance(method: str, budget: int | None, done: int) -> None:
         if progress is not None:
@@ -261,9 +390,9 @@ def run(
 
     if workers <= 1:
         records: list[RunRecord] = []
-        for method, budget, part, _ in chunks:
-            records.extend(_run_chunk(method, budget, part, seed))
-            advance(method, budget, len(part))
+        for chunk in chunks:
+            records.extend(_run_chunk(*chunk))
+            advance(chunk[0], chunk[1], len(chunk[2]))
         return records
     # Spawned workers (no fork under LangGraph's threads); Ctrl-C terminates them at once.
     results = run_jobs(
@@ -277,13 +406,16 @@ def run(
 
 
 def _majority_check(records: Sequence[RunRecord]) -> str:
-    """Whether fixed-40 reproduced the original run's recorded majority answers."""
-    by_item = {r.item: r.answer for r in records if r.method == "sc-fixed40"}
-    if not by_item:
+    """Whether fixed-40 reproduced the recording's majority answers (where it has them)."""
+    pairs = [
+        (r.answer, r.extra["recorded_majority"])
+        for r in records
+        if r.method == "sc-fixed40" and "recorded_majority" in r.extra
+    ]
+    if not pairs:
         return ""
-    recorded = {rec.item_id: rec.meta.get("majority_answer") for rec in load_records("date_ltm")}
-    same = sum(by_item[i] == recorded.get(i) for i in by_item)
-    return f"sc-fixed40 reproduces the recorded majority answer on {same}/{len(by_item)} questions."
+    same = sum(a == b for a, b in pairs)
+    return f"sc-fixed40 reproduces the recorded majority answer on {same}/{len(pairs)} questions."
 
 
 def table(records: Sequence[RunRecord]) -> str:

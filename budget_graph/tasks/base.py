@@ -159,7 +159,8 @@ def load_task(spec: str) -> Any:
     target = getattr(module, attr, None)
     if target is None:
         raise TaskError(f"Invalid task {spec!r}: {module_name!r} has no attribute {attr!r}")
-    task = target() if callable(target) and not hasattr(target, "cot_prompt") else target
+    is_factory = isinstance(target, type) or not hasattr(target, "cot_prompt")
+    task = target() if callable(target) and is_factory else target
     if not hasattr(task, "cot_prompt") or not hasattr(task, "is_correct"):
         raise TaskError(f"Invalid task {spec!r}: not a task (needs cot_prompt, is_correct...)")
     return task
