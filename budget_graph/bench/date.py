@@ -30,7 +30,6 @@ samples as the recording holds for each question.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -38,13 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from budget_graph.accounting import count_messages, count_tokens
+from budget_graph.accounting import count_messages
 from budget_graph.anytime import build_anytime
+from budget_graph.bench.date_replay import RECORDINGS, Recording, load_recording
 from budget_graph.bench.jobs import resolve_budgets, run_jobs, validate_budgets
 from budget_graph.budget import Budget
 from budget_graph.consistency import build_self_consistency
 from budget_graph.efficiency import RunRecord
-from budget_graph.replay import ReplayChatModel, load_records, request_key
+from budget_graph.replay import ReplayChatModel
 from budget_graph.stopping import (
     AdaptiveConsistency,
     FixedSamples,
@@ -67,9 +67,6 @@ __all__ = [
     "run",
     "table",
 ]
-
-RECORDINGS: tuple[str, ...] = ("date_ltm",)
-"""The shipped recording the benchmark replays by default."""
 
 ANYTIME_MAX_STEPS = 10
 """Most steps of ``anytime-gen`` (caps 100, 200, ..., 1,000 tokens; the rule stops it first)."""
@@ -133,70 +130,6 @@ METHODS: dict[str, MethodSpec] = {
     ),
 }
 """The benchmarked methods by name (``sc-budget`` runs at every budget)."""
-
-
-@dataclass(frozen=True)
-class Recording:
-    """The recorded chains of a date-style run, indexed by request key."""
-
-    samples: dict[str, int]
-    """Recorded completions per request key (records with the same key queue up)."""
-    generated: dict[str, tuple[int, ...]]
-    """Each request's completion tokens, in recorded order."""
-    majority: dict[str, str]
-    """The recorded majority answer per request key, where the recording has one."""
-    cap: int
-    """Per-chain output cap: the longest recorded completion, in tokens."""
-    model: str
-    """The recorded model (selects the tokenizer)."""
-
-    @classmethod
-    def load(cls, sources: Sequence[str | Path]) -> Recording:
-        """Load shipped dataset names or JSONL(.gz) paths."""
-        generated: dict[str, list[int]] = {}
-        majority: dict[str, str] = {}
-        model = "gpt-4"
-        for src in sources:
-            for rec in load_records(src):
-                model = rec.model
-                tokens = [count_tokens(c, model=rec.model) for c in rec.completions]
-                generated.setdefault(rec.key, []).extend(tokens)
-                if rec.meta.get("majority_answer") is not None:
-                    majority.setdefault(rec.key, str(rec.meta["majority_answer"]))
-        longest = max((t for ts in generated.values() for t in ts), default=0)
-        return cls(
-            samples={k: len(v) for k, v in generated.items()},
-            generated={k: tuple(v) for k, v in generated.items()},
-            majority=majority,
-            cap=max(longest, 1),
-            model=model,
-        )
-
-    def key(self, task: SampledTask, item: Item) -> str:
-        """The request key of ``item``'s chain prompt."""
-        return request_key([{"role": "user", "content": task.cot_prompt(item)}])
-
-    def per_question(self, task: SampledTask, items: Sequence[Item]) -> int:
-        """Samples every question can draw: the fewest any of ``items`` has recorded.
-
-        Raises:
-            ValueError: Some items have no recorded request (the message names them).
-
-        """
-        missing = [i.id for i in items if self.key(task, i) not in self.samples]
-        if missing:
-            raise ValueError(
-                f"{len(missing)} of {len(items)} items have no recorded request for the "
-                f"task's prompt (ids {missing[:5]}{' ...' if len(missing) > 5 else ''}): "
-                "the recording must hold each item's cot_prompt"
-            )
-        return min((self.samples[self.key(task, i)] for i in items), default=_RECORDED)
-
-
-@functools.cache
-def load_recording(sources: tuple[str, ...]) -> Recording:
-    """The recording of these sources, loaded once per process."""
-    return Recording.load(sources)
 
 
 def reference_tokens(
