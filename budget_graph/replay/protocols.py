@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from dataclasses import replace
+from typing import Any
 
 from typing_extensions import override
 
+from budget_graph.replay.anthropic_wire import AnthropicMessages
 from budget_graph.replay.chat_model import split_stream_chunks
 from budget_graph.replay.store import ReplayResponse
+from budget_graph.replay.wire import Protocol, Request, sse_event, stop_list, text_of
 
 __all__ = [
     "PROTOCOLS",
@@ -29,65 +31,6 @@ __all__ = [
     "Protocol",
     "Request",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One request, whatever protocol it came in."""
-
-    messages: list[dict[str, Any]]
-    """Chat messages in OpenAI form (Anthropic's ``system`` becomes the first message)."""
-    n: int
-    max_tokens: int | None
-    """The output cap the client sent (``None``: it sent none)."""
-    cap_param: str | None
-    """The field the cap came in (``max_tokens``, ``max_completion_tokens``,
-    ``options.num_predict``)."""
-    stop: list[str] | None
-    stream: bool
-    include_usage: bool
-    """Whether a streamed response carries usage (always, except OpenAI without
-    ``stream_options.include_usage``)."""
-    model: str | None
-
-
-def _stop(value: Any) -> list[str] | None:
-    if isinstance(value, str):
-        return [value]
-    return list(value) if isinstance(value, list) and value else None
-
-
-def _sse(obj: Mapping[str, Any], event: str | None = None) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(obj)}\n\n".encode()
-
-
-class Protocol:
-    """How one API reads requests and writes responses."""
-
-    name: ClassVar[str]
-    stream_media_type: ClassVar[str] = "text/event-stream"
-
-    def parse(self, body: Mapping[str, Any]) -> Request:
-        """The request in a body (raises ``ValueError`` naming the bad field)."""
-        raise NotImplementedError
-
-    def body(self, rid: str, model: str, resp: ReplayResponse) -> dict[str, Any]:
-        """The non-streamed response body."""
-        raise NotImplementedError
-
-    def events(self, rid: str, model: str, resp: ReplayResponse, req: Request) -> list[bytes]:
-        """The streamed response, event by event."""
-        raise NotImplementedError
-
-    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
-        """An error body in this protocol's shape."""
-        kind = (
-            "rate_limit_error"
-            if status == 429
-            else ("api_error" if status >= 500 else "invalid_request_error")
-        )
-        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
 class OpenAIChat(Protocol):
@@ -106,7 +49,7 @@ class OpenAIChat(Protocol):
             n=int(body.get("n") or 1),
             max_tokens=body.get(param) if param else None,
             cap_param=param,
-            stop=_stop(body.get("stop")),
+            stop=stop_list(body.get("stop")),
             stream=bool(body.get("stream")),
             include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
             model=body.get("model"),
@@ -151,7 +94,7 @@ class OpenAIChat(Protocol):
         created = int(time.time())
 
         def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-            return _sse(
+            return sse_event(
                 {
                     "id": rid,
                     "object": "chat.completion.chunk",
@@ -200,139 +143,8 @@ class GroqChat(OpenAIChat):
         out = super().events(rid, model, resp, replace(req, include_usage=False))
         last = json.loads(out[-2].decode()[len("data: ") :])
         last["x_groq"] = {"id": rid, "usage": self._usage(resp)}
-        out[-2] = _sse(last)
+        out[-2] = sse_event(last)
         return out
-
-
-_ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens"}
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(b.get("text", "") for b in content or () if isinstance(b, dict))
-
-
-class AnthropicMessages(Protocol):
-    """``POST /v1/messages`` (what ``langchain-anthropic``'s ``ChatAnthropic`` calls)."""
-
-    name = "anthropic"
-
-    @override
-    def parse(self, body: Mapping[str, Any]) -> Request:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("messages: must be a non-empty list")
-        if not isinstance(body.get("max_tokens"), int):
-            raise ValueError(f"max_tokens: Field required (got {body.get('max_tokens')!r})")
-        system = _text(body.get("system"))
-        chat = [
-            {"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in messages
-        ]
-        if system:
-            chat.insert(0, {"role": "system", "content": system})
-        return Request(
-            messages=chat,
-            n=1,
-            max_tokens=body["max_tokens"],
-            cap_param="max_tokens",
-            stop=_stop(body.get("stop_sequences")),
-            stream=bool(body.get("stream")),
-            include_usage=True,
-            model=body.get("model"),
-        )
-
-    @staticmethod
-    def _usage(resp: ReplayResponse) -> dict[str, int]:
-        return {
-            "input_tokens": resp.prompt_tokens,
-            "output_tokens": resp.completion_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        }
-
-    @override
-    def body(self, rid: str, model: str, resp: ReplayResponse) -> dict[str, Any]:
-        choice = resp.choices[0]
-        return {
-            "id": rid,
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": choice.text}],
-            "stop_reason": _ANTHROPIC_STOP.get(choice.finish_reason, "end_turn"),
-            "stop_sequence": None,
-            "usage": self._usage(resp),
-        }
-
-    @override
-    def events(
-        self,
-        rid: str,
-        model: str,
-        resp: ReplayResponse,
-        req: Request,
-    ) -> list[bytes]:
-        choice = resp.choices[0]
-        start: dict[str, Any] = {
-            "id": rid,
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {**self._usage(resp), "output_tokens": 1},
-        }
-        out = [
-            _sse({"type": "message_start", "message": start}, "message_start"),
-            _sse(
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-                "content_block_start",
-            ),
-            _sse({"type": "ping"}, "ping"),
-        ]
-        for piece in split_stream_chunks(choice.text):
-            out.append(
-                _sse(
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "text_delta", "text": piece},
-                    },
-                    "content_block_delta",
-                )
-            )
-        out.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
-        # As the real API does: message_delta carries the final, cumulative usage.
-        out.append(
-            _sse(
-                {
-                    "type": "message_delta",
-                    "delta": {
-                        "stop_reason": _ANTHROPIC_STOP.get(choice.finish_reason, "end_turn"),
-                        "stop_sequence": None,
-                    },
-                    "usage": self._usage(resp),
-                },
-                "message_delta",
-            )
-        )
-        out.append(_sse({"type": "message_stop"}, "message_stop"))
-        return out
-
-    @override
-    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
-        kind = (
-            "rate_limit_error"
-            if status == 429
-            else ("api_error" if status >= 500 else "invalid_request_error")
-        )
-        return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 def _now() -> str:
@@ -354,14 +166,14 @@ class OllamaChat(Protocol):
         cap = options.get("num_predict")
         cap = cap if isinstance(cap, int) and cap > 0 else None  # -1/-2: no limit
         chat = [
-            {"role": m.get("role", "user"), "content": _text(m.get("content"))} for m in messages
+            {"role": m.get("role", "user"), "content": text_of(m.get("content"))} for m in messages
         ]
         return Request(
             messages=chat,
             n=1,
             max_tokens=cap,
             cap_param="options.num_predict" if "num_predict" in options else None,
-            stop=_stop(options.get("stop")),
+            stop=stop_list(options.get("stop")),
             stream=body.get("stream", True) is not False,
             include_usage=True,
             model=body.get("model"),
