@@ -29,62 +29,16 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from budget_graph.replay.faults import FAULT_HEADER, Fault, FaultBook, parse_fault
 from budget_graph.replay.format import DATASETS
+from budget_graph.replay.ledger import BillingEntry, Ledger, guarded
 from budget_graph.replay.protocols import PROTOCOLS, Protocol
 from budget_graph.replay.store import NotRecordedError, ReplayError, ReplayStore
 
 __all__ = ["BillingEntry", "ReplayServer", "add_serve_parser", "create_app", "main", "serve"]
-
-
-@dataclass(frozen=True, slots=True)
-class BillingEntry:
-    """One request as the server saw it."""
-
-    request_id: str
-    status: int
-    billed: bool
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    stream: bool = False
-    reason: str = "ok"
-    protocol: str = "openai"
-    """``"openai"``, ``"anthropic"`` or ``"ollama"``."""
-    max_tokens: int | None = None
-    """The output cap the request carried (``None``: none)."""
-    cap_param: str | None = None
-    """The field the cap came in (``max_tokens``, ``max_completion_tokens``,
-    ``options.num_predict``)."""
-    model: str | None = None
-
-
-class _Ledger:
-    def __init__(self) -> None:
-        self.entries: list[BillingEntry] = []
-        self._lock = threading.Lock()
-
-    def add(self, entry: BillingEntry) -> None:
-        with self._lock:
-            self.entries.append(entry)
-
-    def summary(self) -> dict[str, Any]:
-        with self._lock:
-            billed = [e for e in self.entries if e.billed]
-            return {
-                "prompt_tokens": sum(e.prompt_tokens for e in billed),
-                "completion_tokens": sum(e.completion_tokens for e in billed),
-                "requests": len(self.entries),
-                "billed_requests": len(billed),
-                "entries": [asdict(e) for e in self.entries],
-            }
-
-    def clear(self) -> None:
-        with self._lock:
-            self.entries.clear()
 
 
 def _error(
@@ -110,7 +64,7 @@ def create_app(store: ReplayStore | None = None, *, fault: Fault | None = None) 
 
     store = store or ReplayStore()
     faults = FaultBook(fault)
-    ledger = _Ledger()
+    ledger = Ledger()
     ids = itertools.count(1)
     prefixes = {
         "openai": "chatcmpl-replay-",
@@ -175,13 +129,13 @@ def create_app(store: ReplayStore | None = None, *, fault: Fault | None = None) 
         if req.stream:
             events = protocol.events(rid, model, resp, req)
             return StreamingResponse(
-                _guarded(events, drop, entry, ledger), media_type=protocol.stream_media_type
+                guarded(events, drop, entry, ledger), media_type=protocol.stream_media_type
             )
         payload = json.dumps(protocol.body(rid, model, resp)).encode()
         if drop is not None:
             halves = [payload[: len(payload) // 2], payload[len(payload) // 2 :]]
             return StreamingResponse(
-                _guarded(halves, 1, entry, ledger), media_type="application/json"
+                guarded(halves, 1, entry, ledger), media_type="application/json"
             )
         ledger.add(entry)
         return Response(payload, media_type="application/json")
@@ -235,31 +189,6 @@ def create_app(store: ReplayStore | None = None, *, fault: Fault | None = None) 
     )
     app.state.store, app.state.faults, app.state.ledger = store, faults, ledger
     return app
-
-
-class _DroppedConnection(Exception):
-    """Raised inside a response body to make the server close the connection mid-response."""
-
-
-async def _guarded(
-    chunks: Sequence[bytes], drop: int | None, entry: BillingEntry, ledger: _Ledger
-) -> AsyncIterator[bytes]:
-    for i, chunk in enumerate(chunks):
-        if drop is not None and i >= drop:
-            ledger.add(
-                BillingEntry(
-                    entry.request_id,
-                    200,
-                    False,
-                    entry.prompt_tokens,
-                    entry.completion_tokens,
-                    entry.stream,
-                    reason="dropped",
-                )
-            )
-            raise _DroppedConnection(entry.request_id)
-        yield chunk
-    ledger.add(entry)
 
 
 class ReplayServer:
