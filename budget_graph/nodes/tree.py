@@ -10,13 +10,13 @@ while the next step runs sees its own version); writing to an old version forks 
 from __future__ import annotations
 
 import heapq
-import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from budget_graph._internal.records import record_fields
+from budget_graph.nodes.tree_log import TreeLog
 
 __all__ = [
     "ROOT_ID",
@@ -86,41 +86,6 @@ class TreeNode:
         return record_fields(self)
 
 
-class _Core:
-    """The shared, append-only storage behind every version of one tree lineage."""
-
-    __slots__ = ("children", "heap", "lock", "log", "positions", "unvalued")
-
-    def __init__(self) -> None:
-        self.log: list[TreeNode] = []
-        self.positions: dict[str, list[int]] = {}
-        self.children: dict[str, list[str]] = {}
-        self.heap: list[tuple[float, int, int, str, int]] = []
-        self.lock = threading.Lock()
-        self.unvalued: dict[str, None] = {}
-
-    def append(self, node: TreeNode) -> None:
-        pos = len(self.log)
-        self.log.append(node)
-        known = self.positions.get(node.id)
-        if known is None:
-            self.positions[node.id] = [pos]
-            if node.parent is not None:
-                self.children.setdefault(node.parent, []).append(node.id)
-        else:
-            known.append(pos)
-        if node.status == "open" and node.value is None:
-            self.unvalued[node.id] = None
-        else:
-            self.unvalued.pop(node.id, None)
-        if node.status == "open" and node.value is not None:
-            # Lazy max-heap of open, valued nodes; stale entries are skipped on read. Ties go
-            # to the node that entered the tree first: a tree rebuilt from its records (a
-            # checkpoint) keeps that order, so it picks the same nodes.
-            first = self.positions[node.id][0]
-            heapq.heappush(self.heap, (-node.value, -node.depth, first, node.id, pos))
-
-
 class Tree(Mapping[str, TreeNode]):
     """A persistent map ``id -> TreeNode`` whose updates cost O(changed nodes).
 
@@ -136,13 +101,13 @@ class Tree(Mapping[str, TreeNode]):
 
     def __init__(self, nodes: Iterable[TreeNode] = ()) -> None:
         """Build a tree from node records (later records of an id replace earlier ones)."""
-        self._core = _Core()
+        self._core: TreeLog[TreeNode] = TreeLog()
         for node in nodes:
             self._core.append(node)
         self._size = len(self._core.log)
 
     @classmethod
-    def _view(cls, core: _Core, size: int) -> Tree:
+    def _view(cls, core: TreeLog[TreeNode], size: int) -> Tree:
         tree = cls.__new__(cls)
         tree._core, tree._size = core, size
         return tree
