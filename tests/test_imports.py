@@ -66,3 +66,15 @@ def test_no_import_cycles():
         list(graphlib.TopologicalSorter(graph).static_order())
     except graphlib.CycleError as exc:
         raise AssertionError(f"import cycle: {' -> '.join(exc.args[1])}") from None
+
+
+def test_every_module_opens_with_a_docstring():
+    # STYLE.md: each module's first line says what it is for.
+    missing = []
+    for path in sorted(ROOT.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        doc = ast.get_docstring(ast.parse(text))
+        opens = text.lstrip("rRuU").startswith(('"""', "'''"))
+        if not (opens and doc and doc.splitlines()[0].strip()):
+            missing.append(str(path.relative_to(ROOT.parent)))
+    assert not missing, f"modules without a first-line docstring: {missing}"
