@@ -19,6 +19,8 @@ from __future__ import annotations
 
 __all__ = [
     "BUDGET_ALLOCATED",
+    "BUDGET_ANCESTORS_REMAINING",
+    "BUDGET_ANCESTORS_SCOPE",
     "BUDGET_ESTIMATE",
     "BUDGET_ESTIMATED",
     "BUDGET_LIMIT",
@@ -26,6 +28,7 @@ __all__ = [
     "BUDGET_PREFIX",
     "BUDGET_REMAINING",
     "BUDGET_RESERVED",
+    "BUDGET_SCOPE",
     "BUDGET_SPENT",
     "BUDGET_STOP_REASON",
     "BUDGET_UNIT",
@@ -121,7 +124,7 @@ SPAN_KIND_RUN = "run"
 
 BUDGET_PREFIX = "budget."
 BUDGET_LIMIT = "budget.limit"
-"""The run's limit in meter units (LLM and run spans)."""
+"""The limit in meter units of the span's level (:data:`BUDGET_SCOPE`; LLM and run spans)."""
 BUDGET_SPENT = "budget.spent"
 """Units spent on the run when the span ended (an LLM call's own usage included)."""
 BUDGET_REMAINING = "budget.remaining"
@@ -143,6 +146,13 @@ BUDGET_STOP_REASON = "budget.stop_reason"
 BUDGET_UTILIZATION = "budget.utilization"
 """Spent / limit at the end of a run."""
 BUDGET_NODE = "budget.node"
+BUDGET_SCOPE = "budget.scope"
+"""The name of the budget level the span's ``budget.limit/spent/remaining`` describe: the
+innermost level of nested budgets (``with_budget(..., name=)``, ``Meter(scope=)``)."""
+BUDGET_ANCESTORS_SCOPE = "budget.ancestors.scope"
+"""The enclosing levels' names, outermost first (nested budgets only; a string array)."""
+BUDGET_ANCESTORS_REMAINING = "budget.ancestors.remaining"
+"""Units left at each enclosing level, in :data:`BUDGET_ANCESTORS_SCOPE` order (an int array)."""
 
 USAGE_INPUT_TOKENS = "budget.usage.input_tokens"
 USAGE_OUTPUT_TOKENS = "budget.usage.output_tokens"

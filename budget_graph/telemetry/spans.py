@@ -142,20 +142,48 @@ def usage_attributes(usage: Usage | Spend) -> dict[str, AttributeValue]:
 def add_budget_attributes(
     attrs: dict[str, AttributeValue], meter: Any, *, run: bool = False
 ) -> None:
-    """Add ``budget.spent/remaining`` read off a meter now, plus ``limit`` and ``unit`` for a run.
+    """Add ``budget.scope/spent/remaining`` read off a meter now (``limit``, ``unit`` for a run).
 
     Every span reads them the same way, when it ends: one moment for both numbers.
+    They describe the meter's own level (the innermost of nested budgets); a meter with
+    a ``parent`` adds its ancestors' names and remaining units, outermost first.
 
     Adds nothing when the meter is unknown or unreachable. Span attributes are the main
     cost of tracing, so node spans skip the run-constant ones.
+
+    Example:
+        >>> from budget_graph import Budget
+        >>> from budget_graph.meter import Meter
+        >>> request = Meter(Budget(max_tokens=100), scope="request")
+        >>> writer = Meter(Budget(max_tokens=40), scope="writer", parent=request)
+        >>> attrs = {}
+        >>> add_budget_attributes(attrs, writer)
+        >>> attrs["budget.scope"], attrs["budget.ancestors.scope"]
+        ('writer', ('request',))
+        >>> attrs["budget.ancestors.remaining"], attrs["budget.remaining"]
+        ((100,), 40)
+
     """
     if meter is None:
         return
     try:
         spent, remaining = int(meter.spent), int(meter.remaining)
         limit = int(meter.limit) if run else None
+        names: list[str] = []
+        left: list[int] = []
+        parent = getattr(meter, "parent", None)
+        while parent is not None:
+            names.append(str(parent.scope))
+            left.append(int(parent.remaining))
+            parent = getattr(parent, "parent", None)
     except Exception:  # noqa: BLE001 - a remote meter may be unreachable; never break a run
         return
+    scope = getattr(meter, "scope", None)
+    if isinstance(scope, str):
+        attrs[A.BUDGET_SCOPE] = scope
+    if names:
+        attrs[A.BUDGET_ANCESTORS_SCOPE] = tuple(reversed(names))
+        attrs[A.BUDGET_ANCESTORS_REMAINING] = tuple(reversed(left))
     attrs[A.BUDGET_SPENT] = spent
     attrs[A.BUDGET_REMAINING] = remaining
     if limit is not None:
