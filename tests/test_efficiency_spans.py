@@ -16,7 +16,9 @@ from budget_graph.efficiency.records import (
     ATTR_TASK,
     SPAN_KIND_LLM,
 )
+from budget_graph.telemetry import attributes as A
 from budget_graph.telemetry import traced
+from budget_graph.testing import BillingFakeChat
 
 
 def fake(output_tokens, input_tokens):
@@ -88,3 +90,31 @@ def test_our_llm_spans_win_over_an_outer_instrumentors_siblings(tracer_provider,
             )
     (record,) = from_spans(span_exporter.get_finished_spans())
     assert (record.prompt_tokens, record.generated_tokens, record.calls) == (10, 5, 1)
+
+
+def test_a_nested_level_does_not_set_the_runs_budget_or_stop_reason(budget_tracer, span_exporter):
+    """The writer runs out of its own 60 tokens; the record is the request's run."""
+    llm = budgeted(BillingFakeChat(texts=["alpha beta gamma delta"]))
+
+    def step(name):
+        return guard(lambda s: (llm.invoke(f"{name} alpha beta gamma", max_tokens=8), {})[1])
+
+    w = StateGraph(BudgetState)
+    for i in range(4):
+        w.add_node(f"w{i}", step(f"w{i}"))
+        w.add_edge(START if i == 0 else f"w{i - 1}", f"w{i}")
+    writer = with_budget(w.compile(), Budget(max_tokens=60), name="writer")
+    r = StateGraph(BudgetState)
+    r.add_node("plan", step("plan"))
+    r.add_node("writer", writer)
+    r.add_edge(START, "plan")
+    r.add_edge("plan", "writer")
+    out = with_budget(r.compile(), Budget(max_tokens=5_000), name="request").invoke({})
+    assert out.get("stop_reason") is None and out["stop_reasons"] == {"writer": "budget"}
+    spans = span_exporter.get_finished_spans()
+    inner = [s for s in spans if A.BUDGET_ANCESTORS_SCOPE in (s.attributes or {})]
+    assert any(s.attributes.get(A.BUDGET_STOP_REASON) == "budget" for s in inner)
+    assert any(s.attributes.get(A.BUDGET_LIMIT) == 60 for s in inner)
+    (record,) = from_spans(spans, task="t", method="m")
+    assert record.budget == 5_000 and record.stop_reason is None
+    assert record.generated_tokens + record.prompt_tokens == out["spend"].total_tokens

@@ -8,8 +8,8 @@ from langgraph.graph import START, StateGraph
 from budget_graph import Budget, BudgetState, budgeted, guard, with_budget
 from budget_graph.context import use_meter
 from budget_graph.meter import Meter
-from budget_graph.telemetry import trace_run
 from budget_graph.telemetry import attributes as A
+from budget_graph.telemetry import trace_run
 from budget_graph.testing import BillingFakeChat
 from tests.fixtures.otel import spans_of_kind
 

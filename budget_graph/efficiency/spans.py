@@ -21,10 +21,13 @@ from budget_graph.efficiency.records import (
     RecordsError,
     RunRecord,
 )
+from budget_graph.telemetry import attributes as _attrs
 
 __all__ = ["from_spans"]
 
 _IDENTITY = (ATTR_TASK, ATTR_METHOD, ATTR_ITEM, ATTR_BUDGET, ATTR_CORRECT, ATTR_STOP_REASON)
+_LEVEL = (ATTR_BUDGET, ATTR_STOP_REASON)
+"""Identity a span of a nested budget level describes for its own level only."""
 
 
 def _hex(value: Any) -> str | None:
@@ -90,7 +93,9 @@ def from_spans(
     the number of spans summed. Identity
     (:data:`ATTR_TASK`, :data:`ATTR_METHOD`, :data:`ATTR_ITEM`, :data:`ATTR_BUDGET`,
     :data:`ATTR_CORRECT`, :data:`ATTR_STOP_REASON`) is read from whichever span of the
-    run carries it; a run without :data:`ATTR_CORRECT` counts as not correct.
+    run carries it; a run without :data:`ATTR_CORRECT` counts as not correct. With
+    nested budgets the record is the outermost level's: the budget and stop reason of
+    an inner level's spans (those carrying ``budget.ancestors.scope``) are not the run's.
 
     Args:
         spans: ``ReadableSpan`` objects, or dicts as ``ReadableSpan.to_json()`` gives
@@ -132,8 +137,9 @@ def from_spans(
     for view in views:
         _, span_id, _, attrs = view
         run = runs.setdefault(run_key(view), {"leaf": [], "ours": [], "attrs": {}})
+        inner = _attrs.BUDGET_ANCESTORS_SCOPE in attrs  # a nested level's limit and stop
         for name in _IDENTITY:
-            if name in attrs:
+            if name in attrs and not (inner and name in _LEVEL):
                 run["attrs"].setdefault(name, attrs[name])
         if ATTR_INPUT_TOKENS in attrs or ATTR_OUTPUT_TOKENS in attrs:
             if attrs.get(ATTR_SPAN_KIND) == SPAN_KIND_LLM:
