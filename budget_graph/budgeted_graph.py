@@ -15,14 +15,15 @@ from langchain_core.runnables.config import (
     patch_config,
 )
 from langgraph.pregel.protocol import PregelProtocol
-from langgraph.types import Overwrite
 
 from budget_graph._internal import observe, threads
 from budget_graph._internal.budget_runs import (
     Run,
     apersist_ending,
     as_child_output,
+    closing_update,
     committed,
+    fresh_input,
     is_resume,
     now,
     persist_ending,
@@ -97,10 +98,8 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
 
     # -- one core per run ---------------------------------------------------------------
 
-    def _open(self, input: Any, config: RunnableConfig | None, view: Any) -> Run:
+    def _open(self, input: Any, cfg: RunnableConfig, parent: Any, view: Any) -> Run:
         """Decide a run's meter, config and input (no I/O: the thread was read already)."""
-        cfg: RunnableConfig = config or {}
-        parent = current_meter(cfg)
         start, used, base, thread_units = Spend(), 0, 0, 0
         resume = is_resume(input)
         if view is not None:
@@ -114,7 +113,8 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
                 used = view.thread_units
         if not resume and isinstance(input, dict):
             stale = view is not None and view.stop_reason is not None
-            input = self._fresh_input(input, stale=stale, nested=parent is not None)
+            nested = parent is not None
+            input = fresh_input(input, self.budget, self.channels, stale=stale, nested=nested)
         scope = self.scope_name
         if parent is not None and scope == self.scope:  # unnamed and nested: the graph's name
             scope = str(self.name)
@@ -124,7 +124,8 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         flags = RunFlags()
         run_config = budget_config(meter, cfg)
         run_config["configurable"][RUN_KEY] = flags
-        if view is not None:
+        threaded = view is not None
+        if threaded:
             # The run's bases ride in the config metadata, which checkpoints keep.
             run_config["metadata"] = {
                 **(cfg.get("metadata") or {}),
@@ -132,26 +133,8 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
                 threads.THREAD_UNITS_KEY: thread_units,
             }
         info = observe.RunInfo(name=str(self.name), meter=meter, config=cfg)
-        threaded = view is not None
-        return Run(meter, run_config, input, start, threaded, parent, flags, info, now(), used)
-
-    def _fresh_input(self, input: dict[str, Any], *, stale: bool, nested: bool) -> dict[str, Any]:
-        channels = getattr(self.graph, "channels", None) or {}
-        out = dict(input)
-        if nested:
-            # The parent's spend stays the parent's: this run's state holds its own spend,
-            # which its output hands back to the parent once.
-            out.pop("spend", None)
-            out.pop("stop_reasons", None)
-        # Every key written: a channel never written is empty, and LangGraph pays an
-        # EmptyChannelError each time a task reads it. A new run also clears the reason the
-        # thread's last run stopped for, past its reducer (Overwrite only then: an empty
-        # channel would store the Overwrite itself).
-        if "budget" in channels:
-            out["budget"] = self.budget
-        if "stop_reason" in channels:
-            out["stop_reason"] = Overwrite(None) if stale else None
-        return out
+        since = now() if threaded else ""  # only a threaded run's end compares times with it
+        return Run(meter, run_config, input, start, threaded, parent, flags, info, since, used)
 
     def _started(self, run: Run) -> None:
         observe.notify("run_started", run.info)
@@ -181,8 +164,9 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         # This run is the callback parent of the graph's own run (astream_events' root).
         manager = get_callback_manager_for_config(cfg).on_chain_start(None, input, **start)
         cfg = patch_config(cfg, callbacks=manager.get_child())
-        view = None if current_meter(cfg) is not None else threads.read_thread(self.graph, cfg)
-        run = self._open(input, cfg, view)
+        parent = current_meter(cfg)
+        view = None if parent is not None else threads.read_thread(self.graph, cfg)
+        run = self._open(input, cfg, parent, view)
         self._started(run)
         missing = None
         try:
@@ -210,10 +194,9 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         callbacks = get_async_callback_manager_for_config(cfg)
         manager = await callbacks.on_chain_start(None, input, **start)
         cfg = patch_config(cfg, callbacks=manager.get_child())
-        view = None
-        if current_meter(cfg) is None:
-            view = await threads.aread_thread(self.graph, cfg)
-        run = self._open(input, cfg, view)
+        parent = current_meter(cfg)
+        view = None if parent is not None else await threads.aread_thread(self.graph, cfg)
+        run = self._open(input, cfg, parent, view)
         self._started(run)
         missing = None
         try:
@@ -247,32 +230,9 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
             run.ended["messages"] = [AIMessage(content=budget_message(exc), name="budget")]
 
     def _closing(self, run: Run, shape: Shape) -> list[Any]:
-        """Chunks of the run's last word: a budget ending, and spend no node wrote to state.
-
-        Calls made outside a guard (a prebuilt agent's model node, a node that raised or
-        paused) were committed on the meter but never written to ``spend``: the run's
-        final state gets them here, once.
-        """
-        latest = run.latest if isinstance(run.latest, dict) else {}
-        update: dict[str, Any] = dict(run.ended or {})
-        if run.flags.low_node and latest.get("stop_reason") is None:
-            update.setdefault("stop_reason", "budget")
-        channels = getattr(self.graph, "channels", None) or {}
-        if "spend" in channels:
-            now = latest.get("spend")
-            now = now if isinstance(now, Spend) else Spend()
-            missing = committed(run) - (now - run.start)
-            if missing.calls > 0 or missing.units > 0:
-                update["spend"] = missing
-        if not update:
-            return []
-        values = {**latest, **update}
-        if "messages" in update:
-            values["messages"] = [*latest.get("messages", ()), *update["messages"]]
-        if "spend" in update:
-            values["spend"] = (latest.get("spend") or Spend()) + update["spend"]
-        run.latest = values
-        return shape.chunks(values, update, "budget")
+        """Chunks of the run's last word (see :func:`closing_update`), if it has one."""
+        update = closing_update(run, self.channels)
+        return shape.chunks(run.latest, update, "budget") if update else []
 
     def _result(self, run: Run, values: Any) -> Any:
         """The run's result (a nested run's: its output for its parent)."""

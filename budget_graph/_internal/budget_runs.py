@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import Command
+from langgraph.types import Command, Overwrite
 
 from budget_graph._internal import observe, threads
 from budget_graph._internal.run_flags import RunFlags
@@ -18,11 +18,13 @@ __all__ = [
     "Run",
     "apersist_ending",
     "as_child_output",
-    "run_meter",
+    "closing_update",
     "committed",
+    "fresh_input",
     "is_resume",
     "now",
     "persist_ending",
+    "run_meter",
 ]
 
 
@@ -49,6 +51,7 @@ class Run:
     flags: RunFlags
     info: observe.RunInfo
     since: str
+    """When the run started (ISO time), for a threaded run; else empty."""
     used: int = 0
     """Units the meter counted as spent when the run started."""
     latest: Any = None
@@ -66,6 +69,55 @@ def committed(run: Run) -> Spend:
 
 def run_meter(budget: Budget, used: int, scope: str, parent: Any) -> Meter:
     return Meter(budget, spent_units=used, scope=scope, parent=parent)
+
+
+def fresh_input(
+    input: dict[str, Any], budget: Budget, channels: Any, *, stale: bool, nested: bool
+) -> dict[str, Any]:
+    """A new run's input: the budget written, a stale stop reason cleared."""
+    out = dict(input)
+    if nested:
+        # The parent's spend stays the parent's: this run's state holds its own spend,
+        # which its output hands back to the parent once.
+        out.pop("spend", None)
+        out.pop("stop_reasons", None)
+    # Every key written: a channel never written is empty, and LangGraph pays an
+    # EmptyChannelError each time a task reads it. A new run also clears the reason the
+    # thread's last run stopped for, past its reducer (Overwrite only then: an empty
+    # channel would store the Overwrite itself).
+    if "budget" in channels:
+        out["budget"] = budget
+    if "stop_reason" in channels:
+        out["stop_reason"] = Overwrite(None) if stale else None
+    return out
+
+
+def closing_update(run: Run, channels: Any) -> dict[str, Any] | None:
+    """The run's last word: a budget ending, and spend no node wrote to state.
+
+    Calls made outside a guard (a prebuilt agent's model node, a node that raised or
+    paused) were committed on the meter but never written to ``spend``: the run's
+    final state gets them here, once. Sets ``run.latest`` to the state with the update.
+    """
+    latest = run.latest if isinstance(run.latest, dict) else {}
+    update: dict[str, Any] = dict(run.ended or {})
+    if run.flags.low_node and latest.get("stop_reason") is None:
+        update.setdefault("stop_reason", "budget")
+    if "spend" in channels:
+        now = latest.get("spend")
+        now = now if isinstance(now, Spend) else Spend()
+        missing = committed(run) - (now - run.start)
+        if missing.calls > 0 or missing.units > 0:
+            update["spend"] = missing
+    if not update:
+        return None
+    values = {**latest, **update}
+    if "messages" in update:
+        values["messages"] = [*latest.get("messages", ()), *update["messages"]]
+    if "spend" in update:
+        values["spend"] = (latest.get("spend") or Spend()) + update["spend"]
+    run.latest = values
+    return update
 
 
 def as_child_output(values: dict[str, Any], parent: Any, scope: str) -> dict[str, Any]:
