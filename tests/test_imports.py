@@ -78,3 +78,13 @@ def test_every_module_opens_with_a_docstring():
         if not (opens and doc and doc.splitlines()[0].strip()):
             missing.append(str(path.relative_to(ROOT.parent)))
     assert not missing, f"modules without a first-line docstring: {missing}"
+
+
+def test_every_module_is_at_most_400_lines():
+    # STYLE.md: modules stay small; split by concept when they grow.
+    lines = {
+        str(p.relative_to(ROOT.parent)): len(p.read_text(encoding="utf-8").splitlines())
+        for p in sorted(ROOT.rglob("*.py"))
+    }
+    long = {name: n for name, n in lines.items() if n > 400}
+    assert not long, f"modules over 400 lines: {long}"
