@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from budget_graph._internal.cli_args import UsageError, runner_kwargs
 from budget_graph.cli import build_parser, main, parse_budget_fractions, parse_budget_tokens
 
 
@@ -52,6 +56,18 @@ def test_bad_bench_input_is_one_line_and_exit_2(
     assert needle in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert not Path("/tmp/bg-cli-never").exists()
+
+
+def test_runner_kwargs_pass_what_the_runner_takes_and_reject_the_rest() -> None:
+    def run(*, budget_tokens: list[int] | None = None, items: Any = None) -> None: ...
+
+    def old_run(*, budgets: list[int] | None = None) -> None: ...
+
+    wanted = {"budget_tokens": [4000], "items": None}
+    assert runner_kwargs("x", SimpleNamespace(run=run), wanted) == {"budget_tokens": [4000]}
+    # A runner that only takes the removed ``budgets`` gets no translation.
+    with pytest.raises(UsageError, match=re.escape("bench x does not take --budget-tokens")):
+        runner_kwargs("x", SimpleNamespace(run=old_run), wanted)
 
 
 def test_bad_out_is_caught_before_any_work(

@@ -118,17 +118,6 @@ def runner_kwargs(task: str, mod: Any, wanted: dict[str, Any]) -> dict[str, Any]
     """The runner's keyword arguments; options it does not take are a usage error."""
     params = inspect.signature(mod.run).parameters
     wanted = {k: v for k, v in wanted.items() if v is not None}
-    if "budget_tokens" not in params and "budgets" in params:
-        # An older runner signature: ``budgets`` in tokens (values <= 10 read as fractions).
-        tokens, fractions = wanted.pop("budget_tokens", None), wanted.pop("budget_fractions", None)
-        if tokens is not None:
-            small = [t for t in tokens if t <= 10]
-            if small:
-                raise UsageError(f"bench {task}: --budget-tokens must be > 10 (got {small[0]})")
-            wanted["budgets"] = tokens
-        elif fractions is not None:
-            mean = float(mod.reference_tokens())
-            wanted["budgets"] = [max(int(round(f * mean)), 11) for f in fractions]
     missing = [k for k in wanted if k not in params]
     if missing:
         raise UsageError(f"bench {task} does not take {', '.join(FLAGS[k] for k in missing)}")
