@@ -42,6 +42,7 @@ from budget_graph.nodes.estimator import Estimator, make_estimator_node
 from budget_graph.nodes.expand import make_expand_node
 from budget_graph.nodes.terminator import make_terminator
 from budget_graph.nodes.tree import (
+    DEFAULT_GAMMA,
     ROOT_ID,
     SearchStats,
     Tree,
@@ -172,7 +173,7 @@ def build_planner(
     judge_samples: int = 3,
     value_cache: ValueCache | None = None,
     lazy_value_at: float | None = None,
-    gamma: float = 0.9,
+    gamma: float = DEFAULT_GAMMA,
     max_depth: int | None = None,
     stop_on_solved: bool = True,
     min_gain: float | None = None,
@@ -201,8 +202,9 @@ def build_planner(
         judge_samples: Judge samples per node for the default judge.
         value_cache: Share judgements across runs (default: a cache per graph).
         lazy_value_at: Stop valuing a batch of siblings once one scores this much.
-        gamma: Discount in the backup V(n) = R(n) + gamma * max V(child) (0.9, as the
-            reference implementation).
+        gamma: Discount in the backup V(n) = R(n) + gamma * max V(child) (default
+            :data:`~budget_graph.nodes.tree.DEFAULT_GAMMA`, 0.9 as in the reference
+            implementation).
         max_depth: Depth limit (default ``task.max_depth``).
         stop_on_solved: Stop at the first verified solution (``stop_reason="solved"``).
         min_gain: ε of the relative-gain stop on the root's backed-up value

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import pickle
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from budget_graph.nodes.tree import (
+    DEFAULT_GAMMA,
     ROOT_ID,
     SearchStats,
     Tree,
@@ -19,6 +22,7 @@ from budget_graph.nodes.tree import (
     merge_tree,
     merge_tree_updates,
 )
+from budget_graph.planner import build_planner
 
 
 def _node(node_id: str, value: float | None = None, status: str = "open") -> TreeNode:
@@ -95,6 +99,14 @@ def test_backup_takes_reward_plus_discounted_best_child_up_to_the_root() -> None
     assert changed["0.0"].value == 2.0 + 0.5 * 10.0
     assert changed[ROOT_ID].value == 0.0 + 0.5 * 7.0
     assert "0.1" not in changed  # siblings are not touched
+
+
+def test_backup_and_the_planner_share_the_documented_default_gamma() -> None:
+    assert DEFAULT_GAMMA == 0.9  # DESIGN.md and docs/planner.md: "γ defaults to 0.9"
+    assert inspect.signature(build_planner).parameters["gamma"].default == DEFAULT_GAMMA
+    t = Tree([_node("0", 0.0, "expanded"), _node("0.0", 2.0)])
+    (root,) = backup(t, ["0.0"])
+    assert root.value == pytest.approx(DEFAULT_GAMMA * 2.0)
 
 
 def test_tree_round_trips_through_the_checkpoint_serializer_and_pickle() -> None:

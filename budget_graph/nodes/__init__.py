@@ -33,6 +33,7 @@ from budget_graph.nodes.estimator import (
 from budget_graph.nodes.expand import is_not_recorded, make_expand_node
 from budget_graph.nodes.terminator import best_node, make_terminator
 from budget_graph.nodes.tree import (
+    DEFAULT_GAMMA,
     ROOT_ID,
     NodeStatus,
     SearchStats,
@@ -55,6 +56,7 @@ from budget_graph.nodes.value import (
 )
 
 __all__ = [
+    "DEFAULT_GAMMA",
     "ROOT_ID",
     "Action",
     "AllocationPolicy",

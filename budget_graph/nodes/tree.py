@@ -19,6 +19,7 @@ from budget_graph._internal.records import record_fields
 from budget_graph.nodes.tree_log import TreeLog
 
 __all__ = [
+    "DEFAULT_GAMMA",
     "ROOT_ID",
     "NodeStatus",
     "SearchStats",
@@ -32,6 +33,11 @@ __all__ = [
 
 ROOT_ID = "0"
 """Id of the root node (the empty partial solution)."""
+
+DEFAULT_GAMMA = 0.9
+"""γ, the discount of the backup V(n) = R(n) + γ·max V(child): 0.9, as in the reference
+implementation (DESIGN.md, docs/planner.md). The default of :func:`backup` and of
+:func:`~budget_graph.planner.build_planner`."""
 
 NodeStatus = Literal["open", "expanded", "solved", "dead", "unexpandable"]
 """``open``: may be expanded; ``expanded``: children made; ``solved``: verified solution;
@@ -297,7 +303,7 @@ def merge_tree_updates(
     return tree
 
 
-def backup(tree: Tree, start: Iterable[str], *, gamma: float = 1.0) -> list[TreeNode]:
+def backup(tree: Tree, start: Iterable[str], *, gamma: float = DEFAULT_GAMMA) -> list[TreeNode]:
     """Re-compute V(n) = R(n) + gamma * max V(child) from ``start`` up to the root.
 
     Only the given nodes and their ancestors are visited (each once), so a backup after
