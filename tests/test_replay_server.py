@@ -68,6 +68,52 @@ def test_n_and_max_completion_tokens(replay_chat_openai, replay_server_clean) ->
     assert cut.response_metadata["finish_reason"] == "length"
 
 
+MUST = "'messages' must be a non-empty array of message objects"
+BAD_MESSAGES = [
+    ({}, f"{MUST} (got nothing)"),
+    ({"messages": "hi"}, f"{MUST} (got a string)"),
+    ({"messages": []}, f"{MUST} (got an empty array)"),
+    ({"messages": [{"role": "user", "content": "hi"}, 3]},
+     "'messages[1]' must be a message object (got a number)"),
+]
+ROUTES = {
+    "openai": "/v1/chat/completions",
+    "groq": "/openai/v1/chat/completions",
+    "anthropic": "/v1/messages",
+    "ollama": "/api/chat",
+}
+
+
+def _error_body(protocol: str, message: str) -> dict:
+    """The 400 body each real API gives a bad field."""
+    if protocol == "anthropic":
+        return {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+    if protocol == "ollama":
+        return {"error": message}
+    error = {"message": message, "type": "invalid_request_error", "param": "messages"}
+    return {"error": {**error, "code": "invalid_request"}}
+
+
+@pytest.mark.parametrize("protocol", list(ROUTES))
+@pytest.mark.parametrize(("fields", "message"), BAD_MESSAGES)
+def test_bad_messages_get_one_text_in_each_protocols_error_shape(
+    replay_server_clean: ReplayServer, protocol: str, fields: dict, message: str
+) -> None:
+    body = {"model": "gpt-4", "max_tokens": 5, **fields}
+    r = httpx.post(f"{replay_server_clean.root_url}{ROUTES[protocol]}", json=body)
+    assert r.status_code == 400
+    assert r.json() == _error_body(protocol, message)
+    assert replay_server_clean.usage()["requests"] == 0  # refused before any billing
+
+
+def test_the_openai_sdk_reads_the_bad_field(replay_server_clean: ReplayServer) -> None:
+    client = openai.OpenAI(base_url=replay_server_clean.base_url, api_key="replay", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="gpt-4", messages=[])
+    assert info.value.param == "messages" and info.value.code == "invalid_request"
+    assert info.value.body["message"] == BAD_MESSAGES[2][1]
+
+
 def test_not_recorded_is_a_400_naming_the_reason(replay_chat_openai) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         replay_chat_openai(max_retries=0).invoke(PROMPT.replace("4 5 6 10", "4 5 6 11"))

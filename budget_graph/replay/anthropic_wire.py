@@ -9,7 +9,16 @@ from typing_extensions import override
 
 from budget_graph.replay.chat_model import split_stream_chunks
 from budget_graph.replay.store import ReplayResponse
-from budget_graph.replay.wire import Protocol, Request, sse_event, stop_list, text_of
+from budget_graph.replay.wire import (
+    InvalidFieldError,
+    Protocol,
+    Request,
+    error_type,
+    messages_of,
+    sse_event,
+    stop_list,
+    text_of,
+)
 
 __all__ = ["AnthropicMessages"]
 
@@ -24,11 +33,11 @@ class AnthropicMessages(Protocol):
 
     @override
     def parse(self, body: Mapping[str, Any]) -> Request:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("messages: must be a non-empty list")
+        messages = messages_of(body)
         if not isinstance(body.get("max_tokens"), int):
-            raise ValueError(f"max_tokens: Field required (got {body.get('max_tokens')!r})")
+            raise InvalidFieldError(
+                "max_tokens", f"max_tokens: Field required (got {body.get('max_tokens')!r})"
+            )
         system = text_of(body.get("system"))
         chat = [
             {"role": m.get("role", "user"), "content": text_of(m.get("content"))} for m in messages
@@ -130,10 +139,7 @@ class AnthropicMessages(Protocol):
         return out
 
     @override
-    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
-        kind = (
-            "rate_limit_error"
-            if status == 429
-            else ("api_error" if status >= 500 else "invalid_request_error")
-        )
-        return {"type": "error", "error": {"type": kind, "message": message}}
+    def error(
+        self, status: int, message: str, code: str, param: str | None = None
+    ) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": error_type(status), "message": message}}

@@ -20,7 +20,14 @@ from typing_extensions import override
 from budget_graph.replay.anthropic_wire import AnthropicMessages
 from budget_graph.replay.chat_model import split_stream_chunks
 from budget_graph.replay.store import ReplayResponse
-from budget_graph.replay.wire import Protocol, Request, sse_event, stop_list, text_of
+from budget_graph.replay.wire import (
+    Protocol,
+    Request,
+    messages_of,
+    sse_event,
+    stop_list,
+    text_of,
+)
 
 __all__ = [
     "PROTOCOLS",
@@ -40,9 +47,7 @@ class OpenAIChat(Protocol):
 
     @override
     def parse(self, body: Mapping[str, Any]) -> Request:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("'messages' must be a non-empty list")
+        messages = messages_of(body)
         param = next((k for k in ("max_completion_tokens", "max_tokens") if k in body), None)
         return Request(
             messages=messages,
@@ -159,9 +164,7 @@ class OllamaChat(Protocol):
 
     @override
     def parse(self, body: Mapping[str, Any]) -> Request:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("messages: must be a non-empty list")
+        messages = messages_of(body)
         options = body.get("options") or {}
         cap = options.get("num_predict")
         cap = cap if isinstance(cap, int) and cap > 0 else None  # -1/-2: no limit
@@ -225,7 +228,9 @@ class OllamaChat(Protocol):
         return [f"{line}\n".encode() for line in lines]
 
     @override
-    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
+    def error(
+        self, status: int, message: str, code: str, param: str | None = None
+    ) -> dict[str, Any]:
         return {"error": message}
 
 

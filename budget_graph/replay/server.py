@@ -37,6 +37,7 @@ from budget_graph.replay.format import DATASETS
 from budget_graph.replay.ledger import BillingEntry, Ledger, guarded
 from budget_graph.replay.protocols import PROTOCOLS, Protocol
 from budget_graph.replay.store import NotRecordedError, ReplayError, ReplayStore
+from budget_graph.replay.wire import InvalidFieldError
 
 __all__ = ["BillingEntry", "ReplayServer", "add_serve_parser", "create_app", "main", "serve"]
 
@@ -48,10 +49,11 @@ def _error(
     code: str,
     protocol: Protocol | None = None,
     headers: dict[str, str] | None = None,
+    param: str | None = None,
 ) -> Any:
     from starlette.responses import JSONResponse
 
-    body = (protocol or PROTOCOLS["openai"]).error(status, message, code)
+    body = (protocol or PROTOCOLS["openai"]).error(status, message, code, param)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -106,7 +108,8 @@ def create_app(store: ReplayStore | None = None, *, fault: Fault | None = None) 
         try:
             req = protocol.parse(body if isinstance(body, dict) else {})
         except (TypeError, ValueError) as exc:
-            return _error(400, str(exc), code="invalid_request", protocol=protocol)
+            param = exc.param if isinstance(exc, InvalidFieldError) else None
+            return _error(400, str(exc), code="invalid_request", protocol=protocol, param=param)
         seen: dict[str, Any] = {
             "protocol": protocol.name,
             "max_tokens": req.max_tokens,

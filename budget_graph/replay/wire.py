@@ -13,7 +13,70 @@ from typing import Any, ClassVar
 
 from budget_graph.replay.store import ReplayResponse
 
-__all__ = ["Protocol", "Request", "sse_event", "stop_list", "text_of"]
+__all__ = [
+    "InvalidFieldError",
+    "Protocol",
+    "Request",
+    "error_type",
+    "messages_of",
+    "sse_event",
+    "stop_list",
+    "text_of",
+]
+
+
+class InvalidFieldError(ValueError):
+    """A request field the server cannot read; ``param`` names it (OpenAI's ``error.param``)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.param, str(self)))
+
+
+_JSON_TYPES = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def messages_of(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A request's ``messages``: a non-empty array of message objects.
+
+    The one check of every protocol, so all say the same thing about the same mistake.
+
+    Raises:
+        InvalidFieldError: Naming the field and the JSON type it got, e.g.
+            ``'messages' must be a non-empty array of message objects (got a string)``.
+
+    """
+    value = body.get("messages")
+    if not isinstance(value, list) or not value:
+        if "messages" not in body:
+            got = "nothing"
+        else:
+            got = "an empty array" if value == [] else _json_type(value)
+        raise InvalidFieldError(
+            "messages", f"'messages' must be a non-empty array of message objects (got {got})"
+        )
+    for i, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise InvalidFieldError(
+                "messages",
+                f"'messages[{i}]' must be a message object (got {_json_type(message)})",
+            )
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +130,20 @@ class Protocol:
         """The streamed response, event by event."""
         raise NotImplementedError
 
-    def error(self, status: int, message: str, code: str) -> dict[str, Any]:
-        """An error body in this protocol's shape."""
-        kind = (
-            "rate_limit_error"
-            if status == 429
-            else ("api_error" if status >= 500 else "invalid_request_error")
-        )
-        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    def error(
+        self, status: int, message: str, code: str, param: str | None = None
+    ) -> dict[str, Any]:
+        """An error body in this protocol's shape (``param``: the request field at fault)."""
+        return {
+            "error": {"message": message, "type": error_type(status), "param": param, "code": code}
+        }
+
+
+def error_type(status: int) -> str:
+    """The ``error.type`` OpenAI and Anthropic give an HTTP status."""
+    if status == 429:
+        return "rate_limit_error"
+    return "api_error" if status >= 500 else "invalid_request_error"
 
 
 def text_of(content: Any) -> str:
