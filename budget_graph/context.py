@@ -61,11 +61,32 @@ def run_base_units(config: RunnableConfig | None = None) -> int:
 
 
 def current_meter(config: RunnableConfig | None = None) -> Any:
-    """The meter of the current run: from ``config``, the active runnable config, or context."""
+    """The meter of the current run: from ``config``, the active runnable config, or context.
+
+    When both the config and :func:`use_meter` name a meter and the context's is nested
+    in the config's (e.g. an agent's limit made current inside its tools, while the run
+    config still carries the enclosing graph's meter), the innermost one is returned:
+    reserving on it holds every level, so the tightest budget decides.
+    """
     # Read the active config without ensure_config(), which copies it (hot path: per call).
     cfg = config if config is not None else var_child_runnable_config.get()
     meter = ((cfg or {}).get("configurable") or {}).get(METER_KEY)
-    return meter if meter is not None else _meter_var.get()
+    inner = _meter_var.get()
+    if meter is None:
+        return inner
+    if inner is None or inner is meter:
+        return meter
+    return inner if _nested_in(inner, meter) else meter
+
+
+def _nested_in(meter: Any, ancestor: Any) -> bool:
+    """Whether ``ancestor`` encloses ``meter`` (is on its chain of parents)."""
+    parent = getattr(meter, "parent", None)
+    while parent is not None:
+        if parent is ancestor:
+            return True
+        parent = getattr(parent, "parent", None)
+    return False
 
 
 def as_meter(meter: Any) -> BaseMeter | None:

@@ -34,18 +34,29 @@ class AgentMeter(Meter):
         """One level; ``spent_units`` were spent before this meter (not ``committed``)."""
         super().__init__(budget, spent_units=spent_units, scope=scope, parent=parent)
         self._base = spent_units
+        self.owner: Any = None
+        """The middleware whose limits these are (set by :meth:`chain`)."""
+        self.enclosing: BaseMeter | None = None
+        """The meter the agent's limits are nested in (that of the run around the agent)."""
 
     @classmethod
     def chain(
-        cls, levels: Sequence[tuple[str, Budget, int]], *, parent: BaseMeter | None = None
+        cls,
+        levels: Sequence[tuple[str, Budget, int]],
+        *,
+        parent: BaseMeter | None = None,
+        owner: Any = None,
     ) -> AgentMeter:
         """Nest ``(scope, budget, spent_units)`` levels, outermost first, inside ``parent``."""
         if not levels:
             raise ValueError("AgentMeter needs at least one limit (got none)")
+        enclosing = parent
         for scope, budget, spent in levels[:-1]:
             parent = Meter(budget, spent_units=spent, scope=scope, parent=parent)
         scope, budget, spent = levels[-1]
-        return cls(budget, spent_units=spent, scope=scope, parent=parent)
+        meter = cls(budget, spent_units=spent, scope=scope, parent=parent)
+        meter.owner, meter.enclosing = owner, enclosing
+        return meter
 
     @property
     def committed(self) -> int:

@@ -237,13 +237,12 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
             spent = max(int(state.get("run_token_spend") or 0) + extra_spent, 0)
             levels.append((run_scope, self._budget(run_limit, reserve), spent))
         # Nested budgets (#25): inside a budgeted run, the agent's limits are levels under
-        # that run's meter (inside this agent's own tools, under what encloses the agent).
+        # that run's meter (inside this agent's own tools, under what encloses the agent;
+        # inside another agent's tools, under that agent's limits).
         enclosing = current_meter()
-        if isinstance(enclosing, AgentMeter):
-            enclosing = getattr(enclosing, "enclosing", None)
-        meter = AgentMeter.chain(levels, parent=enclosing)
-        meter.enclosing = enclosing  # type: ignore[attr-defined]
-        return meter
+        if isinstance(enclosing, AgentMeter) and enclosing.owner is self:
+            enclosing = enclosing.enclosing
+        return AgentMeter.chain(levels, parent=enclosing, owner=self)
 
     def spent(self, state: Mapping[str, Any]) -> tuple[int, int]:
         """Units the run and the thread have spent, from ``state``."""
