@@ -8,19 +8,16 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import (
-    ensure_config,
-    get_async_callback_manager_for_config,
-    get_callback_manager_for_config,
-    patch_config,
-)
+from langchain_core.runnables.config import ensure_config
 from langgraph.pregel.protocol import PregelProtocol
 
 from budget_graph._internal import observe, threads
 from budget_graph._internal.budget_runs import (
     Run,
+    acallback_run,
     apersist_ending,
     as_child_output,
+    callback_run,
     closing_update,
     committed,
     fresh_input,
@@ -98,7 +95,9 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
 
     # -- one core per run ---------------------------------------------------------------
 
-    def _open(self, input: Any, cfg: RunnableConfig, parent: Any, view: Any) -> Run:
+    def _open(
+        self, input: Any, cfg: RunnableConfig, parent: Any, view: Any, *, own_run: bool
+    ) -> Run:
         """Decide a run's meter, config and input (no I/O: the thread was read already)."""
         start, used, base, thread_units = Spend(), 0, 0, 0
         resume = is_resume(input)
@@ -132,7 +131,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
                 BASE_UNITS_KEY: base,
                 threads.THREAD_UNITS_KEY: thread_units,
             }
-        info = observe.RunInfo(name=str(self.name), meter=meter, config=cfg)
+        info = observe.RunInfo(name=str(self.name), meter=meter, config=cfg if own_run else None)
         since = now() if threaded else ""  # only a threaded run's end compares times with it
         return Run(meter, run_config, input, start, threaded, parent, flags, info, since, used)
 
@@ -147,26 +146,22 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
             observe.emit("budget.unrecorded_spend", units=missing.units, calls=missing.calls)
         observe.notify("run_finished", info)
 
-    def _callbacks(self, config: RunnableConfig | None) -> tuple[RunnableConfig, dict[str, Any]]:
-        """The caller's config completed, and how to open this run's callback run."""
+    def _config(self, config: RunnableConfig | None) -> RunnableConfig:
+        """The caller's config completed."""
         cfg = ensure_config(config)
         # ensure_config fills in LangGraph's default recursion_limit (25), which would then
         # override a limit the wrapped graph was given (graph.with_config(recursion_limit=))
         bound = (getattr(self.graph, "config", None) or {}).get("recursion_limit")
         if bound is not None and "recursion_limit" not in (config or {}):
             cfg["recursion_limit"] = bound
-        start = {"name": self.get_name(), "run_id": cfg.pop("run_id", None)}  # type: ignore[misc]
-        return cfg, start
+        return cfg
 
     @contextmanager
     def _session(self, input: Any, config: RunnableConfig | None) -> Iterator[Run]:
-        cfg, start = self._callbacks(config)
-        # This run is the callback parent of the graph's own run (astream_events' root).
-        manager = get_callback_manager_for_config(cfg).on_chain_start(None, input, **start)
-        cfg = patch_config(cfg, callbacks=manager.get_child())
+        cfg, manager = callback_run(self._config(config), input, self.get_name())
         parent = current_meter(cfg)
         view = None if parent is not None else threads.read_thread(self.graph, cfg)
-        run = self._open(input, cfg, parent, view)
+        run = self._open(input, cfg, parent, view, own_run=bool(manager.handlers))
         self._started(run)
         missing = None
         try:
@@ -190,13 +185,10 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
 
     @asynccontextmanager
     async def _asession(self, input: Any, config: RunnableConfig | None) -> AsyncIterator[Run]:
-        cfg, start = self._callbacks(config)
-        callbacks = get_async_callback_manager_for_config(cfg)
-        manager = await callbacks.on_chain_start(None, input, **start)
-        cfg = patch_config(cfg, callbacks=manager.get_child())
+        cfg, manager = await acallback_run(self._config(config), input, self.get_name())
         parent = current_meter(cfg)
         view = None if parent is not None else await threads.aread_thread(self.graph, cfg)
-        run = self._open(input, cfg, parent, view)
+        run = self._open(input, cfg, parent, view, own_run=bool(manager.handlers))
         self._started(run)
         missing = None
         try:

@@ -6,7 +6,13 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import (
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+    patch_config,
+)
 from langgraph.types import Command, Overwrite
 
 from budget_graph._internal import observe, threads
@@ -16,8 +22,10 @@ from budget_graph.meter import Meter
 
 __all__ = [
     "Run",
+    "acallback_run",
     "apersist_ending",
     "as_child_output",
+    "callback_run",
     "closing_update",
     "committed",
     "fresh_input",
@@ -58,6 +66,35 @@ class Run:
     """The last full state the run streamed."""
     ended: dict[str, Any] | None = field(default=None)
     """The update the run ended with when the budget refused a call outside a guard."""
+
+
+# A run's own callback run is the callback parent of the graph's run (astream_events'
+# root). It is opened only when a handler would receive it (the caller's callbacks,
+# LangChain's configure hooks and tracers, an instrumentor's): without one it is
+# unobservable, and LangGraph does per-task work for a callback manager even when it has
+# no handler. Then the caller's config passes through and the run ends on a no-op manager.
+
+
+def callback_run(
+    cfg: RunnableConfig, input: Any, name: str
+) -> tuple[RunnableConfig, CallbackManagerForChainRun]:
+    """The run's config and callback run (a no-op one when no handler would see it)."""
+    callbacks = get_callback_manager_for_config(cfg)
+    if not callbacks.handlers:
+        return cfg, CallbackManagerForChainRun.get_noop_manager()
+    manager = callbacks.on_chain_start(None, input, name=name, run_id=cfg.get("run_id"))
+    return patch_config(cfg, callbacks=manager.get_child()), manager
+
+
+async def acallback_run(
+    cfg: RunnableConfig, input: Any, name: str
+) -> tuple[RunnableConfig, AsyncCallbackManagerForChainRun]:
+    """Async :func:`callback_run`."""
+    callbacks = get_async_callback_manager_for_config(cfg)
+    if not callbacks.handlers:
+        return cfg, AsyncCallbackManagerForChainRun.get_noop_manager()
+    manager = await callbacks.on_chain_start(None, input, name=name, run_id=cfg.get("run_id"))
+    return patch_config(cfg, callbacks=manager.get_child()), manager
 
 
 def committed(run: Run) -> Spend:
