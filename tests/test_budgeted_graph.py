@@ -24,13 +24,13 @@ from budget_graph import (
     Budget,
     BudgetState,
     budget_edge,
-    budget_tools_condition,
     budgeted,
     guard,
     with_budget,
 )
 from budget_graph._internal import observe
 from budget_graph.testing import BillingFakeChat, ScriptedToolModel, turn
+from tests.conformance.graphs import lookup, react_builder
 
 TEXT = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu"
 
@@ -294,47 +294,10 @@ def test_a_thread_limit_counts_forks_from_earlier_checkpoints():
     assert first["spend"].units + sum(o["spend"].units for o in outs) == sum(fake.billed)
 
 
-@tool
-def lookup(q: str) -> str:
-    """Look something up."""
-    return f"facts about {q}"
-
-
-def react_graph(model: ScriptedToolModel, *, guarded_router: bool) -> Any:
-    class S(MessagesState, BudgetState):
-        pass
-
-    llm, final_llm = budgeted(model), budgeted(model, final=True)
-
-    @guard
-    def agent(state: dict) -> dict:
-        return {"messages": [llm.bind_tools([lookup]).invoke(state["messages"])]}
-
-    @guard
-    def final(state: dict) -> dict:
-        return {"messages": [final_llm.invoke(state["messages"])]}
-
-    b = StateGraph(S)
-    b.add_node("agent", agent)
-    b.add_node("tools", guard(ToolNode([lookup])))
-    b.add_node("final", final)
-    b.add_edge(START, "agent")
-    if guarded_router:
-        b.add_conditional_edges("agent", budget_tools_condition(), ["tools", "final", END])
-        b.add_conditional_edges("tools", budget_edge(ok="agent", low="final"), ["agent", "final"])
-    else:
-        from langgraph.prebuilt import tools_condition
-
-        b.add_conditional_edges("agent", tools_condition, ["tools", END])
-        b.add_edge("tools", "agent")
-    b.add_edge("final", END)
-    return b.compile()
-
-
 def test_guard_on_a_tool_node_and_a_budget_router_keep_the_final_answer():
     model = ScriptedToolModel(steps=[turn(("lookup", {"q": "x"}), output_tokens=30)] * 9)
     budget = Budget(max_tokens=700, reserve=150)
-    out = with_budget(react_graph(model, guarded_router=True), budget).invoke(
+    out = with_budget(react_builder(model).compile(), budget).invoke(
         {"messages": [HumanMessage("find x")]}
     )
     last = out["messages"][-1]
@@ -346,9 +309,8 @@ def test_guard_on_a_tool_node_and_a_budget_router_keep_the_final_answer():
 def test_tools_condition_alone_ends_on_a_tool_result():
     # What the budget router fixes: with tools_condition the run ends on a ToolMessage.
     model = ScriptedToolModel(steps=[turn(("lookup", {"q": "x"}), output_tokens=30)] * 9)
-    out = with_budget(react_graph(model, guarded_router=False), Budget(max_tokens=700)).invoke(
-        {"messages": [HumanMessage("find x")]}
-    )
+    app = with_budget(react_builder(model, guarded_router=False).compile(), Budget(max_tokens=700))
+    out = app.invoke({"messages": [HumanMessage("find x")]})
     assert out["messages"][-1].type == "tool"
     assert out["stop_reason"] == "budget"
 

@@ -26,22 +26,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from langchain_core.messages import HumanMessage
-from langchain_core.tools import tool
-from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.prebuilt import ToolNode
+from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Send, interrupt
 
 from budget_graph import (
     Budget,
     BudgetState,
-    budget_edge,
-    budget_tools_condition,
     budgeted,
     guard,
     with_budget,
 )
 from budget_graph._internal import observe
 from budget_graph.testing import BillingFakeChat, ScriptedToolModel, turn
+from tests.conformance.graphs import lookup, react_builder
 
 __all__ = ["CELLS", "Cell", "Env", "Outcome", "arun_cell", "run_cell"]
 
@@ -219,36 +216,8 @@ class Steps(BudgetState):
     steps: Annotated[list[str], operator.add]
 
 
-@tool
-def lookup(q: str) -> str:
-    """Look something up."""
-    return f"facts about {q}"
-
-
 def _react(models: Models) -> StateGraph:
-    class S(MessagesState, BudgetState):
-        pass
-
-    model = models.tool_model()
-    llm, final_llm = budgeted(model), budgeted(model, final=True)
-
-    @guard
-    def agent(state: dict) -> dict:
-        return {"messages": [llm.bind_tools([lookup]).invoke(state["messages"])]}
-
-    @guard
-    def final(state: dict) -> dict:
-        return {"messages": [final_llm.invoke(state["messages"])]}
-
-    b = StateGraph(S)
-    b.add_node("agent", agent)
-    b.add_node("tools", guard(ToolNode([lookup])))
-    b.add_node("final", final)
-    b.add_edge(START, "agent")
-    b.add_conditional_edges("agent", budget_tools_condition(), ["tools", "final", END])
-    b.add_conditional_edges("tools", budget_edge(ok="agent", low="final"), ["agent", "final"])
-    b.add_edge("final", END)
-    return b
+    return react_builder(models.tool_model())
 
 
 def _fanout(models: Models, branches: int = 8) -> StateGraph:
@@ -522,15 +491,14 @@ def _finish(
     spend = state.get("spend")
     tokens = spend.total_tokens if spend is not None else 0
     if cell.pattern == "fork" and saver is not None and first_cfg is not None:
-        tokens = _thread_tokens(app, first_cfg)
+        tokens = _branch_tokens(list(app.get_state_history(first_cfg)))
     meter = app.last_meter
     refused = bool(getattr(meter, "refused", 0))
     return Outcome(models.billed(), limit, tokens, state.get("stop_reason"), refused, runs)
 
 
-def _thread_tokens(app: Any, cfg: dict) -> int:
+def _branch_tokens(history: list[Any]) -> int:
     """Tokens of every branch of a forked thread: the sum of each checkpoint's increment."""
-    history = list(app.get_state_history(cfg))
     by_id = {h.config["configurable"]["checkpoint_id"]: h for h in history}
     total = 0
     for h in history:
@@ -604,26 +572,13 @@ async def arun_cell(cell: Cell, env: Env, limit: int) -> Outcome:
                     continue
                 runs.append(counter.finished - before)
             if cell.pattern == "fork" and saver is not None:
-                tokens = await _athread_tokens(app, cfg)
+                tokens = _branch_tokens([h async for h in app.aget_state_history(cfg)])
                 out = _finish(cell, models, app, limit, state, runs, None, None)
                 out.state_tokens = tokens
                 return out
             return _finish(cell, models, app, limit, state, runs, None, saver)
     finally:
         observe.remove_observer(counter)
-
-
-async def _athread_tokens(app: Any, cfg: dict) -> int:
-    history = [h async for h in app.aget_state_history(cfg)]
-    by_id = {h.config["configurable"]["checkpoint_id"]: h for h in history}
-    total = 0
-    for h in history:
-        spend = h.values.get("spend")
-        parent = h.parent_config and by_id.get(h.parent_config["configurable"]["checkpoint_id"])
-        before = parent.values.get("spend") if parent else None
-        now = spend.total_tokens if spend is not None else 0
-        total += now - (before.total_tokens if before is not None else 0)
-    return total
 
 
 def _resume_elsewhere(cell: Cell, env: Env, cfg: dict | None, limit: int) -> dict:
