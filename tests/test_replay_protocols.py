@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -109,6 +110,22 @@ def test_ollama_non_streaming_body(replay_server_clean: ReplayServer) -> None:
     assert body["done"] and body["done_reason"] == "length"
     assert (body["prompt_eval_count"], body["eval_count"]) == (PROMPT_TOKENS, 7)
     assert body["message"]["role"] == "assistant" and body["message"]["content"]
+
+
+def test_anthropic_body_and_stream_say_why_they_stopped(replay_server_clean: ReplayServer) -> None:
+    url = f"{replay_server_clean.root_url}/v1/messages"
+    req = {"model": "m", "max_tokens": 7, "messages": [{"role": "user", "content": PROMPT}]}
+    body = httpx.post(url, json=req).json()
+    assert (body["type"], body["role"], body["model"]) == ("message", "assistant", "m")
+    assert (body["stop_reason"], body["stop_sequence"]) == ("max_tokens", None)
+    assert (body["usage"]["input_tokens"], body["usage"]["output_tokens"]) == (PROMPT_TOKENS, 7)
+    text = httpx.post(url, json={**req, "stream": True}).text
+    events = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+    start = events[0]["message"]
+    assert (start["content"], start["stop_reason"], start["stop_sequence"]) == ([], None, None)
+    (delta,) = [e for e in events if e["type"] == "message_delta"]
+    assert delta["delta"] == {"stop_reason": "max_tokens", "stop_sequence": None}
+    assert delta["usage"]["output_tokens"] == 7
 
 
 def test_anthropic_requires_max_tokens(replay_server_clean: ReplayServer) -> None:

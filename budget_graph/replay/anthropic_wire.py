@@ -8,13 +8,14 @@ from typing import Any
 from typing_extensions import override
 
 from budget_graph.replay.chat_model import split_stream_chunks
-from budget_graph.replay.store import ReplayResponse
+from budget_graph.replay.store import ReplayChoice, ReplayResponse
 from budget_graph.replay.wire import (
     InvalidFieldError,
     Protocol,
     Request,
     error_type,
     messages_of,
+    plain_messages,
     sse_event,
     stop_list,
     text_of,
@@ -24,6 +25,26 @@ __all__ = ["AnthropicMessages"]
 
 
 _ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens"}
+
+
+def _stop_reason(choice: ReplayChoice) -> str:
+    return _ANTHROPIC_STOP.get(choice.finish_reason, "end_turn")
+
+
+def _message(
+    rid: str, model: str, content: list[dict[str, Any]], stop: str | None, usage: dict[str, int]
+) -> dict[str, Any]:
+    """A Messages API ``message``: the response body, or the one ``message_start`` carries."""
+    return {
+        "id": rid,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": None,
+        "usage": usage,
+    }
 
 
 class AnthropicMessages(Protocol):
@@ -39,9 +60,7 @@ class AnthropicMessages(Protocol):
                 "max_tokens", f"max_tokens: Field required (got {body.get('max_tokens')!r})"
             )
         system = text_of(body.get("system"))
-        chat = [
-            {"role": m.get("role", "user"), "content": text_of(m.get("content"))} for m in messages
-        ]
+        chat = plain_messages(messages)
         if system:
             chat.insert(0, {"role": "system", "content": system})
         return Request(
@@ -67,36 +86,13 @@ class AnthropicMessages(Protocol):
     @override
     def body(self, rid: str, model: str, resp: ReplayResponse) -> dict[str, Any]:
         choice = resp.choices[0]
-        return {
-            "id": rid,
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": choice.text}],
-            "stop_reason": _ANTHROPIC_STOP.get(choice.finish_reason, "end_turn"),
-            "stop_sequence": None,
-            "usage": self._usage(resp),
-        }
+        content = [{"type": "text", "text": choice.text}]
+        return _message(rid, model, content, _stop_reason(choice), self._usage(resp))
 
     @override
-    def events(
-        self,
-        rid: str,
-        model: str,
-        resp: ReplayResponse,
-        req: Request,
-    ) -> list[bytes]:
+    def events(self, rid: str, model: str, resp: ReplayResponse, req: Request) -> list[bytes]:
         choice = resp.choices[0]
-        start: dict[str, Any] = {
-            "id": rid,
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {**self._usage(resp), "output_tokens": 1},
-        }
+        start = _message(rid, model, [], None, {**self._usage(resp), "output_tokens": 1})
         out = [
             sse_event({"type": "message_start", "message": start}, "message_start"),
             sse_event(
@@ -127,7 +123,7 @@ class AnthropicMessages(Protocol):
                 {
                     "type": "message_delta",
                     "delta": {
-                        "stop_reason": _ANTHROPIC_STOP.get(choice.finish_reason, "end_turn"),
+                        "stop_reason": _stop_reason(choice),
                         "stop_sequence": None,
                     },
                     "usage": self._usage(resp),

@@ -24,9 +24,9 @@ from budget_graph.replay.wire import (
     Protocol,
     Request,
     messages_of,
+    plain_messages,
     sse_event,
     stop_list,
-    text_of,
 )
 
 __all__ = [
@@ -89,13 +89,7 @@ class OpenAIChat(Protocol):
         }
 
     @override
-    def events(
-        self,
-        rid: str,
-        model: str,
-        resp: ReplayResponse,
-        req: Request,
-    ) -> list[bytes]:
+    def events(self, rid: str, model: str, resp: ReplayResponse, req: Request) -> list[bytes]:
         created = int(time.time())
 
         def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
@@ -168,9 +162,7 @@ class OllamaChat(Protocol):
         options = body.get("options") or {}
         cap = options.get("num_predict")
         cap = cap if isinstance(cap, int) and cap > 0 else None  # -1/-2: no limit
-        chat = [
-            {"role": m.get("role", "user"), "content": text_of(m.get("content"))} for m in messages
-        ]
+        chat = plain_messages(messages)
         return Request(
             messages=chat,
             n=1,
@@ -206,13 +198,7 @@ class OllamaChat(Protocol):
         return out
 
     @override
-    def events(
-        self,
-        rid: str,
-        model: str,
-        resp: ReplayResponse,
-        req: Request,
-    ) -> list[bytes]:
+    def events(self, rid: str, model: str, resp: ReplayResponse, req: Request) -> list[bytes]:
         lines = [
             json.dumps(
                 {

@@ -19,6 +19,7 @@ __all__ = [
     "Request",
     "error_type",
     "messages_of",
+    "plain_messages",
     "sse_event",
     "stop_list",
     "text_of",
@@ -144,6 +145,11 @@ def error_type(status: int) -> str:
     if status == 429:
         return "rate_limit_error"
     return "api_error" if status >= 500 else "invalid_request_error"
+
+
+def plain_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as OpenAI ``{"role", "content"}`` dicts with text content (blocks joined)."""
+    return [{"role": m.get("role", "user"), "content": text_of(m.get("content"))} for m in messages]
 
 
 def text_of(content: Any) -> str:
