@@ -18,6 +18,7 @@ from budget_graph._internal.cli_args import (
     Parser,
     UsageError,
     add_convert_args,
+    add_serve_args,
     check_file,
     check_out_dir,
     parse_budget_fractions,
@@ -223,29 +224,9 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    if not 0 <= args.port <= 65535:
-        raise UsageError(f"--port must be 0..65535 (got {args.port})")
-    from budget_graph.replay.faults import parse_fault
-    from budget_graph.replay.format import DATASETS
-    from budget_graph.replay.server import serve
+    from budget_graph.replay.server import serve_from_args
 
-    bad = [d for d in args.datasets or () if d not in DATASETS]
-    if bad:
-        raise UsageError(f"unknown --datasets {bad}; valid: {', '.join(DATASETS)}")
-    try:
-        fault = parse_fault(args.fault) if args.fault else None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    serve(
-        args.host,
-        args.port,
-        datasets=args.datasets,
-        seed=args.seed,
-        on_exhausted=args.on_exhausted,
-        fault=fault,
-        log_level=args.log_level,
-    )
-    return 0
+    return serve_from_args(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,36 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve-replay", help="serve recorded completions over an OpenAI-compatible HTTP API"
     )
-    serve.add_argument(
-        "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)"
-    )
-    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
-    serve.add_argument(
-        "--datasets",
-        nargs="*",
-        default=None,
-        metavar="NAME",
-        help="shipped recordings to serve (default: all)",
-    )
-    serve.add_argument(
-        "--seed", type=int, default=None, help="shuffle each request's completions with this seed"
-    )
-    serve.add_argument(
-        "--on-exhausted",
-        choices=["cycle", "error"],
-        default="cycle",
-        help="when a request's recorded completions run out: start over "
-        "(cycle, default) or answer an error",
-    )
-    serve.add_argument(
-        "--fault", default=None, help="fault for every request, e.g. '429', 'latency=0.2', 'drop=3'"
-    )
-    serve.add_argument(
-        "--log-level",
-        default="info",
-        choices=["critical", "error", "warning", "info", "debug", "trace"],
-        help="server log level (default: info)",
-    )
+    add_serve_args(serve)
     serve.set_defaults(func=_serve)
     return parser
 

@@ -11,7 +11,7 @@ from langchain_core.messages import HumanMessage
 
 from budget_graph.accounting import count_messages
 from budget_graph.replay.faults import Fault, parse_fault
-from budget_graph.replay.server import ReplayServer
+from budget_graph.replay.server import ReplayServer, main
 from budget_graph.tasks.game24 import Game24Task
 
 pytestmark = pytest.mark.integration
@@ -188,3 +188,17 @@ def test_parse_fault_errors() -> None:
         Fault(status=404)
 
 
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--port", "70000"], "--port must be 0..65535 (got 70000)"),
+        (["serve-replay", "--datasets", "nope"], "unknown --datasets ['nope']; valid: "),
+        (["--fault", "boom"], "Unknown fault part: 'boom' in 'boom'"),
+    ],
+)
+def test_python_m_server_is_serve_replay(
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("budget-graph serve-replay: error: ") and needle in err

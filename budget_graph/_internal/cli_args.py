@@ -18,6 +18,7 @@ __all__ = [
     "Parser",
     "UsageError",
     "add_convert_args",
+    "add_serve_args",
     "check_file",
     "check_out_dir",
     "parse_budget_fractions",
@@ -164,4 +165,37 @@ def add_convert_args(p: argparse.ArgumentParser) -> None:
         help="tot: replay four-step states as valued 0 by the depth rule (rule, "
         "default: how the shipped recording was made) or by the judge's logged "
         "values (judged); auto: judged if any has a nonzero logged value",
+    )
+
+
+def add_serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    p.add_argument(
+        "--datasets",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="shipped recordings to serve (default: all)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=None, help="shuffle each request's completions with this seed"
+    )
+    p.add_argument(
+        "--on-exhausted",
+        choices=["cycle", "error"],
+        default="cycle",
+        help="when a request's recorded completions run out: start over "
+        "(cycle, default) or answer an error",
+    )
+    p.add_argument(
+        "--fault", default=None, help="fault for every request, e.g. '429', 'latency=0.2', 'drop=3'"
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="server log level (default: info)",
     )

@@ -27,11 +27,13 @@ import argparse
 import asyncio
 import itertools
 import json
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from budget_graph._internal.cli_args import Parser, UsageError, add_serve_args
 from budget_graph.replay.faults import FAULT_HEADER, Fault, FaultBook, parse_fault
 from budget_graph.replay.format import DATASETS
 from budget_graph.replay.ledger import BillingEntry, Ledger, guarded
@@ -39,7 +41,7 @@ from budget_graph.replay.protocols import PROTOCOLS, Protocol
 from budget_graph.replay.store import NotRecordedError, ReplayError, ReplayStore
 from budget_graph.replay.wire import InvalidFieldError
 
-__all__ = ["BillingEntry", "ReplayServer", "add_serve_parser", "create_app", "main", "serve"]
+__all__ = ["BillingEntry", "ReplayServer", "create_app", "main", "serve", "serve_from_args"]
 
 
 def _error(
@@ -307,55 +309,40 @@ def serve(
     uvicorn.run(create_app(store, fault=fault), host=host, port=port, log_level=log_level)
 
 
-def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``serve-replay`` subcommand to an argparse ``subparsers``; sets ``func``."""
-    p = subparsers.add_parser(
-        "serve-replay", help="serve recorded completions over an OpenAI-compatible HTTP API"
-    )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument(
-        "--datasets",
-        nargs="*",
-        default=None,
-        choices=DATASETS,
-        help="recordings to serve (default: all)",
-    )
-    p.add_argument("--seed", type=int, default=None, help="shuffle each request's completions")
-    p.add_argument("--on-exhausted", choices=["cycle", "error"], default="cycle")
-    p.add_argument(
-        "--fault", default=None, help="fault for every request, e.g. '429', 'latency=0.2', 'drop=3'"
-    )
-    p.add_argument("--log-level", default="info")
-    p.set_defaults(func=_run_from_args)
-    return p  # type: ignore[no-any-return]
-
-
-def _run_from_args(args: argparse.Namespace) -> int:
+def serve_from_args(args: argparse.Namespace) -> int:
+    """Serve as ``budget-graph serve-replay`` was asked to (bad input raises ``UsageError``)."""
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0..65535 (got {args.port})")
+    bad = [d for d in args.datasets or () if d not in DATASETS]
+    if bad:
+        raise UsageError(f"unknown --datasets {bad}; valid: {', '.join(DATASETS)}")
+    try:
+        fault = parse_fault(args.fault) if args.fault else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     serve(
         args.host,
         args.port,
         datasets=args.datasets,
         seed=args.seed,
         on_exhausted=args.on_exhausted,
-        fault=parse_fault(args.fault) if args.fault else None,
+        fault=fault,
         log_level=args.log_level,
     )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``python -m budget_graph.replay.server [--port 8000] ...``."""
-    parser = argparse.ArgumentParser(prog="budget-graph")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_serve_parser(sub)
-    import sys
-
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or args_list[0] != "serve-replay":
-        args_list = ["serve-replay", *args_list]
-    args = parser.parse_args(args_list)
-    return int(args.func(args))
+    """``python -m budget_graph.replay.server [--port 8000] ...``: ``budget-graph serve-replay``."""
+    parser = Parser(prog="budget-graph serve-replay")
+    add_serve_args(parser)
+    args = list(sys.argv[1:] if argv is None else argv)
+    parsed = parser.parse_args(args[1:] if args[:1] == ["serve-replay"] else args)
+    try:
+        return serve_from_args(parsed)
+    except UsageError as exc:
+        print(f"budget-graph serve-replay: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
