@@ -73,7 +73,6 @@ class Call(observe.CallInfo):
         "final",
         "kwargs",
         "messages",
-        "meter",
         "min_output",
         "param",
         "place_cap",

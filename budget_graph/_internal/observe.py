@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from budget_graph.budget import Usage
+from budget_graph.protocol import BaseMeter
 
 __all__ = [
     "CallInfo",
@@ -60,6 +61,8 @@ class CallInfo:
     """The call's keyword arguments as sent (``max_tokens`` clamped)."""
     response: Any = None
     """The model's reply: the ``ChatResult``, or the last streamed chunk."""
+    meter: BaseMeter | None = None
+    """The meter the call reserved on (the innermost level of nested budgets), if any."""
 
 
 @dataclass(slots=True)

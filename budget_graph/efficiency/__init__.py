@@ -36,6 +36,7 @@ from budget_graph.efficiency.report import (
     report_main,
     write_report,
 )
+from budget_graph.efficiency.run_record import ScopeRecord
 from budget_graph.efficiency.significance import divergent_pairs, mcnemar_p
 from budget_graph.efficiency.spans import from_spans
 from budget_graph.efficiency.tables import TABLE_SPECS, TableSpec, aggregate
@@ -49,6 +50,7 @@ __all__ = [
     "RankRow",
     "RecordsError",
     "RunRecord",
+    "ScopeRecord",
     "TableSpec",
     "TokenKind",
     "accuracy",

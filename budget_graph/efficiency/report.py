@@ -26,7 +26,7 @@ from pathlib import Path
 from budget_graph.efficiency import metrics as m
 from budget_graph.efficiency.grids import ANYTIME_GRIDS, grid_for, log_twin
 from budget_graph.efficiency.records import RunRecord, read_jsonl, write_jsonl
-from budget_graph.efficiency.report_json import pareto_points, render_json
+from budget_graph.efficiency.report_json import pareto_points, render_json, scope_rows
 from budget_graph.efficiency.significance import divergent_pairs
 from budget_graph.efficiency.tables import (
     COLUMNS,
@@ -106,6 +106,36 @@ def render_table(records: Sequence[RunRecord], spec: TableSpec | None = None) ->
     return "\n\n".join(tables)
 
 
+def _scope_lines(groups: Sequence[Group], kind: m.TokenKind) -> list[str]:
+    """The nested budget levels of each row (none when no run recorded levels)."""
+    rows = []
+    for g in groups:
+        for row in scope_rows(g, kind):
+            low, high = row["limit_min"], row["limit_max"]
+            limit = "-" if low is None else f"{low:,}" if low == high else f"{low:,}-{high:,}"
+            rows.append(
+                [
+                    g.label,
+                    " / ".join(row["path"]),
+                    str(row["runs"]),
+                    _num(row["mean_tokens"]),
+                    _num(row["mean_calls"]),
+                    limit,
+                    f"{row['stopped']}/{row['runs']}",
+                ]
+            )
+    if not rows:
+        return []
+    intro = (
+        "Each level of nested budgets (outermost first, then each level inside it), over "
+        f"the runs that had it: mean {kind} tokens and calls made within the level (its "
+        "inner levels' included), its limit, and the runs in which it stopped for its own "
+        "budget."
+    )
+    headers = ["method", "level", "runs", f"mean {kind} tokens", "mean calls", "limit"]
+    return ["", "### Budget levels", "", intro, "", *_md_table([*headers, "stopped"], rows)]
+
+
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
@@ -117,9 +147,8 @@ def _task_markdown(
     spec: TableSpec,
     grids: Mapping[str, m.BudgetGrid] | None = None,
 ) -> list[str]:
-    out = [f"## {task}", "", *_table_lines(groups, spec)]
-
     kind = spec.tokens
+    out = [f"## {task}", "", *_table_lines(groups, spec), *_scope_lines(groups, kind)]
     by_label = {g.label: g for g in groups}
     divergences = divergent_pairs({g.label: g.records for g in groups}, kind)
     ranks = m.rankings({g.label: g.records for g in groups}, kind, divergences=divergences)

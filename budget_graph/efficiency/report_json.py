@@ -15,7 +15,36 @@ from budget_graph.efficiency.records import RunRecord
 from budget_graph.efficiency.significance import divergent_pairs
 from budget_graph.efficiency.tables import COLUMNS, Group, TableSpec, by_task, spec_for
 
-__all__ = ["pareto_points", "render_json"]
+__all__ = ["pareto_points", "render_json", "scope_rows"]
+
+
+def scope_rows(group: Group, kind: m.TokenKind) -> list[dict[str, Any]]:
+    """The nested budget levels of a group's runs: one row per level, outermost first.
+
+    Each row: ``path`` (level names from the outermost down), ``runs`` that had the
+    level, ``mean_tokens`` of ``kind`` and ``mean_calls`` within it over those runs,
+    the smallest and largest ``limit`` seen, and ``stopped``: runs in which the level
+    stopped for its own budget. Empty when no run recorded levels.
+    """
+    by_path: dict[tuple[str, ...], list[Any]] = {}
+    for record in group.records:
+        for level in record.scopes:
+            by_path.setdefault(tuple(level.path), []).append(level)
+    rows = []
+    for path, levels in sorted(by_path.items()):
+        limits = [lv.budget for lv in levels if lv.budget is not None]
+        rows.append(
+            {
+                "path": list(path),
+                "runs": len(levels),
+                "mean_tokens": sum(lv.tokens(kind) for lv in levels) / len(levels),
+                "mean_calls": sum(lv.calls for lv in levels) / len(levels),
+                "limit_min": min(limits) if limits else None,
+                "limit_max": max(limits) if limits else None,
+                "stopped": sum(lv.stop_reason == "budget" for lv in levels),
+            }
+        )
+    return rows
 
 
 def pareto_points(groups: Sequence[Group], kind: m.TokenKind) -> list[m.ParetoPoint]:
@@ -49,6 +78,9 @@ def render_json(
             row = {name: c.value(g, groups) for name, c in cols.items() if name != "config"}
             row.update(row_metrics(g, grid, kind))
             row["label"] = g.label
+            scopes = scope_rows(g, kind)
+            if scopes:
+                row["scopes"] = scopes
             rows.append(row)
         divergences = divergent_pairs({g.label: g.records for g in groups}, kind)
         ranks = m.rankings({g.label: g.records for g in groups}, kind, divergences=divergences)

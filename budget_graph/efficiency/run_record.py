@@ -35,6 +35,7 @@ __all__ = [
     "RecordsError",
     "RunRecord",
     "SPAN_KIND_LLM",
+    "ScopeRecord",
     "TOKEN_KINDS",
     "token_count",
 ]
@@ -118,6 +119,48 @@ class RecordsError(BudgetError, ValueError):
         super().__init__(message)
 
 
+class ScopeRecord(BaseModel):
+    """One level of nested budgets within a run: its name, limit and the tokens spent in it.
+
+    A level's tokens are those of the calls made within it, its nested levels' included
+    (as its meter counts them), so the outermost level's are the run's.
+
+    Example:
+        >>> s = ScopeRecord(path=["request", "writer"], budget=300, prompt_tokens=120,
+        ...                 generated_tokens=60, calls=2, stop_reason="budget")
+        >>> s.scope, s.tokens("total")
+        ('writer', 180)
+
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: list[str] = Field(min_length=1)
+    """Level names from the run's outermost level down to this one (``budget.scope``
+    after ``budget.ancestors.scope`` on spans)."""
+    budget: int | None = Field(default=None, gt=0)
+    """The level's limit in meter units, when a span carried it."""
+    prompt_tokens: int = Field(default=0, ge=0)
+    """Prompt tokens of the calls made within the level."""
+    generated_tokens: int = Field(default=0, ge=0)
+    """Generated tokens of the calls made within the level, hidden reasoning included."""
+    reasoning_tokens: int = Field(default=0, ge=0)
+    """Hidden reasoning part of ``generated_tokens``."""
+    calls: int = Field(default=0, ge=0)
+    """LLM calls made within the level."""
+    stop_reason: str | None = None
+    """Why the level stopped, when it stopped itself (e.g. ``"budget"``: its own limit)."""
+
+    @property
+    def scope(self) -> str:
+        """The level's own name (the last of ``path``)."""
+        return self.path[-1]
+
+    def tokens(self, kind: str = "generated") -> int:
+        """Tokens of one kind (see :data:`TOKEN_KINDS`)."""
+        return token_count(kind, self.prompt_tokens, self.generated_tokens, self.reasoning_tokens)
+
+
 class RunRecord(BaseModel):
     """One run of one method on one item.
 
@@ -161,6 +204,11 @@ class RunRecord(BaseModel):
     read in any token kind; empty when only generated tokens were traced."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Free-form extras (e.g. ``{"samples": 5}``); must be JSON-serialisable."""
+    scope: str | None = None
+    """The name of the run's own budget level (``with_budget(..., name=)``), if known."""
+    scopes: list[ScopeRecord] = Field(default_factory=list)
+    """With nested budgets, every level of the run, outermost (the run's own) first, then
+    depth first; empty for a run with one level (records written before it load so)."""
 
     @field_validator("anytime")
     @classmethod
@@ -196,6 +244,10 @@ class RunRecord(BaseModel):
             raise ValueError(
                 f"reasoning_tokens ({self.reasoning_tokens}) must be <= generated_tokens "
                 f"({self.generated_tokens})"
+            )
+        if self.scopes and self.scope is not None and self.scopes[0].path != [self.scope]:
+            raise ValueError(
+                f"scopes[0] must be the run's own level {[self.scope]} (got {self.scopes[0].path})"
             )
         if self.anytime_usage and len(self.anytime_usage) != len(self.anytime):
             raise ValueError(

@@ -21,9 +21,12 @@ from budget_graph.efficiency.records import (
     RecordsError,
     RunRecord,
 )
+from budget_graph.efficiency.run_record import ScopeRecord
 from budget_graph.telemetry import attributes as _attrs
 
 __all__ = ["from_spans"]
+
+_SCOPE_KIND = _attrs.SPAN_KIND_RUN
 
 _IDENTITY = (ATTR_TASK, ATTR_METHOD, ATTR_ITEM, ATTR_BUDGET, ATTR_CORRECT, ATTR_STOP_REASON)
 _LEVEL = (ATTR_BUDGET, ATTR_STOP_REASON)
@@ -79,6 +82,67 @@ def _as_bool(value: Any) -> bool:
     return bool(value)
 
 
+def _path(attrs: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The span's level as names from the outermost down (``None``: no ``budget.scope``)."""
+    scope = attrs.get(_attrs.BUDGET_SCOPE)
+    if not isinstance(scope, str):
+        return None
+    ancestors = attrs.get(_attrs.BUDGET_ANCESTORS_SCOPE) or ()
+    if isinstance(ancestors, str):  # a JSON export may flatten a one-name array
+        ancestors = (ancestors,)
+    return (*(str(a) for a in ancestors), scope)
+
+
+class _Levels:
+    """The budget levels seen in one run's spans: each level's limit, stop and calls."""
+
+    def __init__(self) -> None:
+        self.limits: dict[tuple[str, ...], int] = {}
+        self.stops: dict[tuple[str, ...], str] = {}
+        self.calls: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+
+    def see(self, attrs: Mapping[str, Any]) -> None:
+        """Note the limit and stop reason a span states for its own level."""
+        path = _path(attrs)
+        if path is None:
+            return
+        self.calls.setdefault(path, [])
+        limit = attrs.get(ATTR_BUDGET)
+        if isinstance(limit, int | str) and str(limit).isdigit() and int(limit) > 0:
+            # A run span states its level's limit; an LLM span the limit it reserved under.
+            if attrs.get(ATTR_SPAN_KIND) == _SCOPE_KIND or path not in self.limits:
+                self.limits[path] = int(limit)
+        stop = attrs.get(ATTR_STOP_REASON)
+        if isinstance(stop, str):
+            self.stops.setdefault(path, stop)
+
+    def records(self, calls: Iterable[Mapping[str, Any]], root: str | None) -> list[ScopeRecord]:
+        """The levels under ``root`` (it first, then depth first), when there are several."""
+        for attrs in calls:
+            path = _path(attrs) or ()
+            for depth in range(1, len(path) + 1):
+                self.calls.setdefault(path[:depth], []).append(attrs)
+        levels = sorted(p for p in self.calls.items() if p[0][0] == root)
+        if len(levels) < 2:
+            return []
+        return [
+            ScopeRecord(
+                path=list(path),
+                budget=self.limits.get(path),
+                prompt_tokens=_sum(inside, ATTR_INPUT_TOKENS),
+                generated_tokens=_sum(inside, ATTR_OUTPUT_TOKENS),
+                reasoning_tokens=_sum(inside, ATTR_REASONING_TOKENS),
+                calls=len(inside),
+                stop_reason=self.stops.get(path),
+            )
+            for path, inside in levels
+        ]
+
+
+def _sum(calls: Iterable[Mapping[str, Any]], name: str) -> int:
+    return sum(int(a.get(name) or 0) for a in calls)
+
+
 def from_spans(
     spans: Iterable[Any], *, task: str | None = None, method: str | None = None
 ) -> list[RunRecord]:
@@ -96,6 +160,9 @@ def from_spans(
     run carries it; a run without :data:`ATTR_CORRECT` counts as not correct. With
     nested budgets the record is the outermost level's: the budget and stop reason of
     an inner level's spans (those carrying ``budget.ancestors.scope``) are not the run's.
+    The record's ``scope`` is the outermost level's name (``budget.scope``), and when
+    the spans name more than one level, ``scopes`` holds each level's limit, stop
+    reason and the usage of the calls made within it.
 
     Args:
         spans: ``ReadableSpan`` objects, or dicts as ``ReadableSpan.to_json()`` gives
@@ -136,8 +203,13 @@ def from_spans(
     runs: dict[str, dict[str, Any]] = {}
     for view in views:
         _, span_id, _, attrs = view
-        run = runs.setdefault(run_key(view), {"leaf": [], "ours": [], "attrs": {}})
+        run = runs.setdefault(
+            run_key(view), {"leaf": [], "ours": [], "attrs": {}, "levels": _Levels()}
+        )
+        run["levels"].see(attrs)
         inner = _attrs.BUDGET_ANCESTORS_SCOPE in attrs  # a nested level's limit and stop
+        if not inner and isinstance(attrs.get(_attrs.BUDGET_SCOPE), str):
+            run.setdefault("scope", attrs[_attrs.BUDGET_SCOPE])
         for name in _IDENTITY:
             if name in attrs and not (inner and name in _LEVEL):
                 run["attrs"].setdefault(name, attrs[name])
@@ -169,11 +241,13 @@ def from_spans(
                 method=str(run_method),
                 budget=None if budget is None else int(budget),
                 correct=_as_bool(attrs.get(ATTR_CORRECT, False)),
-                prompt_tokens=sum(int(a.get(ATTR_INPUT_TOKENS) or 0) for a in calls),
-                generated_tokens=sum(int(a.get(ATTR_OUTPUT_TOKENS) or 0) for a in calls),
-                reasoning_tokens=sum(int(a.get(ATTR_REASONING_TOKENS) or 0) for a in calls),
+                prompt_tokens=_sum(calls, ATTR_INPUT_TOKENS),
+                generated_tokens=_sum(calls, ATTR_OUTPUT_TOKENS),
+                reasoning_tokens=_sum(calls, ATTR_REASONING_TOKENS),
                 calls=len(calls),
                 stop_reason=attrs.get(ATTR_STOP_REASON),
+                scope=run.get("scope"),
+                scopes=run["levels"].records(calls, run.get("scope")),
             )
         )
     return records

@@ -167,7 +167,8 @@ class BudgetTracer:
         ended_ns = time.time_ns()
         cfg = self.config
         facts = model_facts(call.chat_model)
-        meter = current_meter()
+        # The call's own level (e.g. an agent's limit), not just the run's current meter.
+        meter = call.meter if call.meter is not None else current_meter()
         attrs = call_attributes(
             call,
             meter,
@@ -344,6 +345,9 @@ class BudgetTracer:
         add_budget_attributes(attrs, meter, run=True)
         state = run.state if run.state is not None else rollup.state
         stop_reason = state.get("stop_reason") if isinstance(state, dict) else None
+        if stop_reason is None and isinstance(state, dict):
+            # A nested run hands its own stop to its parent under its level's name.
+            stop_reason = (state.get("stop_reasons") or {}).get(getattr(meter, "scope", None))
         if isinstance(stop_reason, str):
             attrs[A.BUDGET_STOP_REASON] = stop_reason
         limit, spent = attrs.get(A.BUDGET_LIMIT), attrs.get(A.BUDGET_SPENT)
