@@ -272,6 +272,7 @@ def build_planner(
             expected_cost=expected_step_cost(stats, edge.prior_step_units),
             max_depth=depth_limit,
             step=step,
+            spent=spend.units if (spend := state.get("spend")) is not None else 0,
         )
         selection = policy(view)
         reason = edge.check(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from budget_graph.bench import game24
@@ -175,3 +177,53 @@ def test_layer_capped_best_first_gives_up_below_the_floors() -> None:
     pending = Tree([*capped.values(), node("0.0.1", 2, None)])
     sel = policy(PolicyView(tree=pending, max_depth=4))
     assert [(a.kind, a.ids) for a in sel.actions] == [("value", ("0.0.1",))]
+
+
+def test_layer_capped_best_first_falls_back_shallowest_first_within_its_share() -> None:
+    from budget_graph.bench.game24_tools import LayerCappedBestFirst
+    from budget_graph.nodes.allocation import PolicyView
+    from budget_graph.nodes.tree import Tree, TreeNode
+
+    def node(i: str, depth: int, value: float | None, status: str = "open") -> TreeNode:
+        parent = i.rsplit(".", 1)[0] if "." in i else None
+        index = int(i.rsplit(".", 1)[-1])
+        return TreeNode(
+            id=i,
+            parent=parent,
+            depth=depth,
+            index=index,
+            value=value,
+            reward=value,
+            status=status,  # type: ignore[arg-type]
+        )
+
+    floors = {"per_depth": 8, "expand_at": 20, "min_value": (0.0, 3.0, 20.0)}
+    policy = LayerCappedBestFirst(**floors, fallback_share=0.5)  # type: ignore[arg-type]
+    tree = Tree(
+        [
+            node("0", 0, 0.0, "expanded"),
+            node("0.0", 1, 3.0, "expanded"),
+            node("0.0.0", 2, 2.001),  # below its floor of 20, the most valuable
+            node("0.1", 1, 0.003),
+            node("0.2", 1, 0.003),
+            node("0.3", 1, 1.002),  # the judge's mix: likely + impossible x 2
+            node("0.4", 1, 0.0),  # worth nothing: never a fallback
+        ]
+    )
+
+    def act(p: LayerCappedBestFirst, t: Tree, spent: int, remaining: int | None) -> object:
+        sel = p(PolicyView(tree=t, max_depth=4, spent=spent, remaining=remaining))
+        return sel.reason or [(a.kind, a.node) for a in sel.actions]
+
+    assert act(policy, tree, 400, 600) == [("expand", "0.3")]  # shallowest, then value
+    assert act(policy, tree, 500, 500) == "exhausted"  # spent half its budget: gives up
+    assert act(policy, tree, 0, None) == "exhausted"  # no budget, no share of it
+    assert act(LayerCappedBestFirst(**floors), tree, 0, 1000) == "exhausted"  # type: ignore[arg-type]
+    tried = Tree([*tree.values(), node("0.3", 1, 1.002, "expanded")])
+    assert act(policy, tried, 400, 600) == [("expand", "0.1")]  # a tie: proposal order
+    above = Tree([*tried.values(), node("0.3.0", 2, 60.0)])
+    assert act(policy, above, 400, 600) == [("expand", "0.3.0")]  # above a floor again
+    with pytest.raises(
+        ValueError, match=re.escape("Invalid fallback_share: 1.5. Must be in (0, 1] or None")
+    ):
+        LayerCappedBestFirst(fallback_share=1.5)

@@ -57,7 +57,7 @@ game24_reward = tools.game24_reward
 VALUE_TOOLS = tools.VALUE_TOOLS
 
 
-BUDGET_FRACTIONS: tuple[float, ...] = (0.15, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+BUDGET_FRACTIONS: tuple[float, ...] = (0.15, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 """Default budgets of the headline method: fractions of the reference's mean per puzzle."""
 COARSE_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0, 1.5)
 """Default budgets of the other budgeted methods (a subset of :data:`BUDGET_FRACTIONS`)."""

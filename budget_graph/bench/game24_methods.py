@@ -72,11 +72,13 @@ POLICY = tools.LayerCappedBestFirst(
     per_depth=8,
     expand_at=VALUE_MAP["sure"],
     min_value=(0.0, 3 * VALUE_MAP["likely"], VALUE_MAP["sure"]),
+    fallback_share=1 / 3,
 )
 """The search policy of every ``budget-search*`` row: best-first, at most 8 expansions per
 depth; a first step needs three "likely" votes (or a "sure"), a later one a "sure" vote;
 siblings are valued until one is "sure". A puzzle with nothing left that clears its floor
-ends ("exhausted") instead of spending its budget."""
+goes on below the floors, shallowest node first, while it has spent less than a third of
+its budget, then ends ("exhausted") instead of spending the rest."""
 
 _TASK = "game24"
 _INF_BUDGET = 10**9

@@ -185,6 +185,15 @@ class LayerCappedBestFirst:
     candidate left the search ends (``"exhausted"``), so a puzzle the judge finds hopeless
     stops early instead of spending its whole budget. Like Tree of Thoughts' breadth, the
     cap bounds a search to ``per_depth`` expansions per step, without its fixed layers.
+
+    With ``fallback_share``, a search that runs out of candidates having spent less than
+    that share of its budget goes on below the floors, shallowest node first: the first
+    steps are the judge's costliest mistakes (a correct first step it calls "impossible"
+    hides the whole solution), and a shallow node's children are judged again. Among nodes
+    of one depth the judge's mix of labels decides (its summed value: "likely" +
+    "impossible" x 2 before "impossible" x 3), then proposal order. Once a child clears its
+    floor, the search is back above the floors; the share caps what the fallback may spend
+    (up to one action past it).
     """
 
     per_depth: int = 5
@@ -196,14 +205,25 @@ class LayerCappedBestFirst:
     depth 0; the last entry holds for deeper nodes)."""
     value_batch: int | None = None
     """Most siblings valued per step, in proposal order (``None``: all pending ones)."""
-    relax: bool = False
-    """When no node reaches its floor, go on with the best nodes below it (anytime: a
-    larger budget buys the searches the floors would have given up)."""
+    fallback_share: float | None = None
+    """Share of the budget (0 < share <= 1) under which a search with no node above its
+    floor expands the best node below it (see above); ``None``: never (give up at once).
+    Needs a budget: an unbudgeted search gives up."""
+
+    def __post_init__(self) -> None:
+        share = self.fallback_share
+        if share is not None and not 0.0 < share <= 1.0:
+            raise ValueError(f"Invalid fallback_share: {share}. Must be in (0, 1] or None")
 
     def _floor(self, depth: int) -> float:
         if isinstance(self.min_value, tuple):
             return self.min_value[min(depth, len(self.min_value) - 1)]
         return self.min_value
+
+    def _may_fall_back(self, view: PolicyView) -> bool:
+        if self.fallback_share is None or view.remaining is None:
+            return False
+        return view.spent < self.fallback_share * (view.spent + view.remaining)
 
     def __call__(self, view: PolicyView) -> Selection:
         """The next action: value pending siblings, or expand the best node with room."""
@@ -215,15 +235,12 @@ class LayerCappedBestFirst:
                 used[n.depth] = used.get(n.depth, 0) + 1
             elif n.status == "open" and n.value is not None and n.depth < view.max_depth:
                 open_valued.append(n)
-        cands = [
-            n
-            for n in open_valued
-            if used.get(n.depth, 0) < self.per_depth
-            and (n.depth == 0 or (n.value or 0.0) >= self._floor(n.depth))
-        ]
-        if not cands and self.relax:
-            cands = [n for n in open_valued if used.get(n.depth, 0) < self.per_depth]
+        roomy = [n for n in open_valued if used.get(n.depth, 0) < self.per_depth]
+        cands = [n for n in roomy if n.depth == 0 or (n.value or 0.0) >= self._floor(n.depth)]
         best = max(cands, key=lambda n: (n.value or 0.0, n.depth), default=None)
+        if best is None and self._may_fall_back(view):
+            below = [n for n in roomy if (n.value or 0.0) > 0.0]
+            best = max(below, key=lambda n: (-n.depth, n.value or 0.0, -n.index), default=None)
         pending = [
             n
             for n in tree.unvalued()

@@ -73,6 +73,8 @@ class PolicyView:
     """Expected units of one expansion, learned so far (``None``: unknown yet)."""
     max_depth: int = 4
     step: int = 0
+    spent: int = 0
+    """Units the run has spent so far (its ``Spend`` in state), estimated requests included."""
 
 
 class AllocationPolicy(Protocol):
