@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from typing import Any, ParamSpec, TypeVar
 
@@ -154,14 +154,28 @@ def carry_context(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     return run
 
 
-@contextmanager
-def use_meter(meter: Any) -> Iterator[Any]:
+class _MeterScope:
+    """The block :func:`use_meter` opens (a plain class: ``with_budget`` enters one per chunk)."""
+
+    __slots__ = ("_meter", "_token")
+
+    def __init__(self, meter: Any) -> None:
+        self._meter = meter
+        self._token: Token[BaseMeter | None] | None = None
+
+    def __enter__(self) -> Any:
+        self._token = _meter_var.set(self._meter)
+        return self._meter
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _meter_var.reset(self._token)
+            self._token = None
+
+
+def use_meter(meter: Any) -> AbstractContextManager[Any]:
     """Make ``meter`` the current meter for code (and graph runs) inside the block."""
-    token = _meter_var.set(meter)
-    try:
-        yield meter
-    finally:
-        _meter_var.reset(token)
+    return _MeterScope(meter)
 
 
 class Ledger:
