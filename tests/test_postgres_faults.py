@@ -116,7 +116,7 @@ def test_lost_replies_after_reserve_and_commit(postgres_conninfo: str) -> None:
         setup(pool)
         meter = PostgresMeter(pool, Budget(max_tokens=1_000), scope=key)
         meter.release(meter.reserve(0))  # the row exists
-        _LosesOneReply.lose = {"WITH prior AS"}  # the reserve's reply
+        _LosesOneReply.lose = {"INSERT INTO budget_graph_leases"}  # the reserve's reply
         res = meter.reserve(401)
         assert _LosesOneReply.lose == set()  # it was lost, and retried
         assert _row(postgres_conninfo, key)[1:] == (401, 0, 1)  # held once, not twice

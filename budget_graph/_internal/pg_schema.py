@@ -69,6 +69,14 @@ MIGRATIONS: list[str] = [
     "ADD CONSTRAINT budget_graph_leases_pkey PRIMARY KEY (id, key)",
     "ALTER TABLE budget_graph_charges DROP CONSTRAINT budget_graph_charges_pkey, "
     "ADD CONSTRAINT budget_graph_charges_pkey PRIMARY KEY (lease_id, key)",
+    # v8-v10: a one-level reservation is a single UPDATE that locks, checks and holds
+    # (READ COMMITTED re-evaluates its WHERE and SET on the row's newest version);
+    # ``last_held`` lets it return what it took. The ledger's key leads its primary
+    # key, which serves the per-key reads, so a charge maintains one index, not two.
+    "ALTER TABLE budget_graph_budgets ADD COLUMN IF NOT EXISTS last_held BIGINT",
+    "ALTER TABLE budget_graph_charges DROP CONSTRAINT budget_graph_charges_pkey, "
+    "ADD CONSTRAINT budget_graph_charges_pkey PRIMARY KEY (key, lease_id)",
+    "DROP INDEX IF EXISTS budget_graph_charges_key_idx",
 ]
 """Schema migrations; the position of a migration is its version. Append only."""
 
@@ -98,63 +106,114 @@ def _per_level(name: str, levels: int) -> str:
 
 
 @functools.cache
-def reserve_sql(levels: int) -> str:
+def reserve_sql(levels: int, *, retry: bool = False) -> str:
     """The reservation on a chain of ``levels`` scopes: one statement, one round trip.
 
     Parameters: ``id`` (client-generated), ``k0..`` (keys, innermost first), ``l0..`` and
     ``r0..`` (limits and reserves), ``set_limits``, ``units``, ``n``, ``max_output``,
-    ``clamp``, ``final``, ``node``, ``owner``, ``lease_s``. A retry finds its own lease
-    (one row, ``found = -1``). Otherwise the chain's rows are locked in key order (no
-    deadlock between chains sharing levels), the clamp is computed under the locks, and
-    one row per level comes back: ``(held, expires_at, found, key, limit, reserve,
-    spent, reserved_before, expired_exist)``; ``held`` is NULL when refused, or when
-    ``found`` levels are fewer than ``levels`` (a key's first use).
+    ``clamp``, ``final``, ``node``, ``owner``, ``lease_s``. One row per level comes
+    back: ``(held, expires_at, found, key, limit, reserve, spent, reserved_before,
+    expired_exist)``; ``held`` is NULL when refused, or when ``found`` levels are fewer
+    than ``levels`` (a key's first use). With ``retry`` (the reply of an earlier attempt
+    may have been lost) the statement first looks for its own lease and, if found,
+    returns it alone (``found = -1``); a first attempt's id is fresh, so it skips that
+    lookup. One level is a single ``UPDATE`` (it locks the row, and READ COMMITTED
+    re-checks the room on the newest version, as in ``UPDATE ... SET n = n - 1 WHERE
+    n >= 1``); a chain locks its rows in key order first (no deadlock between chains
+    sharing levels), then computes the clamp under the locks.
     """
-    keys = _keys(levels)
-    return f"""
-WITH prior AS (
+    return _reserve_one(retry) if levels == 1 else _reserve_chain(levels, retry)
+
+
+def _got(room: str) -> str:
+    """The units to hold given a level's ``room``: NULL when refused."""
+    per = f"least(nullif(%(max_output)s::bigint, 0), ({room} - %(units)s) / %(n)s)"
+    return f"""CASE
+        WHEN %(clamp)s THEN CASE WHEN {per} >= 1 THEN %(units)s + %(n)s * {per} END
+        WHEN %(units)s <= {room} THEN %(units)s::bigint
+        END"""
+
+
+def _prior(retry: bool) -> tuple[str, str, str]:
+    """The retry's own-lease lookup: the WITH head, its row, and the filter of the rest."""
+    if not retry:
+        return "WITH", "", ""
+    head = """WITH prior AS (
     SELECT l.units, l.expires_at FROM budget_graph_leases l
     WHERE l.id = %(id)s AND l.key = %(k0)s
-), lvl AS MATERIALIZED (
+),"""
+    row = """
+SELECT p.units, p.expires_at, -1::bigint, NULL::text, NULL::bigint, NULL::bigint,
+    NULL::bigint, NULL::bigint, NULL::boolean
+FROM prior p
+UNION ALL"""
+    return head, row, " AND NOT EXISTS (SELECT 1 FROM prior)"
+
+
+_LEASE = """
+    INSERT INTO budget_graph_leases (id, key, units, final, node, owner, expires_at)
+    SELECT %(id)s, {key}, {got}, %(final)s, %(node)s, %(owner)s,
+        now() + make_interval(secs => %(lease_s)s)"""
+
+
+def _reserve_one(retry: bool) -> str:
+    head, prior_row, new = _prior(retry)
+    lim = "CASE WHEN %(set_limits)s THEN %(l0)s::bigint ELSE b.limit_units END"
+    res = "CASE WHEN %(set_limits)s THEN %(r0)s::bigint ELSE b.reserve_units END"
+    room = f"({lim}) - CASE WHEN %(final)s THEN 0 ELSE ({res}) END - b.spent - b.reserved"
+    got = _got(room)
+    return f"""
+{head} upd AS (
+    UPDATE budget_graph_budgets b
+    SET reserved = b.reserved + {got}, last_held = {got}, limit_units = {lim},
+        reserve_units = {res}, updated_at = now()
+    WHERE b.key = %(k0)s AND {got} IS NOT NULL{new}
+    RETURNING b.key, b.last_held AS got, b.limit_units, b.reserve_units, b.spent,
+        b.reserved - b.last_held AS reserved_before
+), ins AS ({_LEASE.format(key="u.key", got="u.got")}
+    FROM upd u
+){prior_row}
+SELECT u.got, now() + make_interval(secs => %(lease_s)s), 1::bigint, u.key, u.limit_units,
+    u.reserve_units, u.spent, u.reserved_before, NULL::boolean
+FROM upd u
+UNION ALL
+SELECT NULL::bigint, NULL::timestamptz, CASE WHEN b.key IS NULL THEN 0 ELSE 1 END::bigint,
+    b.key, {lim}, {res}, b.spent, b.reserved, EXISTS (SELECT 1 FROM budget_graph_leases e
+        WHERE e.key = %(k0)s AND e.expires_at <= now())
+FROM (SELECT) AS one LEFT JOIN budget_graph_budgets b ON b.key = %(k0)s
+WHERE NOT EXISTS (SELECT 1 FROM upd){new}"""
+
+
+def _reserve_chain(levels: int, retry: bool) -> str:
+    head, prior_row, new = _prior(retry)
+    keys = _keys(levels)
+    return f"""
+{head} lvl AS MATERIALIZED (
     SELECT b.key, b.spent, b.reserved,
         CASE WHEN %(set_limits)s THEN {_per_level("l", levels)} ELSE b.limit_units END AS lim,
         CASE WHEN %(set_limits)s THEN {_per_level("r", levels)} ELSE b.reserve_units END AS res
     FROM budget_graph_budgets b
-    WHERE b.key IN ({keys}) AND NOT EXISTS (SELECT 1 FROM prior)
+    WHERE b.key IN ({keys}){new}
     ORDER BY b.key FOR NO KEY UPDATE
 ), calc AS (
-    SELECT count(*) AS found, CASE
-        WHEN count(*) < {levels} THEN NULL
-        WHEN %(clamp)s THEN CASE
-            WHEN least(nullif(%(max_output)s::bigint, 0), (min(r.room) - %(units)s) / %(n)s) >= 1
-            THEN %(units)s + %(n)s
-                * least(nullif(%(max_output)s::bigint, 0), (min(r.room) - %(units)s) / %(n)s)
-            END
-        WHEN %(units)s <= min(r.room) THEN %(units)s::bigint
+    SELECT count(*) AS found, CASE WHEN count(*) < {levels} THEN NULL ELSE {_got("min(r.room)")}
         END AS got
     FROM (SELECT l.lim - CASE WHEN %(final)s THEN 0 ELSE l.res END - l.spent - l.reserved
           AS room FROM lvl l) AS r
 ), upd AS (
     UPDATE budget_graph_budgets b
-    SET reserved = b.reserved + c.got, limit_units = l.lim, reserve_units = l.res,
-        updated_at = now()
+    SET reserved = b.reserved + c.got, last_held = c.got, limit_units = l.lim,
+        reserve_units = l.res, updated_at = now()
     FROM lvl l, calc c WHERE b.key = l.key AND c.got IS NOT NULL
-), ins AS (
-    INSERT INTO budget_graph_leases (id, key, units, final, node, owner, expires_at)
-    SELECT %(id)s, l.key, c.got, %(final)s, %(node)s, %(owner)s,
-        now() + make_interval(secs => %(lease_s)s)
+), ins AS ({_LEASE.format(key="l.key", got="c.got")}
     FROM lvl l, calc c WHERE c.got IS NOT NULL
-)
-SELECT p.units, p.expires_at, -1::bigint, NULL::text, NULL::bigint, NULL::bigint,
-    NULL::bigint, NULL::bigint, NULL::boolean
-FROM prior p
-UNION ALL
+){prior_row}
 SELECT c.got, now() + make_interval(secs => %(lease_s)s), c.found, l.key, l.lim, l.res,
     l.spent, l.reserved, CASE WHEN c.got IS NULL THEN EXISTS (
         SELECT 1 FROM budget_graph_leases e
         WHERE e.key IN ({keys}) AND e.expires_at <= now()) END
 FROM calc c LEFT JOIN lvl l ON true
-WHERE NOT EXISTS (SELECT 1 FROM prior)"""
+WHERE true{new}"""
 
 
 ENSURE_SQL = """
@@ -170,27 +229,25 @@ WITH gone AS (
 ), charge AS (
     INSERT INTO budget_graph_charges (lease_id, key, units, reserved_units, late, node,
         input_tokens, output_tokens, reasoning_tokens, cached_tokens, calls, estimated_calls)
-    SELECT %(id)s, k, %(units)s, %(reserved_units)s,
-        NOT EXISTS (SELECT 1 FROM gone g WHERE g.key = k), %(node)s, %(input_tokens)s,
-        %(output_tokens)s, %(reasoning_tokens)s, %(cached_tokens)s, %(calls)s,
-        %(estimated_calls)s
-    FROM unnest(%(keys)s::text[]) AS k
-    ON CONFLICT DO NOTHING
+    SELECT %(id)s, k.key, %(units)s, %(reserved_units)s, g.key IS NULL, %(node)s,
+        %(input_tokens)s, %(output_tokens)s, %(reasoning_tokens)s, %(cached_tokens)s,
+        %(calls)s, %(estimated_calls)s
+    FROM unnest(%(keys)s::text[]) AS k (key) LEFT JOIN gone g ON g.key = k.key
     RETURNING key, late
 ), upd AS (
     UPDATE budget_graph_budgets b
-    SET spent = b.spent + %(units)s,
-        reserved = b.reserved - coalesce((SELECT sum(g.units) FROM gone g WHERE g.key = b.key),
-                                         0),
+    SET spent = b.spent + %(units)s, reserved = b.reserved - coalesce(g.units, 0),
         updated_at = now()
-    WHERE b.key IN (SELECT c.key FROM charge c)
-    RETURNING b.key, b.limit_units, b.reserve_units, b.spent, b.reserved
+    FROM charge c LEFT JOIN gone g ON g.key = c.key
+    WHERE b.key = c.key
+    RETURNING b.key, c.late, b.limit_units, b.reserve_units, b.spent, b.reserved
 )
-SELECT (SELECT bool_or(c.late) FROM charge c), u.limit_units, u.reserve_units, u.spent,
+SELECT (SELECT bool_or(a.late) FROM upd a), u.limit_units, u.reserve_units, u.spent,
     u.reserved
 FROM upd u WHERE u.key = (%(keys)s::text[])[1]"""
-"""Charge a call on every level of its chain and drop its lease, in one statement; the
-ledger's key makes a repeat charge nothing (no row back)."""
+"""Charge a call on every level of its chain and drop its lease, in one statement. The
+ledger's primary key makes a repeat fail with ``UniqueViolation`` having changed
+nothing (the caller reads that as "charged before"): cheaper than ``ON CONFLICT``."""
 
 RELEASE_SQL = """
 WITH gone AS (

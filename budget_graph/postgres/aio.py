@@ -187,6 +187,7 @@ class AsyncPostgresMeter(PostgresMeterBase):
         *,
         timeouts: bool = False,
         rows: bool = True,
+        retry_query: str | None = None,
     ) -> list[tuple[Any, ...]]:
         self._loop = asyncio.get_running_loop()
         # The first attempt runs bare (tenacity's async loop costs ~300 us a call).
@@ -202,7 +203,7 @@ class AsyncPostgresMeter(PostgresMeterBase):
             # AsyncRetrying keeps its state per thread: a copy per call, per coroutine.
             async for attempt in (self._retry_all if timeouts else self._retry).copy():
                 with attempt:
-                    return await self._once(query, params, rows)
+                    return await self._once(retry_query or query, params, rows)
         except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
             raise self._timeout(operation, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -271,9 +272,14 @@ class AsyncPostgresMeter(PostgresMeterBase):
     # --- the protocol, async -----------------------------------------------------------
 
     async def _hold(self, params: dict[str, Any]) -> LeasedReservation | None:
-        query, reclaimed = sql.reserve_sql(len(params["keys"])), False
+        levels, reclaimed = len(params["keys"]), False
+        query, retry = sql.reserve_sql(levels), sql.reserve_sql(levels, retry=True)
         while True:
-            res = self._held(await self._run("reserve", query, params), params, reclaimed=reclaimed)
+            res = self._held(
+                await self._run("reserve", query, params, retry_query=retry),
+                params,
+                reclaimed=reclaimed,
+            )
             if res == "missing":  # a key's first use: create the chain's rows, then retry
                 await self._run("reserve", sql.ENSURE_SQL, self._ensure_params(params), rows=False)
             elif res == "expired":  # refused, but expired leases can come back first
@@ -322,7 +328,10 @@ class AsyncPostgresMeter(PostgresMeterBase):
         params = self._commit_params(reservation, units, usage)
         if self._renewer is not None:
             self._renewer.remove(reservation.id)
-        rows = await self._run("commit", sql.COMMIT_SQL, params, timeouts=True)
+        try:
+            rows = await self._run("commit", sql.COMMIT_SQL, params, timeouts=True)
+        except pg_errors.UniqueViolation:  # in the ledger already: a retry of a lost reply
+            rows = []
         self._committed(rows, reservation, units)
 
     async def arelease(self, reservation: Reservation) -> None:

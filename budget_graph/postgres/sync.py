@@ -218,6 +218,7 @@ class PostgresMeter(PostgresMeterBase):
         *,
         timeouts: bool = False,
         rows: bool = True,
+        retry_query: str | None = None,
     ) -> list[tuple[Any, ...]]:
         # The first attempt runs bare: tenacity's loop costs ~70 us a call, and it only
         # has decisions to make once an attempt has failed.
@@ -232,7 +233,7 @@ class PostgresMeter(PostgresMeterBase):
         try:
             for attempt in self._retry_all if timeouts else self._retry:
                 with attempt:
-                    return self._once(query, params, rows)
+                    return self._once(retry_query or query, params, rows)
         except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
             raise self._timeout(operation, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -275,9 +276,12 @@ class PostgresMeter(PostgresMeterBase):
     # --- the protocol ------------------------------------------------------------------
 
     def _hold(self, params: dict[str, Any]) -> LeasedReservation | None:
-        query, reclaimed = sql.reserve_sql(len(params["keys"])), False
+        levels, reclaimed = len(params["keys"]), False
+        query, retry = sql.reserve_sql(levels), sql.reserve_sql(levels, retry=True)
         while True:
-            res = self._held(self._run("reserve", query, params), params, reclaimed=reclaimed)
+            res = self._held(
+                self._run("reserve", query, params, retry_query=retry), params, reclaimed=reclaimed
+            )
             if res == "missing":  # a key's first use: create the chain's rows, then retry
                 self._run("reserve", sql.ENSURE_SQL, self._ensure_params(params), rows=False)
             elif res == "expired":  # refused, but expired leases can come back first
@@ -339,9 +343,11 @@ class PostgresMeter(PostgresMeterBase):
         params = self._commit_params(reservation, units, usage)
         if self._renewer is not None:
             self._renewer.remove(reservation.id)
-        self._committed(
-            self._run("commit", sql.COMMIT_SQL, params, timeouts=True), reservation, units
-        )
+        try:
+            rows = self._run("commit", sql.COMMIT_SQL, params, timeouts=True)
+        except pg_errors.UniqueViolation:  # in the ledger already: a retry of a lost reply
+            rows = []
+        self._committed(rows, reservation, units)
 
     def release(self, reservation: Reservation) -> None:
         """Drop a reservation without charging it (idempotent)."""
