@@ -204,3 +204,26 @@ def test_a_budgeted_search_keeps_the_planners_recursion_limit() -> None:
     # 121 nodes: 42 super-steps, past LangGraph's default limit of 25.
     out = make_app(None, depth=4).invoke({"item": GRID_ITEM})
     assert len(out["tree"]) == 121 and out["stop_reason"] in {"depth", "exhausted"}
+
+
+def test_a_policy_sees_what_the_run_has_spent_so_far() -> None:
+    from budget_graph.nodes import BestFirst
+    from budget_graph.nodes.allocation import PolicyView, Selection
+
+    seen: list[tuple[int, int | None]] = []
+    inner = BestFirst()
+
+    def policy(view: PolicyView) -> Selection:
+        seen.append((view.spent, view.remaining))
+        return inner(view)
+
+    model = _model()
+    app = build_planner(
+        model, task=ToyTask(), budget=Budget(max_tokens=50_000), policy=policy, judge_samples=1
+    )
+    out = app.invoke({"item": ITEM})
+    assert seen[0] == (0, 50_000)
+    spent = [s for s, _ in seen]
+    assert spent == sorted(spent) and spent[-1] > 0
+    assert all(s + (r or 0) == 50_000 for s, r in seen)  # spent + remaining = the budget
+    assert spent[-1] <= out["spend"].units == sum(model.billed)
