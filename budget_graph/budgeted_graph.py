@@ -103,7 +103,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         resume = is_resume(input)
         if view is not None:
             start = view.spend
-            if resume:
+            if resume or view.resuming:
                 base, thread_units = view.base_units, view.thread_base
                 used = start.units - base
             else:
@@ -160,7 +160,10 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
     def _session(self, input: Any, config: RunnableConfig | None) -> Iterator[Run]:
         cfg, manager = callback_run(self._config(config), input, self.get_name())
         parent = current_meter(cfg)
-        view = None if parent is not None else threads.read_thread(self.graph, cfg)
+        if parent is None:
+            view = threads.read_thread(self.graph, cfg)
+        else:  # a nested run resumes its own checkpoint in its parent's checkpointer
+            view = threads.read_nested(self.graph, cfg)
         run = self._open(input, cfg, parent, view, own_run=bool(manager.handlers))
         self._started(run)
         missing = None
@@ -187,7 +190,10 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
     async def _asession(self, input: Any, config: RunnableConfig | None) -> AsyncIterator[Run]:
         cfg, manager = await acallback_run(self._config(config), input, self.get_name())
         parent = current_meter(cfg)
-        view = None if parent is not None else await threads.aread_thread(self.graph, cfg)
+        if parent is None:
+            view = await threads.aread_thread(self.graph, cfg)
+        else:
+            view = await threads.aread_nested(self.graph, cfg)
         run = self._open(input, cfg, parent, view, own_run=bool(manager.handlers))
         self._started(run)
         missing = None
@@ -229,7 +235,7 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
     def _result(self, run: Run, values: Any) -> Any:
         """The run's result (a nested run's: its output for its parent)."""
         if isinstance(values, dict) and run.parent is not None:
-            values = as_child_output(values, run.parent, run.meter.scope)
+            values = as_child_output(values, run.parent, run.meter.scope, run.start)
         return values
 
     # -- streaming: the core every entry point goes through --------------------------------

@@ -157,14 +157,19 @@ def closing_update(run: Run, channels: Any) -> dict[str, Any] | None:
     return update
 
 
-def as_child_output(values: dict[str, Any], parent: Any, scope: str) -> dict[str, Any]:
+def as_child_output(
+    values: dict[str, Any], parent: Any, scope: str, start: Spend | None = None
+) -> dict[str, Any]:
     """A nested run's final state as its parent receives it.
 
-    The child's ``spend`` is its own (the delta the parent adds once); its budget stays
-    its own; a stop for the child's own limit is reported under ``stop_reasons`` and
-    does not end the parent, unless the parent's budget has no room left either.
+    The child's ``spend`` is what it spent in this run (the delta the parent adds once:
+    a resumed child's spend before the interrupt reached the parent then); its budget
+    stays its own; a stop for the child's own limit is reported under ``stop_reasons``
+    and does not end the parent, unless the parent's budget has no room left either.
     """
     out = dict(values)
+    if start and isinstance(out.get("spend"), Spend):
+        out["spend"] = out["spend"] - start
     out.pop("budget", None)
     reason = out.pop("stop_reason", None)
     if reason is not None:
@@ -184,8 +189,8 @@ def _ending_update(graph: Any, run: Run, snapshot: Any) -> tuple[dict[str, Any],
 
 
 def persist_ending(graph: Any, run: Run) -> None:
-    """Record a budget ending in the thread, as the refused node (sync)."""
-    if run.ended is None or not run.threaded:
+    """Record a budget ending in the thread, as the refused node (sync; not for nested runs)."""
+    if run.ended is None or not run.threaded or run.parent is not None:
         return
     snapshot = graph.get_state(threads.latest_config(run.config))
     ending = _ending_update(graph, run, snapshot)
@@ -195,7 +200,7 @@ def persist_ending(graph: Any, run: Run) -> None:
 
 async def apersist_ending(graph: Any, run: Run) -> None:
     """Async :func:`persist_ending`."""
-    if run.ended is None or not run.threaded:
+    if run.ended is None or not run.threaded or run.parent is not None:
         return
     snapshot = await graph.aget_state(threads.latest_config(run.config))
     ending = _ending_update(graph, run, snapshot)

@@ -11,6 +11,12 @@ Where a thread's numbers live, all in the checkpointer so any process sees them:
   checkpoints copy) holds the thread total when the run started (``THREAD_UNITS_KEY``)
   and the branch spend it started from (``BASE_UNITS_KEY``); the total at the thread's
   newest checkpoint is ``thread units + (spend there - base units)``.
+
+A budgeted graph nested in a step of a checkpointed parent (a subgraph with no
+checkpointer of its own) keeps its checkpoints in the parent's checkpointer under the
+step's namespace. :func:`read_nested` reads its spend there, so a child resumed after an
+``interrupt()`` counts what it spent before it, and :func:`record_missing` writes the
+spend of its interrupted node there, as for a top-level thread.
 """
 
 from __future__ import annotations
@@ -18,7 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from langgraph._internal._constants import NULL_TASK_ID
+from langchain_core.runnables import RunnableConfig
+from langgraph._internal._constants import (
+    CONFIG_KEY_CHECKPOINT_MAP,
+    CONFIG_KEY_CHECKPOINT_NS,
+    CONFIG_KEY_CHECKPOINTER,
+    CONFIG_KEY_RESUMING,
+    NS_SEP,
+    NULL_TASK_ID,
+)
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from budget_graph.budget import Spend
@@ -27,12 +41,16 @@ from budget_graph.context import BASE_UNITS_KEY
 __all__ = [
     "THREAD_UNITS_KEY",
     "ThreadView",
+    "aread_nested",
     "aread_thread",
     "arecord_missing",
     "checkpointer_of",
     "latest_config",
+    "read_nested",
     "read_thread",
     "record_missing",
+    "record_step_spend",
+    "arecord_step_spend",
 ]
 
 THREAD_UNITS_KEY = "budget_thread_units"
@@ -54,12 +72,47 @@ class ThreadView:
     """The thread's total over every run and fork, at its newest checkpoint."""
     stop_reason: Any
     """The ``stop_reason`` in the state the run starts from."""
+    resuming: bool = False
+    """A nested run that resumes its checkpoint (its parent step is being resumed)."""
 
 
 def checkpointer_of(graph: Any) -> BaseCheckpointSaver | None:
     """The graph's own checkpointer, if it has one (not inherited from a parent)."""
     saver = getattr(graph, "checkpointer", None)
     return saver if isinstance(saver, BaseCheckpointSaver) else None
+
+
+def _lent(graph: Any, config: Any) -> dict[str, Any] | None:
+    """For a graph with no checkpointer running in a checkpointed parent's step: the
+    config that reads and writes its checkpoints (``None`` otherwise)."""
+    if getattr(graph, "checkpointer", None) is not None:
+        return None
+    conf = (config or {}).get("configurable") or {}
+    saver, ns, thread = (
+        conf.get(CONFIG_KEY_CHECKPOINTER),
+        conf.get(CONFIG_KEY_CHECKPOINT_NS),
+        conf.get("thread_id"),
+    )
+    if not isinstance(saver, BaseCheckpointSaver) or not ns or thread is None:
+        return None
+    return {
+        "configurable": {
+            "thread_id": thread,
+            CONFIG_KEY_CHECKPOINT_NS: ns,
+            CONFIG_KEY_CHECKPOINTER: saver,
+        }
+    }
+
+
+def _saver(graph: Any, config: Any) -> tuple[BaseCheckpointSaver, dict[str, Any]] | None:
+    """The checkpointer of the run's checkpoints and the config of its newest one."""
+    own = checkpointer_of(graph)
+    if own is not None:
+        return own, latest_config(config)
+    lent = _lent(graph, config)
+    if lent is None:
+        return None
+    return lent["configurable"][CONFIG_KEY_CHECKPOINTER], lent
 
 
 def _thread_id(config: Any) -> Any:
@@ -107,6 +160,39 @@ def _view(here: Any, latest: Any) -> ThreadView:
     )
 
 
+def _nested_view(snapshot: Any, config: Any) -> ThreadView:
+    # The child's spend channel holds its own spend since it started (a nested run's
+    # input leaves the parent's out), so a resumed child's meter starts from all of it.
+    values = snapshot.values or {}
+    spend = values.get("spend")
+    spend = spend if isinstance(spend, Spend) else Spend()
+    resuming = bool(((config or {}).get("configurable") or {}).get(CONFIG_KEY_RESUMING))
+    return ThreadView(
+        spend=spend,
+        base_units=0,
+        thread_base=0,
+        thread_units=spend.units,
+        stop_reason=values.get("stop_reason"),
+        resuming=resuming and snapshot.config is not None,
+    )
+
+
+def read_nested(graph: Any, config: Any) -> ThreadView | None:
+    """The checkpoint a nested run of ``graph`` starts on, in its parent's checkpointer.
+
+    ``None`` when ``graph`` has its own checkpointer or its parent has none. A run
+    whose parent step is not being resumed starts on an empty namespace.
+    """
+    lent = _lent(graph, config)
+    return None if lent is None else _nested_view(graph.get_state(lent), config)
+
+
+async def aread_nested(graph: Any, config: Any) -> ThreadView | None:
+    """Async :func:`read_nested`."""
+    lent = _lent(graph, config)
+    return None if lent is None else _nested_view(await graph.aget_state(lent), config)
+
+
 def read_thread(graph: Any, config: Any) -> ThreadView | None:
     """The thread a run of ``graph`` under ``config`` starts on (``None``: no thread)."""
     if checkpointer_of(graph) is None or _thread_id(config) is None:
@@ -142,8 +228,7 @@ def _null_writes(saver: BaseCheckpointSaver, tup: Any, missing: Spend) -> list[t
     # Rewrite the checkpoint's null-task writes with ours appended: writes are stored by
     # (task id, index), and a lone write at index 0 would replace (SQLite) or be dropped
     # beside (in memory) a write already there.
-    existing = [(c, v) for t, c, v in (tup.pending_writes or ()) if t == NULL_TASK_ID]
-    return [*existing, ("spend", missing)]
+    return _null_writes_of(tup, {"spend": missing})
 
 
 def _is_older(snapshot: Any, since: str) -> bool:
@@ -159,10 +244,11 @@ def record_missing(
     ``since`` is when the run started (ISO time): a run that forked from an earlier
     checkpoint and wrote none of its own records on the checkpoint it started from.
     """
-    saver = checkpointer_of(graph)
-    if saver is None:
+    found = _saver(graph, config)
+    if found is None:
         return None
-    snapshot = graph.get_state(latest_config(config))
+    saver, newest = found
+    snapshot = graph.get_state(newest)
     if _forked(config) and _is_older(snapshot, since):
         snapshot = graph.get_state(config)
     if snapshot.config is None:
@@ -181,10 +267,11 @@ async def arecord_missing(
     graph: Any, config: Any, start: Spend, committed: Spend, since: str
 ) -> Spend | None:
     """Async :func:`record_missing`."""
-    saver = checkpointer_of(graph)
-    if saver is None:
+    found = _saver(graph, config)
+    if found is None:
         return None
-    snapshot = await graph.aget_state(latest_config(config))
+    saver, newest = found
+    snapshot = await graph.aget_state(newest)
     if _forked(config) and _is_older(snapshot, since):
         snapshot = await graph.aget_state(config)
     if snapshot.config is None:
@@ -197,3 +284,53 @@ async def arecord_missing(
         return None
     await saver.aput_writes(tup.config, _null_writes(saver, tup, missing), NULL_TASK_ID)
     return missing
+
+
+def _step_checkpoint(config: Any) -> tuple[BaseCheckpointSaver, RunnableConfig] | None:
+    """The checkpointer and checkpoint the task running under ``config`` started from."""
+    conf = (config or {}).get("configurable") or {}
+    saver, thread = conf.get(CONFIG_KEY_CHECKPOINTER), conf.get("thread_id")
+    if not isinstance(saver, BaseCheckpointSaver) or thread is None:
+        return None
+    graph_ns = str(conf.get(CONFIG_KEY_CHECKPOINT_NS) or "").rpartition(NS_SEP)[0]
+    checkpoint_id = (conf.get(CONFIG_KEY_CHECKPOINT_MAP) or {}).get(graph_ns)
+    if checkpoint_id is None:
+        return None
+    target = {"thread_id": thread, CONFIG_KEY_CHECKPOINT_NS: graph_ns}
+    return saver, RunnableConfig(configurable={**target, "checkpoint_id": checkpoint_id})
+
+
+def record_step_spend(config: Any, writes: dict[str, Any]) -> bool:
+    """Write ``writes`` (e.g. spend deltas) as applied on resume to the checkpoint the
+    task running under ``config`` started from; ``False`` when it has no checkpointer.
+
+    A task paused by ``interrupt()`` loses its writes, and reruns on resume: what it
+    spent before pausing reaches its graph's state this way, exactly once.
+    """
+    found = _step_checkpoint(config)
+    if found is None:
+        return False
+    saver, target = found
+    # With LangGraph's default async durability the checkpoint may not be saved yet;
+    # its writes can be stored before it (they are keyed by its id).
+    tup = saver.get_tuple(target)
+    saver.put_writes(target, _null_writes_of(tup, writes), NULL_TASK_ID)
+    return True
+
+
+async def arecord_step_spend(config: Any, writes: dict[str, Any]) -> bool:
+    """Async :func:`record_step_spend`."""
+    found = _step_checkpoint(config)
+    if found is None:
+        return False
+    saver, target = found
+    tup = await saver.aget_tuple(target)
+    await saver.aput_writes(target, _null_writes_of(tup, writes), NULL_TASK_ID)
+    return True
+
+
+def _null_writes_of(tup: Any, writes: dict[str, Any]) -> list[tuple[str, Any]]:
+    # As _null_writes: the checkpoint's null-task writes kept, ours appended.
+    pending = (tup.pending_writes if tup is not None else None) or ()
+    existing = [(c, v) for t, c, v in pending if t == NULL_TASK_ID]
+    return [*existing, *writes.items()]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.runnables.config import var_child_runnable_config
+from langgraph.errors import GraphInterrupt
 from langgraph.types import Command
 
+from budget_graph._internal.threads import arecord_step_spend, record_step_spend
 from budget_graph.budget import Spend
 from budget_graph.context import current_ledger, open_ledger, use_meter
 from budget_graph.errors import BudgetExceededError
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
     from budget_graph.middleware._meters import AgentMeter
 
 __all__ = ["ToolCharge"]
+
+ToolResult = ToolMessage | Command[Any]
 
 
 def _issuing_message(state: Any, call_id: str) -> AIMessage | None:
@@ -36,6 +41,7 @@ class ToolCharge:
 
     def __init__(self, mw: AgentPolicy, request: ToolCallRequest) -> None:
         self.mw = mw
+        self.request = request
         self.call = request.tool_call
         self.name = str(self.call.get("name"))
         self.call_id = str(self.call.get("id"))
@@ -129,7 +135,77 @@ class ToolCharge:
             self.meter.release(self.reservation)
             self.reservation = None
 
+    def _paused_update(self) -> dict[str, int] | None:
+        self.abort()
+        units = self.spend.units
+        return {"run_token_spend": units, "thread_token_spend": units} if units else None
+
+    def _config(self) -> Any:
+        return getattr(self.request.runtime, "config", None) or var_child_runnable_config.get()
+
+    def paused(self) -> None:
+        """The tool was paused by ``interrupt()``: keep what its LLM calls spent.
+
+        LangGraph drops a paused task's writes and reruns it on resume; the calls it
+        made were billed, so their spend is written to the checkpoint the resume starts
+        from (:func:`~budget_graph._internal.threads.record_step_spend`), where the
+        agent's state gets it once. The declared cost is released: the tool did not run.
+        """
+        update = self._paused_update()
+        if update is not None:
+            record_step_spend(self._config(), update)
+
+    async def apaused(self) -> None:
+        """Async :meth:`paused` (for async checkpointers)."""
+        update = self._paused_update()
+        if update is not None:
+            await arecord_step_spend(self._config(), update)
+
     def done(self) -> None:
         """Tell the step this tool call is over."""
         if self.key is not None:
             self.mw.steps.done(self.key, self.call_id)
+
+    # --- the hooks' twins: the decisions above, driven around the tool's handler ---------
+
+    def run(self, handler: Callable[[ToolCallRequest], ToolResult]) -> ToolResult:
+        """Run the tool through ``handler``: reserve, charge, or refuse (``wrap_tool_call``)."""
+        try:
+            refused = self.begin()
+            if refused is not None:
+                return self.result(refused)
+            with self.scope():
+                try:
+                    result = handler(self.request)
+                except BudgetExceededError as exc:
+                    result = self.refused(exc)
+            return self.result(result)
+        except GraphInterrupt:  # paused: what it spent is kept (it reruns on resume)
+            self.paused()
+            raise
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self.done()
+
+    async def arun(self, handler: Callable[[ToolCallRequest], Awaitable[ToolResult]]) -> ToolResult:
+        """Async :meth:`run` (``awrap_tool_call``)."""
+        try:
+            refused = self.begin()
+            if refused is not None:
+                return self.result(refused)
+            with self.scope():
+                try:
+                    result = await handler(self.request)
+                except BudgetExceededError as exc:
+                    result = self.refused(exc)
+            return self.result(result)
+        except GraphInterrupt:
+            await self.apaused()
+            raise
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self.done()

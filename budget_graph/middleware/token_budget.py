@@ -352,22 +352,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
     ) -> ToolMessage | Command[Any]:
         """Run a tool on the step's meter; charge its LLM calls and declared cost."""
-        charge = ToolCharge(self, request)
-        try:
-            refused = charge.begin()
-            if refused is not None:
-                return charge.result(refused)
-            with charge.scope():
-                try:
-                    result = handler(request)
-                except BudgetExceededError as exc:
-                    result = charge.refused(exc)
-            return charge.result(result)
-        except BaseException:
-            charge.abort()
-            raise
-        finally:
-            charge.done()
+        return ToolCharge(self, request).run(handler)
 
     async def awrap_tool_call(
         self,
@@ -375,22 +360,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
     ) -> ToolMessage | Command[Any]:
         """Async :meth:`wrap_tool_call`."""
-        charge = ToolCharge(self, request)
-        try:
-            refused = charge.begin()
-            if refused is not None:
-                return charge.result(refused)
-            with charge.scope():
-                try:
-                    result = await handler(request)
-                except BudgetExceededError as exc:
-                    result = charge.refused(exc)
-            return charge.result(result)
-        except BaseException:
-            charge.abort()
-            raise
-        finally:
-            charge.done()
+        return await ToolCharge(self, request).arun(handler)
 
     # --- interrupt ----------------------------------------------------------------
 
