@@ -153,6 +153,21 @@ def test_scopes_are_separate_budgets(meter: PostgresMeter) -> None:
     other.reserve(20)
 
 
+def test_update_limit_false_keeps_the_rows_limit(meter: PostgresMeter) -> None:
+    meter.release(meter.reserve(0))  # the row: limit 100, reserve 10
+    # the row's limit rules, not this budget's
+    fixed = PostgresMeter(meter.conn, Budget(max_tokens=1_000), scope=meter.key, update_limit=False)
+    held = fixed.reserve_output(5, max_output=500)
+    assert held is not None and held[1] == 85  # 100 - 10 (reserve) - 5: the row's room
+    assert (fixed.limit, meter.snapshot().limit) == (100, 100)
+    with pytest.raises(BudgetExceededError, match="budget of 100 tokens"):
+        fixed.reserve(1)
+    final = fixed.reserve(10, final=True)  # the reserve, for a final answer
+    fixed.commit(final, 10)
+    fixed.commit(held[0], 90)
+    assert (meter.snapshot().spent, meter.snapshot().reserved) == (100, 0)
+
+
 @pytest.mark.postgres
 @pytest.mark.integration
 def test_expired_lease_is_reclaimed_and_late_commit_charged(postgres_conninfo: str) -> None:

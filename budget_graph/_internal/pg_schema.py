@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 
 __all__ = [
-    "COMMIT_SQL",
     "ENSURE_SQL",
     "MIGRATIONS",
     "READ_SQL",
@@ -19,6 +18,7 @@ __all__ = [
     "RENEW_SQL",
     "SETUP_LOCK",
     "SPEND_SQL",
+    "commit_sql",
     "reserve_sql",
 ]
 
@@ -106,32 +106,42 @@ def _per_level(name: str, levels: int) -> str:
 
 
 @functools.cache
-def reserve_sql(levels: int, *, retry: bool = False) -> str:
+def reserve_sql(
+    levels: int,
+    *,
+    retry: bool = False,
+    clamp: bool = False,
+    final: bool = False,
+    set_limits: bool = True,
+) -> str:
     """The reservation on a chain of ``levels`` scopes: one statement, one round trip.
 
     Parameters: ``id`` (client-generated), ``k0..`` (keys, innermost first), ``l0..`` and
-    ``r0..`` (limits and reserves), ``set_limits``, ``units``, ``n``, ``max_output``,
-    ``clamp``, ``final``, ``node``, ``owner``, ``lease_s``. One row per level comes
-    back: ``(held, expires_at, found, key, limit, reserve, spent, reserved_before,
-    expired_exist)``; ``held`` is NULL when refused, or when ``found`` levels are fewer
-    than ``levels`` (a key's first use). With ``retry`` (the reply of an earlier attempt
-    may have been lost) the statement first looks for its own lease and, if found,
-    returns it alone (``found = -1``); a first attempt's id is fresh, so it skips that
-    lookup. One level is a single ``UPDATE`` (it locks the row, and READ COMMITTED
-    re-checks the room on the newest version, as in ``UPDATE ... SET n = n - 1 WHERE
-    n >= 1``); a chain locks its rows in key order first (no deadlock between chains
-    sharing levels), then computes the clamp under the locks.
+    ``r0..`` (limits and reserves, written into the rows with ``set_limits``), ``units``,
+    ``n`` and ``max_output`` (with ``clamp``), ``node``, ``owner``, ``lease_s``; the
+    flags shape the statement (one prepared statement per shape, fewer parameters to
+    send). One row per level comes back: ``(held, expires_at, found, key, limit,
+    reserve, spent, reserved_before, expired_exist)``; ``held`` is NULL when refused,
+    or when ``found`` levels are fewer than ``levels`` (a key's first use). With
+    ``retry`` (the reply of an earlier attempt may have been lost) the statement first
+    looks for its own lease and, if found, returns it alone (``found = -1``); a first
+    attempt's id is fresh, so it skips that lookup. One level is a single ``UPDATE``
+    (it locks the row, and READ COMMITTED re-checks the room on the newest version, as
+    in ``UPDATE ... SET n = n - 1 WHERE n >= 1``); a chain locks its rows in key order
+    first (no deadlock between chains sharing levels), then computes the clamp under
+    the locks.
     """
-    return _reserve_one(retry) if levels == 1 else _reserve_chain(levels, retry)
+    if levels == 1:
+        return _reserve_one(retry, clamp, final, set_limits)
+    return _reserve_chain(levels, retry, clamp, final, set_limits)
 
 
-def _got(room: str) -> str:
+def _got(room: str, clamp: bool) -> str:
     """The units to hold given a level's ``room``: NULL when refused."""
+    if not clamp:
+        return f"CASE WHEN %(units)s <= {room} THEN %(units)s::bigint END"
     per = f"least(nullif(%(max_output)s::bigint, 0), ({room} - %(units)s) / %(n)s)"
-    return f"""CASE
-        WHEN %(clamp)s THEN CASE WHEN {per} >= 1 THEN %(units)s + %(n)s * {per} END
-        WHEN %(units)s <= {room} THEN %(units)s::bigint
-        END"""
+    return f"CASE WHEN {per} >= 1 THEN %(units)s + %(n)s * {per} END"
 
 
 def _prior(retry: bool) -> tuple[str, str, str]:
@@ -152,25 +162,27 @@ UNION ALL"""
 
 _LEASE = """
     INSERT INTO budget_graph_leases (id, key, units, final, node, owner, expires_at)
-    SELECT %(id)s, {key}, {got}, %(final)s, %(node)s, %(owner)s,
+    SELECT %(id)s, {key}, {got}, {final}, %(node)s, %(owner)s,
         now() + make_interval(secs => %(lease_s)s)"""
 
 
-def _reserve_one(retry: bool) -> str:
+def _reserve_one(retry: bool, clamp: bool, final: bool, set_limits: bool) -> str:
     head, prior_row, new = _prior(retry)
-    lim = "CASE WHEN %(set_limits)s THEN %(l0)s::bigint ELSE b.limit_units END"
-    res = "CASE WHEN %(set_limits)s THEN %(r0)s::bigint ELSE b.reserve_units END"
-    room = f"({lim}) - CASE WHEN %(final)s THEN 0 ELSE ({res}) END - b.spent - b.reserved"
-    got = _got(room)
+    lim, res = (
+        ("%(l0)s::bigint", "%(r0)s::bigint") if set_limits else ("b.limit_units", "b.reserve_units")
+    )
+    room = f"{lim} - b.spent - b.reserved" if final else f"{lim} - {res} - b.spent - b.reserved"
+    got = _got(room, clamp)
+    limits = f", limit_units = {lim}, reserve_units = {res}" if set_limits else ""
+    lease = _LEASE.format(key="u.key", got="u.got", final=str(final).lower())
     return f"""
 {head} upd AS (
     UPDATE budget_graph_budgets b
-    SET reserved = b.reserved + {got}, last_held = {got}, limit_units = {lim},
-        reserve_units = {res}, updated_at = now()
+    SET reserved = b.reserved + {got}, last_held = {got}{limits}, updated_at = now()
     WHERE b.key = %(k0)s AND {got} IS NOT NULL{new}
     RETURNING b.key, b.last_held AS got, b.limit_units, b.reserve_units, b.spent,
         b.reserved - b.last_held AS reserved_before
-), ins AS ({_LEASE.format(key="u.key", got="u.got")}
+), ins AS ({lease}
     FROM upd u
 ){prior_row}
 SELECT u.got, now() + make_interval(secs => %(lease_s)s), 1::bigint, u.key, u.limit_units,
@@ -184,28 +196,29 @@ FROM (SELECT) AS one LEFT JOIN budget_graph_budgets b ON b.key = %(k0)s
 WHERE NOT EXISTS (SELECT 1 FROM upd){new}"""
 
 
-def _reserve_chain(levels: int, retry: bool) -> str:
+def _reserve_chain(levels: int, retry: bool, clamp: bool, final: bool, set_limits: bool) -> str:
     head, prior_row, new = _prior(retry)
     keys = _keys(levels)
+    lim = _per_level("l", levels) if set_limits else "b.limit_units"
+    res = _per_level("r", levels) if set_limits else "b.reserve_units"
+    room = "l.lim - l.spent - l.reserved" if final else "l.lim - l.res - l.spent - l.reserved"
+    lease = _LEASE.format(key="l.key", got="c.got", final=str(final).lower())
     return f"""
 {head} lvl AS MATERIALIZED (
-    SELECT b.key, b.spent, b.reserved,
-        CASE WHEN %(set_limits)s THEN {_per_level("l", levels)} ELSE b.limit_units END AS lim,
-        CASE WHEN %(set_limits)s THEN {_per_level("r", levels)} ELSE b.reserve_units END AS res
+    SELECT b.key, b.spent, b.reserved, {lim} AS lim, {res} AS res
     FROM budget_graph_budgets b
     WHERE b.key IN ({keys}){new}
     ORDER BY b.key FOR NO KEY UPDATE
 ), calc AS (
-    SELECT count(*) AS found, CASE WHEN count(*) < {levels} THEN NULL ELSE {_got("min(r.room)")}
-        END AS got
-    FROM (SELECT l.lim - CASE WHEN %(final)s THEN 0 ELSE l.res END - l.spent - l.reserved
-          AS room FROM lvl l) AS r
+    SELECT count(*) AS found,
+        CASE WHEN count(*) < {levels} THEN NULL ELSE {_got("min(r.room)", clamp)} END AS got
+    FROM (SELECT {room} AS room FROM lvl l) AS r
 ), upd AS (
     UPDATE budget_graph_budgets b
     SET reserved = b.reserved + c.got, last_held = c.got, limit_units = l.lim,
         reserve_units = l.res, updated_at = now()
     FROM lvl l, calc c WHERE b.key = l.key AND c.got IS NOT NULL
-), ins AS ({_LEASE.format(key="l.key", got="c.got")}
+), ins AS ({lease}
     FROM lvl l, calc c WHERE c.got IS NOT NULL
 ){prior_row}
 SELECT c.got, now() + make_interval(secs => %(lease_s)s), c.found, l.key, l.lim, l.res,
@@ -223,31 +236,42 @@ SELECT k, l, r, %(unit)s FROM unnest(%(keys)s::text[], %(limits)s::bigint[],
 ON CONFLICT (key) DO NOTHING"""
 """Create a chain's missing rows (a key's first use)."""
 
-COMMIT_SQL = """
+
+@functools.cache
+def commit_sql(levels: int) -> str:
+    """Charge a call on every level of its chain and drop its lease, in one statement.
+
+    Parameters: ``id``, ``k0..`` (the lease's keys, innermost first), ``units``,
+    ``reserved_units``, ``node`` and the token counts. Returns ``(late, limit,
+    reserve, spent, reserved)`` of the innermost level. The ledger's primary key makes
+    a repeat fail with ``UniqueViolation`` having changed nothing (the caller reads that
+    as "charged before"): cheaper than ``ON CONFLICT``.
+    """
+    keys = ", ".join(f"(%(k{i})s::text)" for i in range(levels))
+    return f"""
 WITH gone AS (
     DELETE FROM budget_graph_leases WHERE id = %(id)s RETURNING key, units
 ), charge AS (
     INSERT INTO budget_graph_charges (lease_id, key, units, reserved_units, late, node,
         input_tokens, output_tokens, reasoning_tokens, cached_tokens, calls, estimated_calls)
-    SELECT %(id)s, k.key, %(units)s, %(reserved_units)s, g.key IS NULL, %(node)s,
-        %(input_tokens)s, %(output_tokens)s, %(reasoning_tokens)s, %(cached_tokens)s,
-        %(calls)s, %(estimated_calls)s
-    FROM unnest(%(keys)s::text[]) AS k (key) LEFT JOIN gone g ON g.key = k.key
+    SELECT %(id)s, k.key, %(units)s, %(reserved_units)s,
+        NOT EXISTS (SELECT 1 FROM gone g WHERE g.key = k.key), %(node)s, %(input_tokens)s,
+        %(output_tokens)s, %(reasoning_tokens)s, %(cached_tokens)s, %(calls)s,
+        %(estimated_calls)s
+    FROM (VALUES {keys}) AS k (key)
     RETURNING key, late
 ), upd AS (
     UPDATE budget_graph_budgets b
-    SET spent = b.spent + %(units)s, reserved = b.reserved - coalesce(g.units, 0),
+    SET spent = b.spent + %(units)s,
+        reserved = b.reserved - coalesce((SELECT g.units FROM gone g WHERE g.key = b.key), 0),
         updated_at = now()
-    FROM charge c LEFT JOIN gone g ON g.key = c.key
-    WHERE b.key = c.key
+    FROM charge c WHERE b.key = c.key
     RETURNING b.key, c.late, b.limit_units, b.reserve_units, b.spent, b.reserved
 )
 SELECT (SELECT bool_or(a.late) FROM upd a), u.limit_units, u.reserve_units, u.spent,
     u.reserved
-FROM upd u WHERE u.key = (%(keys)s::text[])[1]"""
-"""Charge a call on every level of its chain and drop its lease, in one statement. The
-ledger's primary key makes a repeat fail with ``UniqueViolation`` having changed
-nothing (the caller reads that as "charged before"): cheaper than ``ON CONFLICT``."""
+FROM upd u WHERE u.key = %(k0)s"""
+
 
 RELEASE_SQL = """
 WITH gone AS (

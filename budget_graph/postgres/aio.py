@@ -272,8 +272,7 @@ class AsyncPostgresMeter(PostgresMeterBase):
     # --- the protocol, async -----------------------------------------------------------
 
     async def _hold(self, params: dict[str, Any]) -> LeasedReservation | None:
-        levels, reclaimed = len(params["keys"]), False
-        query, retry = sql.reserve_sql(levels), sql.reserve_sql(levels, retry=True)
+        (query, retry), reclaimed = self._reserve_queries(params), False
         while True:
             res = self._held(
                 await self._run("reserve", query, params, retry_query=retry),
@@ -329,7 +328,9 @@ class AsyncPostgresMeter(PostgresMeterBase):
         if self._renewer is not None:
             self._renewer.remove(reservation.id)
         try:
-            rows = await self._run("commit", sql.COMMIT_SQL, params, timeouts=True)
+            rows = await self._run(
+                "commit", sql.commit_sql(len(params["keys"])), params, timeouts=True
+            )
         except pg_errors.UniqueViolation:  # in the ledger already: a retry of a lost reply
             rows = []
         self._committed(rows, reservation, units)

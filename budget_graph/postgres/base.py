@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
+from budget_graph._internal import pg_schema as sql
 from budget_graph.budget import Budget, Spend, Usage
 from budget_graph.errors import BudgetExceededError, UsageOverrunWarning
 from budget_graph.meter import Reservation
@@ -215,6 +216,13 @@ class PostgresMeterBase:
             params[f"k{i}"], params[f"l{i}"], params[f"r{i}"] = key, budget.limit, budget.reserve
         return params
 
+    @staticmethod
+    def _reserve_queries(params: dict[str, Any]) -> tuple[str, str]:
+        """The reserve statement of ``params``' shape: for a first attempt, and for retries."""
+        levels = len(params["keys"])
+        shape = {k: params[k] for k in ("clamp", "final", "set_limits")}
+        return sql.reserve_sql(levels, **shape), sql.reserve_sql(levels, retry=True, **shape)
+
     def _held(
         self,
         rows: list[tuple[Any, ...]],
@@ -298,9 +306,11 @@ class PostgresMeterBase:
         if units < 0:
             raise ValueError(f"units must be >= 0 (got {units})")
         u = usage
+        keys = self._keys_of(reservation)
         return {
+            **{f"k{i}": key for i, key in enumerate(keys)},
             "id": reservation.id,
-            "keys": self._keys_of(reservation),
+            "keys": keys,
             "units": units,
             "reserved_units": reservation.units,
             "node": reservation.node,
