@@ -276,7 +276,11 @@ class Spend:
             if usage is not None:
                 raise TypeError("Spend takes usage= or Usage's fields as keywords, not both")
             usage = Usage(**totals)
-        nodes = {name: Usage.parse(u) for name, u in (by_node or {}).items()}
+        # A checkpoint written by another serializer may hold a node's usage as a mapping.
+        nodes = {
+            name: u if isinstance(u, Usage) else Usage.parse(u)
+            for name, u in (by_node or {}).items()
+        }
         # A frozen dataclass's own __init__ sets its fields this way.
         object.__setattr__(self, "usage", usage if usage is not None else Usage())
         object.__setattr__(self, "by_node", nodes)
@@ -293,7 +297,7 @@ class Spend:
     @classmethod
     def fold(cls, items: Iterable[Spend | tuple[Usage, str | None]]) -> Spend:
         """The sum of spends and ``(usage, node)`` records (how meters keep calls cheaply)."""
-        total = Usage()
+        total = _ZERO
         by_node: dict[str, Usage] = {}
         for item in items:
             if isinstance(item, Spend):

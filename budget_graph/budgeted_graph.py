@@ -247,9 +247,10 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         with self._session(input, config) as run:
             out.append(run)
             it = iter(self.graph.stream(run.input, run.config, **shape.inner_kwargs(kwargs)))
+            current = use_meter(run.meter)  # entered around each step, never across a yield
             try:
                 while True:
-                    with use_meter(run.meter):
+                    with current:
                         try:
                             chunk = next(it)
                         except StopIteration:
@@ -277,9 +278,10 @@ class BudgetedGraph(GraphFacade, PregelProtocol):
         async with self._asession(input, config) as run:
             out.append(run)
             ait = aiter(self.graph.astream(run.input, run.config, **shape.inner_kwargs(kwargs)))
+            current = use_meter(run.meter)
             try:
                 while True:
-                    with use_meter(run.meter):
+                    with current:
                         try:
                             chunk = await anext(ait)
                         except StopAsyncIteration:

@@ -164,6 +164,10 @@ class _MeterScope:
         self._token: Token[BaseMeter | None] | None = None
 
     def __enter__(self) -> Any:
+        if self._token is not None:
+            raise RuntimeError(
+                "this use_meter block is already open (enter it again after it exits)"
+            )
         self._token = _meter_var.set(self._meter)
         return self._meter
 
@@ -174,7 +178,10 @@ class _MeterScope:
 
 
 def use_meter(meter: Any) -> AbstractContextManager[Any]:
-    """Make ``meter`` the current meter for code (and graph runs) inside the block."""
+    """Make ``meter`` the current meter for code (and graph runs) inside the block.
+
+    The returned block may be entered again once it has exited (not while it is open).
+    """
     return _MeterScope(meter)
 
 

@@ -143,9 +143,11 @@ def closing_update(run: Run, channels: Any) -> dict[str, Any] | None:
     if "spend" in channels:
         now = latest.get("spend")
         now = now if isinstance(now, Spend) else Spend()
-        missing = committed(run) - (now - run.start)
-        if missing.calls > 0 or missing.units > 0:
-            update["spend"] = missing
+        done = committed(run)
+        # Totals first: the per-node difference is built only when something is missing.
+        short = done.usage - (now.usage - run.start.usage)
+        if short.calls > 0 or short.units > 0:
+            update["spend"] = done - (now - run.start)
     if not update:
         return None
     values = {**latest, **update}
