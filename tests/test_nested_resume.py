@@ -17,15 +17,17 @@ from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.types import Command, interrupt
 
-from budget_graph import Budget, BudgetState, budgeted, guard, with_budget
+from budget_graph import CHECKPOINT_TYPES, Budget, BudgetState, budgeted, guard, with_budget
 from budget_graph.middleware import TokenBudgetMiddleware
 from budget_graph.testing import BillingFakeChat, ScriptedToolModel, turn
 
 TEXT = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu"
 CFG = {"configurable": {"thread_id": "t"}}
+SERDE = JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES)
 
 
 class Steps(BudgetState):
@@ -88,7 +90,7 @@ def _parent(child: Any, llm: Any, *, inside_node: bool) -> Any:
     b.add_edge(START, "p0")
     b.add_edge("p0", "child")
     b.add_edge("child", "after")
-    graph = b.compile(checkpointer=InMemorySaver())
+    graph = b.compile(checkpointer=InMemorySaver(serde=SERDE))
     return with_budget(graph, Budget(max_tokens=50_000), name="request")
 
 
@@ -148,7 +150,7 @@ def _with_agent(agent: Any, *, inside_node: bool) -> Any:
     else:
         b.add_node("agent", agent)
     b.add_edge(START, "agent")
-    graph = b.compile(checkpointer=InMemorySaver())
+    graph = b.compile(checkpointer=InMemorySaver(serde=SERDE))
     return with_budget(graph, Budget(max_tokens=50_000), name="request")
 
 
