@@ -155,8 +155,8 @@ class TaskRenewer:
         if self._task is None or self._task.done():
             self._wake = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
-        elif self._wake is not None:
-            self._wake.set()
+        elif self._wake is not None and lease_s / 3 < _IDLE_S:
+            self._wake.set()  # a short lease may be due before the loop wakes
 
     def remove(self, lease_id: int) -> bool:
         """Stop renewing ``lease_id``; whether renewal had found it lost."""

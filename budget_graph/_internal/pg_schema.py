@@ -69,7 +69,7 @@ MIGRATIONS: list[str] = [
     "ADD CONSTRAINT budget_graph_leases_pkey PRIMARY KEY (id, key)",
     "ALTER TABLE budget_graph_charges DROP CONSTRAINT budget_graph_charges_pkey, "
     "ADD CONSTRAINT budget_graph_charges_pkey PRIMARY KEY (lease_id, key)",
-    # v8-v10: a one-level reservation is a single UPDATE that locks, checks and holds
+    # v8-v10: a one-level reservation is a single UPDATE that locks, computes and holds
     # (READ COMMITTED re-evaluates its WHERE and SET on the row's newest version);
     # ``last_held`` lets it return what it took. The ledger's key leads its primary
     # key, which serves the per-key reads, so a charge maintains one index, not two.
@@ -122,14 +122,14 @@ def reserve_sql(
     flags shape the statement (one prepared statement per shape, fewer parameters to
     send). One row per level comes back: ``(held, expires_at, found, key, limit,
     reserve, spent, reserved_before, expired_exist)``; ``held`` is NULL when refused,
-    or when ``found`` levels are fewer than ``levels`` (a key's first use). With
-    ``retry`` (the reply of an earlier attempt may have been lost) the statement first
-    looks for its own lease and, if found, returns it alone (``found = -1``); a first
-    attempt's id is fresh, so it skips that lookup. One level is a single ``UPDATE``
-    (it locks the row, and READ COMMITTED re-checks the room on the newest version, as
-    in ``UPDATE ... SET n = n - 1 WHERE n >= 1``); a chain locks its rows in key order
-    first (no deadlock between chains sharing levels), then computes the clamp under
-    the locks.
+    or when ``found`` levels are fewer than ``levels`` (a key's first use; one level
+    then returns no row). With ``retry`` (the reply of an earlier attempt may have been
+    lost) the statement first looks for its own lease and, if found, returns it alone
+    (``found = -1``); a first attempt's id is fresh, so it skips that lookup. One level
+    is a single ``UPDATE`` of its row: it locks the row, and READ COMMITTED computes the
+    hold from the newest version (after waiting on a concurrent update, the SET is
+    re-evaluated on the row it locked); a chain locks its rows in key order first (no
+    deadlock between chains sharing levels), then computes the clamp under the locks.
     """
     if levels == 1:
         return _reserve_one(retry, clamp, final, set_limits)
@@ -167,10 +167,12 @@ _LEASE = """
 
 
 def _reserve_one(retry: bool, clamp: bool, final: bool, set_limits: bool) -> str:
+    # The UPDATE matches the row whether or not the units fit (a refusal holds 0 and
+    # leaves last_held NULL), so one RETURNING serves both outcomes; no row: missing.
     head, prior_row, new = _prior(retry)
-    lim, res = (
-        ("%(l0)s::bigint", "%(r0)s::bigint") if set_limits else ("b.limit_units", "b.reserve_units")
-    )
+    lim, res = ("b.limit_units", "b.reserve_units")
+    if set_limits:
+        lim, res = ("%(l0)s::bigint", "%(r0)s::bigint")
     room = f"{lim} - b.spent - b.reserved" if final else f"{lim} - {res} - b.spent - b.reserved"
     got = _got(room, clamp)
     limits = f", limit_units = {lim}, reserve_units = {res}" if set_limits else ""
@@ -178,22 +180,19 @@ def _reserve_one(retry: bool, clamp: bool, final: bool, set_limits: bool) -> str
     return f"""
 {head} upd AS (
     UPDATE budget_graph_budgets b
-    SET reserved = b.reserved + {got}, last_held = {got}{limits}, updated_at = now()
-    WHERE b.key = %(k0)s AND {got} IS NOT NULL{new}
+    SET reserved = b.reserved + coalesce({got}, 0), last_held = {got}{limits},
+        updated_at = now()
+    WHERE b.key = %(k0)s{new}
     RETURNING b.key, b.last_held AS got, b.limit_units, b.reserve_units, b.spent,
-        b.reserved - b.last_held AS reserved_before
+        b.reserved - coalesce(b.last_held, 0) AS reserved_before,
+        CASE WHEN b.last_held IS NULL THEN EXISTS (SELECT 1 FROM budget_graph_leases e
+            WHERE e.key = %(k0)s AND e.expires_at <= now()) END AS expired
 ), ins AS ({lease}
-    FROM upd u
+    FROM upd u WHERE u.got IS NOT NULL
 ){prior_row}
 SELECT u.got, now() + make_interval(secs => %(lease_s)s), 1::bigint, u.key, u.limit_units,
-    u.reserve_units, u.spent, u.reserved_before, NULL::boolean
-FROM upd u
-UNION ALL
-SELECT NULL::bigint, NULL::timestamptz, CASE WHEN b.key IS NULL THEN 0 ELSE 1 END::bigint,
-    b.key, {lim}, {res}, b.spent, b.reserved, EXISTS (SELECT 1 FROM budget_graph_leases e
-        WHERE e.key = %(k0)s AND e.expires_at <= now())
-FROM (SELECT) AS one LEFT JOIN budget_graph_budgets b ON b.key = %(k0)s
-WHERE NOT EXISTS (SELECT 1 FROM upd){new}"""
+    u.reserve_units, u.spent, u.reserved_before, u.expired
+FROM upd u"""
 
 
 def _reserve_chain(levels: int, retry: bool, clamp: bool, final: bool, set_limits: bool) -> str:

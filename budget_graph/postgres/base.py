@@ -238,6 +238,8 @@ class PostgresMeterBase:
         :meth:`_exceeded`).
         """
         keys: list[str] = params["keys"]
+        if not rows:  # one level, no row yet
+            return "missing"
         held, expires, found = rows[0][:3]
         if found < 0:  # a retry found its own lease (the first reply was lost)
             return LeasedReservation(
