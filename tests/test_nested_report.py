@@ -179,3 +179,49 @@ def test_the_first_level_must_be_the_runs_own(tmp_path):
     path.write_text('{"task": "t", "item": "1", "method": "m", "correct": true, "scopes": 1}\n')
     with pytest.raises(RecordsError, match="scopes"):
         read_jsonl(path)
+
+
+def _otlp(**attrs: Any) -> list[dict]:
+    def value(v: Any) -> dict:
+        if isinstance(v, tuple):
+            return {"arrayValue": {"values": [value(x) for x in v]}}
+        if isinstance(v, int):
+            return {"intValue": str(v)}
+        return {"stringValue": v}
+
+    return [{"key": k.replace("__", "."), "value": value(v)} for k, v in attrs.items()]
+
+
+def test_levels_from_otlp_json_spans():
+    """Spans as an OTLP JSON export gives them: attributes as key/value lists."""
+    common = {"budget_graph.task": "t", "budget_graph.method": "m", "budget_graph.run.id": "r"}
+
+    def span(sid: str, **attrs: Any) -> dict:
+        kv = _otlp(**attrs) + _otlp(**{k.replace(".", "__"): v for k, v in common.items()})
+        return {"traceId": "1", "spanId": sid, "attributes": kv}
+
+    spans = [
+        span(
+            "a",
+            budget__scope="request",
+            budget__limit=900,
+            budget_graph__span__kind="llm",
+            gen_ai__usage__input_tokens=10,
+            gen_ai__usage__output_tokens=5,
+        ),
+        span(
+            "b",
+            budget__scope="writer",
+            budget__ancestors__scope=("request",),
+            budget__limit=80,
+            budget_graph__span__kind="llm",
+            gen_ai__usage__input_tokens=20,
+            gen_ai__usage__output_tokens=7,
+        ),
+    ]
+    (record,) = from_spans(spans)
+    assert record.scope == "request" and record.budget == 900
+    assert [(s.path, s.budget, s.tokens("total")) for s in record.scopes] == [
+        (["request"], 900, 42),
+        (["request", "writer"], 80, 27),
+    ]

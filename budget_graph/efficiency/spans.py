@@ -88,7 +88,9 @@ def _path(attrs: Mapping[str, Any]) -> tuple[str, ...] | None:
     if not isinstance(scope, str):
         return None
     ancestors = attrs.get(_attrs.BUDGET_ANCESTORS_SCOPE) or ()
-    if isinstance(ancestors, str):  # a JSON export may flatten a one-name array
+    if isinstance(ancestors, Mapping):  # OTLP JSON: {"values": [{"stringValue": "a"}]}
+        ancestors = [next(iter(v.values()), "") for v in ancestors.get("values") or ()]
+    elif isinstance(ancestors, str):  # a JSON export may flatten a one-name array
         ancestors = (ancestors,)
     return (*(str(a) for a in ancestors), scope)
 
