@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import operator
 import sqlite3
+import uuid
 from typing import Annotated, Any
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
@@ -411,3 +413,52 @@ def test_a_tool_that_bills_then_raises_keeps_its_spend_across_retries():
     assert len(inner.billed) == 4
     assert spend.total_tokens == model.billed_total + sum(inner.billed)
     assert spend.calls == 5
+
+
+class Chains(BaseCallbackHandler):
+    """Records chain runs: ``(run_id, parent_run_id)`` per start, the output per end."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[Any, Any]] = []
+        self.ends: dict[Any, Any] = {}
+
+    def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kw) -> None:
+        self.starts.append((run_id, parent_run_id))
+
+    def on_chain_end(self, outputs, *, run_id, **kw) -> None:
+        self.ends[run_id] = outputs
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_callback_handler_sees_the_budgeted_run_as_the_graph_runs_parent(mode):
+    import asyncio
+
+    fake = BillingFakeChat(texts=[TEXT])
+    app = with_budget(fan(fake, branches=2).compile(), Budget(max_tokens=10_000))
+    seen = Chains()
+    cfg: Any = {"callbacks": [seen]}
+    if mode == "sync":
+        out = app.invoke({"outs": []}, cfg)
+    else:
+        out = asyncio.run(app.ainvoke({"outs": []}, cfg))
+    (root, no_parent), (graph_run, parent) = seen.starts[:2]
+    assert no_parent is None and parent == root
+    assert seen.ends[root] == out and out["spend"].calls == 2
+
+
+def test_without_a_handler_the_graph_gets_no_callback_manager_of_ours():
+    graph = fan(BillingFakeChat(texts=[TEXT]), branches=1).compile()
+    configs: list[Any] = []
+    stream = graph.stream
+
+    def recording(input: Any, config: Any = None, **kwargs: Any) -> Any:
+        configs.append(config)
+        return stream(input, config, **kwargs)
+
+    graph.stream = recording  # type: ignore[method-assign]
+    app = with_budget(graph, Budget(max_tokens=10_000))
+    app.invoke({"outs": []}, {"run_id": (rid := uuid.uuid4())})
+    app.invoke({"outs": []}, {"callbacks": [Chains()]})
+    # No handler would see a run of ours: the caller's (empty) callbacks and run id pass on.
+    assert configs[0].get("callbacks") is None and configs[0]["run_id"] == rid
+    assert isinstance(configs[1]["callbacks"], BaseCallbackManager)
