@@ -282,7 +282,7 @@ class Spend:
             for name, u in (by_node or {}).items()
         }
         # A frozen dataclass's own __init__ sets its fields this way.
-        object.__setattr__(self, "usage", usage if usage is not None else Usage())
+        object.__setattr__(self, "usage", usage if usage is not None else _ZERO)
         object.__setattr__(self, "by_node", nodes)
 
     def _asdict(self) -> dict[str, Any]:
