@@ -12,6 +12,7 @@ import itertools
 import operator
 import statistics
 import sys
+import threading
 import time
 from typing import Annotated, Any
 
@@ -100,6 +101,33 @@ def measure(apps: dict[str, Any], inp: dict, rounds: int) -> dict[str, dict[str,
     return out
 
 
+def python_calls(apps: dict[str, Any], inp: dict, runs: int = 20) -> dict[str, float]:
+    """Python function calls per run of each app, in every thread (a count, not a time).
+
+    Unlike CPU time it does not move with the host's load, so it shows where the work is
+    when the timings are noisy.
+    """
+    counts: dict[str, float] = {}
+    seen = [0]
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        if event == "call":
+            seen[0] += 1
+
+    for name, app in apps.items():
+        seen[0] = 0
+        threading.setprofile(count)
+        sys.setprofile(count)
+        try:
+            for _ in range(runs):
+                app.invoke(inp)
+        finally:
+            sys.setprofile(None)
+            threading.setprofile(None)  # type: ignore[arg-type]
+        counts[name] = seen[0] / runs
+    return counts
+
+
 def main(rounds: int = 1500) -> None:
     # A fake that costs almost nothing, so the ratio shows our accounting, not the model.
     usage = {"input_tokens": 120, "output_tokens": 45, "total_tokens": 165}
@@ -131,6 +159,13 @@ def main(rounds: int = 1500) -> None:
             f"{label:17s} cpu {med[name]['cpu'] * 1e3:.2f} ms/run   "
             f"wall {med[name]['wall'] * 1e3:.2f} ms/run   (6 model calls, {rounds} runs)"
         )
+    calls = python_calls(apps, inp)
+    short = (("bare", "bare"), ("lc", "lc"), ("ours", "budgeted"))
+    print(
+        "python calls/run (all threads): "
+        + "  ".join(f"{name}={calls[key]:.0f}" for key, name in short)
+        + f"  budgeted/lc={calls['ours'] / calls['lc']:.3f}"
+    )
     extra = (med["ours"]["cpu"] - med["bare"]["cpu"]) / 6
     print(f"accounting cpu per call: {extra * 1e6:.0f} us")
     print(f"lc_usage_callback_ratio={med['lc']['cpu'] / med['bare']['cpu']:.3f}")
