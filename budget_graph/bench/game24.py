@@ -30,6 +30,7 @@ from budget_graph.bench.game24_replay import (
 )
 from budget_graph.bench.jobs import resolve_budgets, run_jobs, validate_budgets
 from budget_graph.efficiency import RunRecord
+from budget_graph.nodes import AllocationPolicy
 from budget_graph.tasks.base import Item
 from budget_graph.tasks.game24 import Game24Task
 
@@ -75,6 +76,7 @@ def run(
     limit: int | None = None,
     progress: Callable[..., None] | None = None,
     workers: int | None = None,
+    policy: AllocationPolicy | None = None,
 ) -> list[RunRecord]:
     """Run the Game of 24 benchmark; one :class:`RunRecord` per (method, budget, puzzle).
 
@@ -93,6 +95,8 @@ def run(
         limit: Only the first ``limit`` puzzles.
         progress: Called as ``progress(advance=n, total=N, description=...)``.
         workers: Processes running (method, budget) jobs (default: up to 2).
+        policy: The search policy of the ``budget-search*`` rows (default :data:`POLICY`;
+            e.g. ``dataclasses.replace(POLICY, fallback_share=None)``).
 
     Returns:
         The run records in job order (``budget`` is ``None`` for unbudgeted methods).
@@ -134,7 +138,7 @@ def run(
 
         return _done
 
-    first = [(m, None, the_items, sources, task) for m in unbudgeted]
+    first = [(m, None, the_items, sources, task, policy) for m in unbudgeted]
     results = run_jobs(run_job, first, workers=workers, done=done(lambda i: first[i][0]))
     by_method = dict(zip(unbudgeted, results, strict=True))
 
@@ -145,7 +149,7 @@ def run(
     levels = resolve_budgets(budget_tokens, budget_fractions, reference_mean)
     coarse = resolve_budgets(None, COARSE_FRACTIONS, reference_mean) if default else levels
     second = [
-        (m, b, the_items, sources, task)
+        (m, b, the_items, sources, task, policy)
         for m in budgeted_methods
         for b in (levels if m == HEADLINE else coarse)
     ]

@@ -19,7 +19,7 @@ from budget_graph.budgeted import budgeted
 from budget_graph.efficiency import RunRecord
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Meter
-from budget_graph.nodes import FrontierProportional, ValueCache
+from budget_graph.nodes import AllocationPolicy, FrontierProportional, ValueCache
 from budget_graph.planner import build_planner
 from budget_graph.replay import ReplayStore
 from budget_graph.tasks.base import Item
@@ -132,6 +132,7 @@ def _run_search(
     cache: ValueCache,
     task: Game24Task,
     recording: Recording,
+    policy: AllocationPolicy,
 ) -> RunRecord:
     spec = METHODS[method]
     model = replay_model(item, recording, task)
@@ -155,7 +156,7 @@ def _run_search(
             budget=budget,
             value=value,
             expand_max_tokens=expand_cap,
-            policy=POLICY,
+            policy=policy,
             lazy_value_at=VALUE_MAP["sure"],
         )
     else:  # ToT BFS: judge every candidate, keep `breadth`
@@ -252,8 +253,13 @@ def run_job(
     items: tuple[Item, ...],
     sources: tuple[str, ...],
     task: Game24Task | None,
+    policy: AllocationPolicy | None = None,
 ) -> list[RunRecord]:
-    """All puzzles of one (method, budget): one value cache across them, as the original run."""
+    """All puzzles of one (method, budget): one value cache across them, as the original run.
+
+    ``policy`` replaces :data:`POLICY` in the ``budget-search*`` rows (e.g. another
+    ``fallback_share``).
+    """
     recording = load_recording(sources)
     task = task or Game24Task(dead_end_rule=not recording.judged_final_states)
     if METHODS[method].kind in ("cot", "anytime"):
@@ -265,4 +271,5 @@ def run_job(
         assert budget is not None
         return [_run_cot(item, budget, task, cot, recording.cap("cot")) for item in items]
     cache = ValueCache()
-    return [_run_search(item, method, budget, cache, task, recording) for item in items]
+    chosen = policy if policy is not None else POLICY
+    return [_run_search(item, method, budget, cache, task, recording, chosen) for item in items]
