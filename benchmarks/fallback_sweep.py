@@ -32,7 +32,8 @@ Every number printed is measured in this run. The last line::
 tokens on the held-out half.
 
 Run (from a clean clone, with the dev install): ``python benchmarks/fallback_sweep.py``
-(about 5 minutes of CPU; ``--workers`` processes, default up to 2).
+(about 6 minutes of CPU over ``--workers`` processes, default up to 2; 693 s wall on 2
+cores shared with other jobs). Its output is quoted in docs/planner.md.
 """
 
 from __future__ import annotations

@@ -72,7 +72,10 @@ headline's value tools and early stop; `cot-verify` samples CoT until one verifi
 expansions per depth, value floors; a puzzle with nothing above its floors falls back to the
 shallowest node below them while it has spent less than a third of its budget, then gives
 up instead of spending the rest; the share, like the floors, was chosen on these same 100
-puzzles, there is no held-out set). Last line of `budget-graph bench game24` (share of
+puzzles). A measured sweep and 2-fold cross-validation
+([docs/planner.md](docs/planner.md#the-fallback-share-cross-validated)) find that choice
+does not hold up: one half picks no fallback, one puzzle short of `tot-bfs-5` on the other.
+Last line of `budget-graph bench game24` (share of
 `tot-bfs`'s billed tokens at which `budget-search` first solves at least 67 / 68 puzzles,
 among the budgets run):
 
