@@ -27,6 +27,10 @@ hammer one small budget until it is exhausted while a watcher samples
 ``spent + reserved``; overshoot is how far the peak or the final spend went past
 the limit (must be 0), and the ledger must equal ``spent``.
 
+CPU per cycle: for each contender, this process's CPU time and the server's (the
+temporary cluster's backends, read from ``/proc``) over its rounds, divided by its
+cycles; both cores serve client and server alike, so the ratios follow these sums.
+
 Last line: ``pg_cycles_per_s=<x> baseline_per_s=<y> ratio=<x/y> chunked_per_s=<z>
 overshoot_tokens=<o>``, where ``x`` is the sync meter and ``y`` the sync baseline
 (the async pair's ratio is printed on the line before).
@@ -37,11 +41,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import secrets
 import statistics
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -74,6 +80,31 @@ WITH gone AS (DELETE FROM bench_leases WHERE id = %(id)s RETURNING key, units)
 UPDATE bench_budgets b SET spent = b.spent + %(used)s, reserved = b.reserved - g.units
 FROM gone g WHERE b.key = g.key"""
 BIG = Budget(max_tokens=10**15)
+
+
+def cpu_s(data_dir: Path | None) -> tuple[float, float]:
+    """CPU seconds so far of this process and of the server's processes (postmaster + children).
+
+    A backend's time counts while it lives, and in the postmaster's children's time
+    once it exits, so the pool's long-lived connections are counted either way.
+    """
+    me = os.times()
+    client = me.user + me.system
+    if data_dir is None:
+        return client, 0.0
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+    server = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if int(pid) == postmaster:
+            server += int(fields[13]) + int(fields[14])  # waited-for children
+        if int(pid) == postmaster or int(fields[1]) == postmaster:
+            server += int(fields[11]) + int(fields[12])
+    return client, server / tick
 
 
 def run_threads(cycle: Callable[[], None], workers: int, seconds: float) -> float:
@@ -118,9 +149,17 @@ async def run_tasks(cycle: Callable[[], Awaitable[None]], workers: int, seconds:
 
 
 def throughput(
-    conninfo: str, workers: int, seconds: float, rounds: int, chunk: int
-) -> dict[str, float]:
-    """Median cycles/s per contender over interleaved rounds."""
+    conninfo: str,
+    workers: int,
+    seconds: float,
+    rounds: int,
+    chunk: int,
+    data_dir: Path | None = None,
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Median cycles/s per contender over interleaved rounds, and its CPU per cycle.
+
+    The CPU is ``(client_us, server_us)`` per cycle over all of a contender's rounds.
+    """
     kwargs = {"autocommit": True, "options": connection_options()}
     pool = ConnectionPool(conninfo, min_size=workers, max_size=workers, open=True, kwargs=kwargs)
     setup(pool)
@@ -175,12 +214,23 @@ def throughput(
         "async": [],
         "chunked": [],
     }
+    runs: dict[str, Callable[[], float]] = {
+        "baseline": lambda: run_threads(baseline, workers, seconds),
+        "sync": lambda: run_threads(sync_cycle, workers, seconds),
+        "abaseline": lambda: loop.run_until_complete(run_tasks(abaseline, workers, seconds)),
+        "async": lambda: loop.run_until_complete(run_tasks(async_cycle, workers, seconds)),
+        "chunked": lambda: run_threads(chunked_cycle, workers, seconds),
+    }
+    used = {name: [0.0, 0.0, 0.0] for name in runs}  # client s, server s, cycles
     for r in range(rounds):
-        rates["baseline"].append(run_threads(baseline, workers, seconds))
-        rates["sync"].append(run_threads(sync_cycle, workers, seconds))
-        rates["abaseline"].append(loop.run_until_complete(run_tasks(abaseline, workers, seconds)))
-        rates["async"].append(loop.run_until_complete(run_tasks(async_cycle, workers, seconds)))
-        rates["chunked"].append(run_threads(chunked_cycle, workers, seconds))
+        for name, run in runs.items():
+            (c0, s0), t0 = cpu_s(data_dir), time.perf_counter()
+            rates[name].append(run())
+            (c1, s1), t1 = cpu_s(data_dir), time.perf_counter()
+            total = used[name]
+            total[0] += c1 - c0
+            total[1] += s1 - s0
+            total[2] += rates[name][-1] * (t1 - t0)
         print(
             f"round {r + 1}: " + ", ".join(f"{k}={v[-1]:,.0f}/s" for k, v in rates.items()),
             flush=True,
@@ -196,7 +246,8 @@ def throughput(
         left = conn.execute("SELECT sum(reserved) FROM budget_graph_budgets").fetchone()
     pool.close()
     assert left is not None and left[0] == 0, f"holds left after the runs: {left}"
-    return {k: statistics.median(v) for k, v in rates.items()}
+    cpu = {k: (c / n * 1e6, srv / n * 1e6) for k, (c, srv, n) in used.items()}
+    return {k: statistics.median(v) for k, v in rates.items()}, cpu
 
 
 def overshoot(conninfo: str, processes: int, threads: int, limit: int) -> tuple[int, str]:
@@ -274,13 +325,20 @@ def main() -> None:
             f"PostgreSQL on a unix socket, {mode}; {args.concurrency} workers per contender, "
             f"{args.rounds} rounds of {args.seconds}s, medians:"
         )
-        rates = throughput(
-            server.create_database("bench"), args.concurrency, args.seconds, args.rounds, args.chunk
+        rates, cpu = throughput(
+            server.create_database("bench"),
+            args.concurrency,
+            args.seconds,
+            args.rounds,
+            args.chunk,
+            server.data_dir,
         )
         for name, rate in rates.items():
+            client_us, server_us = cpu[name]
             print(
                 f"  {name:>9}: {rate:,.0f} reserve+commit/s "
-                f"({rate / rates['baseline']:.2f}x baseline)"
+                f"({rate / rates['baseline']:.2f}x baseline); CPU per cycle: "
+                f"client {client_us:,.0f} us + server {server_us:,.0f} us"
             )
         print(
             f"async meter / async baseline (psycopg's async pool, {args.concurrency} "
