@@ -8,9 +8,11 @@ from typing import Any
 
 from langchain.agents.middleware.types import ExtendedModelResponse, ModelRequest, ModelResponse
 from langchain_core.messages import AIMessage
+from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.types import Command, interrupt
 
+from budget_graph._internal.threads import arecord_step_spend, record_step_spend
 from budget_graph.accounting import count_messages
 from budget_graph.budgeted import budgeted
 from budget_graph.errors import BudgetExceededError
@@ -218,6 +220,27 @@ class ModelCall:
                 structured_response=response.structured_response,
             )
         return self._result(response)
+
+    def _kept_update(self) -> dict[str, int] | None:
+        units = self.committed + self.meter.committed
+        return {"run_token_spend": units, "thread_token_spend": units} if units else None
+
+    def kept(self) -> None:
+        """The model node failed after a billed call: keep its spend in the checkpoint.
+
+        LangGraph drops a failed task's writes; the spend is written to the checkpoint
+        the step started from instead (see :meth:`ToolCharge.kept
+        <budget_graph.middleware._tools.ToolCharge.kept>`).
+        """
+        update = self._kept_update()
+        if update is not None:
+            record_step_spend(var_child_runnable_config.get(), update)
+
+    async def akept(self) -> None:
+        """Async :meth:`kept` (for async checkpointers)."""
+        update = self._kept_update()
+        if update is not None:
+            await arecord_step_spend(var_child_runnable_config.get(), update)
 
     def _result(self, response: ModelResponse[Any]) -> Any:
         units = self.committed + self.meter.committed

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.runnables.config import var_child_runnable_config
-from langgraph.errors import GraphInterrupt
 from langgraph.types import Command
 
 from budget_graph._internal.threads import arecord_step_spend, record_step_spend
@@ -135,7 +134,7 @@ class ToolCharge:
             self.meter.release(self.reservation)
             self.reservation = None
 
-    def _paused_update(self) -> dict[str, int] | None:
+    def _kept_update(self) -> dict[str, int] | None:
         self.abort()
         units = self.spend.units
         return {"run_token_spend": units, "thread_token_spend": units} if units else None
@@ -143,21 +142,23 @@ class ToolCharge:
     def _config(self) -> Any:
         return getattr(self.request.runtime, "config", None) or var_child_runnable_config.get()
 
-    def paused(self) -> None:
-        """The tool was paused by ``interrupt()``: keep what its LLM calls spent.
+    def kept(self) -> None:
+        """The tool raised or was paused by ``interrupt()``: keep what its LLM calls spent.
 
-        LangGraph drops a paused task's writes and reruns it on resume; the calls it
-        made were billed, so their spend is written to the checkpoint the resume starts
-        from (:func:`~budget_graph._internal.threads.record_step_spend`), where the
-        agent's state gets it once. The declared cost is released: the tool did not run.
+        LangGraph drops the writes of a task that raised or paused (a paused one reruns
+        on resume); the calls it made were billed, so their spend is written to the
+        checkpoint the step started from
+        (:func:`~budget_graph._internal.threads.record_step_spend`), where the agent's
+        state gets it once: ``get_state`` shows it, and the next run or the resume applies
+        it. The declared cost is released: the tool did not complete.
         """
-        update = self._paused_update()
+        update = self._kept_update()
         if update is not None:
             record_step_spend(self._config(), update)
 
-    async def apaused(self) -> None:
-        """Async :meth:`paused` (for async checkpointers)."""
-        update = self._paused_update()
+    async def akept(self) -> None:
+        """Async :meth:`kept` (for async checkpointers)."""
+        update = self._kept_update()
         if update is not None:
             await arecord_step_spend(self._config(), update)
 
@@ -180,11 +181,8 @@ class ToolCharge:
                 except BudgetExceededError as exc:
                     result = self.refused(exc)
             return self.result(result)
-        except GraphInterrupt:  # paused: what it spent is kept (it reruns on resume)
-            self.paused()
-            raise
-        except BaseException:
-            self.abort()
+        except BaseException:  # raised or paused: what its LLM calls spent is kept
+            self.kept()
             raise
         finally:
             self.done()
@@ -201,11 +199,8 @@ class ToolCharge:
                 except BudgetExceededError as exc:
                     result = self.refused(exc)
             return self.result(result)
-        except GraphInterrupt:
-            await self.apaused()
-            raise
         except BaseException:
-            self.abort()
+            await self.akept()
             raise
         finally:
             self.done()

@@ -328,6 +328,9 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
                 return call.done(handler(step))
             except BudgetExceededError as exc:
                 step = call.refused(exc)
+            except BaseException:  # what it billed before failing is kept
+                call.kept()
+                raise
         return step
 
     async def awrap_model_call(
@@ -344,6 +347,9 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
                 return call.done(await handler(step))
             except BudgetExceededError as exc:
                 step = call.refused(exc)
+            except BaseException:  # what it billed before failing is kept
+                await call.akept()
+                raise
         return step
 
     def wrap_tool_call(
