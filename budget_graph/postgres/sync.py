@@ -32,7 +32,7 @@ class PostgresMeter(PostgresMeterBase):
 
     The :class:`~budget_graph.meter.BaseMeter` protocol on a row of
     ``budget_graph_budgets``. Each reserve, commit and release is one round trip
-    (one call of a SQL function), retried on connection errors for ``retry_s``
+    (one statement), retried on connection errors for ``retry_s``
     (a reserve is idempotent: a retry finds its own lease). Open reservations are
     renewed in the background every ``lease_s / 3`` until committed or released
     (at most ``max_hold_s``), so a long stream keeps its hold while a dead
