@@ -10,7 +10,8 @@ Where a thread's numbers live, all in the checkpointer so any process sees them:
 - the thread's total over every run, forks included: each run's config metadata (which
   checkpoints copy) holds the thread total when the run started (``THREAD_UNITS_KEY``)
   and the branch spend it started from (``BASE_UNITS_KEY``); the total at the thread's
-  newest checkpoint is ``thread units + (spend there - base units)``.
+  newest checkpoint is ``thread units + (spend there - base units)``. (An agent's
+  middleware keeps its thread total in its state instead: :func:`thread_counter`.)
 
 A budgeted graph nested in a step of a checkpointed parent (a subgraph with no
 checkpointer of its own) keeps its checkpoints in the parent's checkpointer under the
@@ -51,6 +52,8 @@ __all__ = [
     "record_missing",
     "record_step_spend",
     "arecord_step_spend",
+    "athread_counter",
+    "thread_counter",
 ]
 
 THREAD_UNITS_KEY = "budget_thread_units"
@@ -225,9 +228,8 @@ def _missing(snapshot: Any, tup: Any, start: Spend, committed: Spend) -> Spend |
 
 
 def _null_writes(saver: BaseCheckpointSaver, tup: Any, missing: Spend) -> list[tuple[str, Any]]:
-    # Rewrite the checkpoint's null-task writes with ours appended: writes are stored by
-    # (task id, index), and a lone write at index 0 would replace (SQLite) or be dropped
-    # beside (in memory) a write already there.
+    # Ours appended to the checkpoint's null-task writes: writes are stored by (task id,
+    # index); a lone one at index 0 would replace (SQLite) or be dropped beside one there.
     return _null_writes_of(tup, {"spend": missing})
 
 
@@ -334,3 +336,65 @@ def _null_writes_of(tup: Any, writes: dict[str, Any]) -> list[tuple[str, Any]]:
     pending = (tup.pending_writes if tup is not None else None) or ()
     existing = [(c, v) for t, c, v in pending if t == NULL_TASK_ID]
     return [*existing, *writes.items()]
+
+
+_HEAD_SCAN = 32  # checkpoints read back, at most, to find the head before a run
+
+
+def _counter(tup: Any, key: str) -> int:
+    # The value ``get_state`` would show: the channel plus the null-task deltas on it.
+    value = (tup.checkpoint.get("channel_values") or {}).get(key)
+    total = value if isinstance(value, int) else 0
+    for task, channel, delta in tup.pending_writes or ():
+        if task == NULL_TASK_ID and channel == key and isinstance(delta, int):
+            total += delta
+    return total
+
+
+class _HeadScan:
+    """Folds checkpoints, newest first, into the largest ``key`` up to the run's head.
+
+    For a summed thread total in state that every run raises to the thread's total as it
+    starts (the middleware's ``thread_token_spend``): the head holds every branch's total,
+    no checkpoint more. The run's own checkpoints come first, down to its ``"input"`` one.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key, self.best, self.past_input = key, 0, False
+
+    def add(self, tup: Any) -> bool:
+        """Take one checkpoint; ``False`` once the head has been read."""
+        self.best = max(self.best, _counter(tup, self.key))
+        if self.past_input:
+            return False
+        self.past_input = (tup.metadata or {}).get("source") == "input"
+        return True
+
+
+def thread_counter(config: Any, key: str) -> int | None:
+    """The largest ``key`` (a summed counter) up to the thread's head before the run of the
+    task running under ``config`` (``None`` without a checkpointer; see :class:`_HeadScan`)."""
+    found = _step_checkpoint(config)
+    if found is None:
+        return None
+    saver, step = found
+    scan = _HeadScan(key)
+    thread = RunnableConfig(configurable=latest_config(step)["configurable"])
+    for tup in saver.list(thread, before=step, limit=_HEAD_SCAN):
+        if not scan.add(tup):
+            break
+    return scan.best
+
+
+async def athread_counter(config: Any, key: str) -> int | None:
+    """Async :func:`thread_counter`."""
+    found = _step_checkpoint(config)
+    if found is None:
+        return None
+    saver, step = found
+    scan = _HeadScan(key)
+    thread = RunnableConfig(configurable=latest_config(step)["configurable"])
+    async for tup in saver.alist(thread, before=step, limit=_HEAD_SCAN):
+        if not scan.add(tup):
+            break
+    return scan.best

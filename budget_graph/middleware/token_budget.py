@@ -15,7 +15,9 @@ from langchain.agents.middleware.types import (
     hook_config,
 )
 from langchain_core.messages import AIMessage
+from langchain_core.runnables.config import var_child_runnable_config
 
+from budget_graph._internal.threads import athread_counter, thread_counter
 from budget_graph.budget import Budget, ModelPrice
 from budget_graph.context import current_meter
 from budget_graph.errors import BudgetExceededError
@@ -271,23 +273,39 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
 
     # --- hooks --------------------------------------------------------------------
 
-    def before_agent(
-        self, state: TokenBudgetState[ResponseT], runtime: Runtime[ContextT]
+    def _run_start(
+        self, state: Mapping[str, Any], thread_total: int | None
     ) -> dict[str, Any] | None:
-        """Start a new run: reset the run's spend and any run limit a human approved."""
         updates: dict[str, Any] = {}
         run_spent = int(state.get("run_token_spend") or 0)
         if run_spent:
             updates["run_token_spend"] = -run_spent
+        # A run from an earlier checkpoint (a fork) starts from the thread's total, not
+        # its branch's: the thread's head before the run holds every branch's spend.
+        behind = (thread_total or 0) - int(state.get("thread_token_spend") or 0)
+        if behind > 0:
+            updates["thread_token_spend"] = behind
         if state.get("token_budget_run_limit") is not None:
             updates["token_budget_run_limit"] = None
         return updates or None
+
+    def before_agent(
+        self, state: TokenBudgetState[ResponseT], runtime: Runtime[ContextT]
+    ) -> dict[str, Any] | None:
+        """Start a new run: reset the run's spend and any run limit a human approved.
+
+        The thread's spend is raised to the thread's total over every branch (read from
+        the checkpointer), so a fork cannot spend the thread's limit again.
+        """
+        total = thread_counter(var_child_runnable_config.get(), "thread_token_spend")
+        return self._run_start(state, total)
 
     async def abefore_agent(
         self, state: TokenBudgetState[ResponseT], runtime: Runtime[ContextT]
     ) -> dict[str, Any] | None:
         """Async :meth:`before_agent`."""
-        return self.before_agent(state, runtime)
+        total = await athread_counter(var_child_runnable_config.get(), "thread_token_spend")
+        return self._run_start(state, total)
 
     @hook_config(can_jump_to=["end"])
     def before_model(

@@ -1,0 +1,120 @@
+"""TokenBudgetMiddleware's thread_limit caps the whole thread, forks included.
+
+A fork (a run from an earlier checkpoint of the thread: "edit and regenerate", time
+travel) starts from the thread's total over every branch, read from the checkpointer,
+so the forks of a thread cannot spend its limit more than once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+
+import pytest
+from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from budget_graph import CHECKPOINT_TYPES
+from budget_graph.middleware import TokenBudgetMiddleware
+from tests.fixtures.fakes import ScriptedToolModel, turn
+
+CFG = {"configurable": {"thread_id": "t-forks"}}
+SERDE = JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES)
+
+
+@contextlib.asynccontextmanager
+async def _saver(kind, tmp_path, use_async):
+    if kind == "memory":
+        yield InMemorySaver(serde=SERDE)
+    elif use_async:
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "t.sqlite")) as saver:
+            saver.serde = SERDE
+            yield saver
+    else:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        conn = sqlite3.connect(tmp_path / "t.sqlite", check_same_thread=False)
+        try:
+            yield SqliteSaver(conn, serde=SERDE)
+        finally:
+            conn.close()
+
+
+async def _invoke(agent, payload, config, use_async):
+    if use_async:
+        return await agent.ainvoke(payload, config)
+    return agent.invoke(payload, config)
+
+
+async def _first_checkpoint(agent, use_async):
+    if use_async:
+        history = [s async for s in agent.aget_state_history(CFG)]
+    else:
+        history = list(agent.get_state_history(CFG))
+    return history[-1].config  # the thread's first checkpoint, before any spend
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_forks_from_an_earlier_checkpoint_share_the_thread_limit(kind, use_async, tmp_path):
+    model = ScriptedToolModel(steps=[turn(output_tokens=60)] * 4)
+    mw = TokenBudgetMiddleware(thread_limit=130)
+    async with _saver(kind, tmp_path, use_async) as saver:
+        agent = create_agent(model, tools=[], middleware=[mw], checkpointer=saver)
+        await _invoke(agent, {"messages": [HumanMessage("one")]}, CFG, use_async)
+        first = await _first_checkpoint(agent, use_async)
+
+        # Each fork starts from the first checkpoint, whose branch had spent nothing.
+        await _invoke(agent, {"messages": [HumanMessage("fork")]}, first, use_async)
+        assert model.calls[1]["max_tokens"] == 70  # clamped by the thread's 60 spent
+        out = await _invoke(agent, {"messages": [HumanMessage("fork again")]}, first, use_async)
+        assert out["messages"][-1].content == (
+            "Token budget: the next model call would exceed the thread limit of 130 tokens "
+            "(thread_spent=120, reserved=0, requested=16, remaining=10)"
+        )
+        assert model.billed_output == 120 <= 130 and len(model.calls) == 2
+        state = await agent.aget_state(CFG) if use_async else agent.get_state(CFG)
+        assert state.values["thread_token_spend"] == model.billed_output
+
+
+class StartNote(AgentMiddleware):
+    """Another middleware starting the run first (its own step and checkpoint)."""
+
+    def before_agent(self, state, runtime):
+        return None
+
+    async def abefore_agent(self, state, runtime):
+        return None
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_the_original_branch_counts_what_a_fork_spent(use_async):
+    model = ScriptedToolModel(steps=[turn(output_tokens=50)] * 4)
+    mw = TokenBudgetMiddleware(run_limit=100, thread_limit=140)
+    agent = create_agent(
+        model, tools=[], middleware=[StartNote(), mw], checkpointer=InMemorySaver()
+    )
+    await _invoke(agent, {"messages": [HumanMessage("one")]}, CFG, use_async)
+    head = (await agent.aget_state(CFG) if use_async else agent.get_state(CFG)).config
+    first = await _first_checkpoint(agent, use_async)
+    await _invoke(agent, {"messages": [HumanMessage("fork")]}, first, use_async)
+    # Back on the original branch (its head addressed by id): 40 of the thread's 140 left.
+    await _invoke(agent, {"messages": [HumanMessage("two")]}, head, use_async)
+    assert model.calls[-1]["max_tokens"] == 40
+    assert model.billed_output <= 140
+    values = (await agent.aget_state(CFG) if use_async else agent.get_state(CFG)).values
+    assert values["thread_token_spend"] == model.billed_output
+    assert values["run_token_spend"] == model.calls[-1]["output"]
+
+
+def test_a_thread_without_forks_is_unchanged_and_runs_without_a_checkpointer():
+    model = ScriptedToolModel(steps=[turn(output_tokens=30)] * 2)
+    agent = create_agent(model, tools=[], middleware=[TokenBudgetMiddleware(thread_limit=100)])
+    out = agent.invoke({"messages": [HumanMessage("one")]})
+    assert out["messages"][-1].content == "Final answer."
+    assert model.calls[0]["max_tokens"] == 100 and model.billed_output == 30
