@@ -22,6 +22,7 @@ from budget_graph.postgres.connections import (
     asetup,
     connection_options,
 )
+from budget_graph.postgres.failures import aretrying, should_retry
 from budget_graph.postgres.scope import BudgetScope
 
 __all__ = ["AsyncPostgresMeter", "asetup"]
@@ -80,8 +81,8 @@ class AsyncPostgresMeter(PostgresMeterBase):
             renew=renew,
             update_limit=update_limit,
         )
-        self._retry = self._aretrying(self._health_check)
-        self._retry_all = self._aretrying(self._health_check, timeouts=True)
+        self._retry = aretrying(self.retry_s, self._health_check)
+        self._retry_all = aretrying(self.retry_s, self._health_check, timeouts=True)
         self._renewer = arenewer_for(conn) if renew else None
         self._chain_figures: list[BudgetSnapshot] = []
 
@@ -117,16 +118,6 @@ class AsyncPostgresMeter(PostgresMeterBase):
         if setup:
             await meter.asetup()
         return meter
-
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "lease_s": self.lease_s,
-            "lock_timeout_s": self.lock_timeout_s,
-            "retry_s": self.retry_s,
-            "max_hold_s": self.max_hold_s,
-            "renew": self.renew_leases,
-            "update_limit": self.update_limit,
-        }
 
     def for_scope(
         self,
@@ -194,7 +185,7 @@ class AsyncPostgresMeter(PostgresMeterBase):
         try:
             return await self._once(query, params, rows)
         except psycopg.OperationalError as exc:
-            if not self._should_retry(exc, timeouts):
+            if not should_retry(exc, timeouts):
                 if isinstance(exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled):
                     raise self._timeout(operation, exc) from exc
                 raise

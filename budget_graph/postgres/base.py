@@ -14,8 +14,6 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, Retrying
-
 from budget_graph._internal import pg_schema as sql
 from budget_graph.budget import Budget, Spend, Usage
 from budget_graph.errors import BudgetExceededError, UsageOverrunWarning
@@ -23,11 +21,8 @@ from budget_graph.meter import Reservation
 from budget_graph.postgres.failures import (
     LeaseExpiredWarning,
     MeterTimeoutError,
-    aretrying,
     is_transient,
     refusing_level,
-    retrying,
-    should_retry,
     timeout_error,
 )
 from budget_graph.postgres.scope import BudgetScope
@@ -104,6 +99,17 @@ class PostgresMeterBase:
         if len(set(keys)) != len(keys):
             raise ValueError(f"Invalid parent: the scope chain {keys} repeats a key")
 
+    def _settings(self) -> dict[str, Any]:
+        """The keyword settings a twin passes to the meters it derives (``child``...)."""
+        return {
+            "lease_s": self.lease_s,
+            "lock_timeout_s": self.lock_timeout_s,
+            "retry_s": self.retry_s,
+            "max_hold_s": self.max_hold_s,
+            "renew": self.renew_leases,
+            "update_limit": self.update_limit,
+        }
+
     # --- the chain -------------------------------------------------------------------
 
     @property
@@ -167,10 +173,9 @@ class PostgresMeterBase:
         for meter, key in zip(self.chain, keys, strict=True):
             row = by_key.get(key)
             if row is None:  # not created yet: the budget as configured
-                snap = BudgetSnapshot(key, meter.budget.limit, meter.budget.reserve, 0, 0)
+                out.append(BudgetSnapshot(key, meter.budget.limit, meter.budget.reserve, 0, 0))
             else:
-                snap = BudgetSnapshot(key, *(int(v) for v in row[1:6]))
-            out.append(snap)
+                out.append(BudgetSnapshot(key, *(int(v) for v in row[1:6])))
         first = out[0]
         self._figures = (first.limit, first.reserve, first.spent, first.reserved)
         return out
@@ -241,28 +246,19 @@ class PostgresMeterBase:
         if not rows:  # one level, no row yet
             return "missing"
         held, expires, found = rows[0][:3]
-        if found < 0:  # a retry found its own lease (the first reply was lost)
-            return LeasedReservation(
-                params["id"],
-                int(held),
-                params["final"],
-                params["node"],
-                key=keys[0],
-                keys=tuple(keys),
-                expires_at=expires,
-            )
-        if held is None and found < len(keys):
-            return "missing"
-        if held is None and not reclaimed and any(r[8] for r in rows):
-            return "expired"
-        levels = {r[3]: tuple(int(v) for v in r[4:8]) for r in rows}
-        limit, reserve, spent, reserved = levels[keys[0]]
-        if held is None:
-            self.refused += 1
-            self._level(levels[keys[0]])  # type: ignore[arg-type]
-            self._refusal = refusing_level(levels, params)
-            return None
-        self._level((limit, reserve, spent, reserved + int(held)))
+        if found >= 0:  # (found < 0: a retry found its own lease, the first reply was lost)
+            if held is None and found < len(keys):
+                return "missing"
+            if held is None and not reclaimed and any(r[8] for r in rows):
+                return "expired"
+            levels = {r[3]: tuple(int(v) for v in r[4:8]) for r in rows}
+            limit, reserve, spent, reserved = levels[keys[0]]
+            if held is None:
+                self.refused += 1
+                self._level(levels[keys[0]])  # type: ignore[arg-type]
+                self._refusal = refusing_level(levels, params)
+                return None
+            self._level((limit, reserve, spent, reserved + int(held)))
         return LeasedReservation(
             params["id"],
             int(held),
@@ -356,10 +352,7 @@ class PostgresMeterBase:
             )
 
     def _release_params(self, reservation: Reservation) -> dict[str, Any]:
-        return {
-            "id": reservation.id,
-            "keys": self._keys_of(reservation),
-        }
+        return {"id": reservation.id, "keys": self._keys_of(reservation)}
 
     def _released(self, rows: list[tuple[Any, ...]]) -> None:
         if rows:
@@ -376,26 +369,6 @@ class PostgresMeterBase:
         return total
 
     # --- failures ----------------------------------------------------------------------
-
-    def _retrying(
-        self,
-        health_check: Callable[[RetryCallState], Any] | None,
-        *,
-        timeouts: bool = False,
-    ) -> Retrying:
-        """Retry for ``retry_s`` (see :func:`~budget_graph.postgres.failures.retrying`)."""
-        return retrying(self.retry_s, health_check, timeouts=timeouts)
-
-    def _aretrying(
-        self,
-        health_check: Callable[[RetryCallState], Any] | None,
-        *,
-        timeouts: bool = False,
-    ) -> AsyncRetrying:
-        """The async twin of :meth:`_retrying`."""
-        return aretrying(self.retry_s, health_check, timeouts=timeouts)
-
-    _should_retry = staticmethod(should_retry)
 
     def _timeout(self, operation: str, exc: BaseException) -> MeterTimeoutError:
         return timeout_error(self.key, operation, exc, lock_timeout_s=self.lock_timeout_s)

@@ -22,6 +22,7 @@ from budget_graph.postgres.connections import (
     renewer_for,
     setup,
 )
+from budget_graph.postgres.failures import retrying, should_retry
 from budget_graph.postgres.scope import BudgetScope
 
 __all__ = ["PostgresMeter", "connection_options", "setup"]
@@ -105,8 +106,8 @@ class PostgresMeter(PostgresMeterBase):
             renew=renew,
             update_limit=update_limit,
         )
-        self._retry = self._retrying(self._health_check)
-        self._retry_all = self._retrying(self._health_check, timeouts=True)
+        self._retry = retrying(self.retry_s, self._health_check)
+        self._retry_all = retrying(self.retry_s, self._health_check, timeouts=True)
         self._renewer = renewer_for(conn) if renew else None
 
     @classmethod
@@ -144,16 +145,6 @@ class PostgresMeter(PostgresMeterBase):
         if setup:
             meter.setup()
         return meter
-
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "lease_s": self.lease_s,
-            "lock_timeout_s": self.lock_timeout_s,
-            "retry_s": self.retry_s,
-            "max_hold_s": self.max_hold_s,
-            "renew": self.renew_leases,
-            "update_limit": self.update_limit,
-        }
 
     def for_scope(self, scope: BudgetScope | str, budget: Budget | None = None) -> PostgresMeter:
         """A meter for another scope on the same connection and parent (e.g. per thread)."""
@@ -225,7 +216,7 @@ class PostgresMeter(PostgresMeterBase):
         try:
             return self._once(query, params, rows)
         except psycopg.OperationalError as exc:
-            if not self._should_retry(exc, timeouts):
+            if not should_retry(exc, timeouts):
                 if isinstance(exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled):
                     raise self._timeout(operation, exc) from exc
                 raise
