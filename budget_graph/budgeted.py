@@ -148,7 +148,7 @@ class BudgetedChatModel(BaseChatModel):
             requested=cap.cap,
             min_output=cap.minimum,
             counting=facts.client.counting,
-            place_cap=functools.partial(apply_cap, inner, stop=stop, cap_param=param),
+            place_cap=functools.partial(apply_cap, facts.provider, stop=stop, client=facts.client),
             n=int(kwargs.get("n") or facts.n),
             final=self.final,
             param=self.max_tokens_param,

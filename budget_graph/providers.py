@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
 from budget_graph.accounting import EXACT, PromptCounting, model_field, model_name
@@ -202,13 +202,7 @@ def client_of(model: Any, *, cap_param: str | None = None) -> ProviderClient:
     """
     found = _client_of_type(type(model))  # type: ignore[arg-type]
     if found is _GENERIC and cap_param and cap_param != _GENERIC.cap_param:
-        return ProviderClient(
-            name="other",
-            cap_param=cap_param,
-            cap_fields=(cap_param,),
-            counting=EXACT,
-            usage=_GENERIC.usage,
-        )
+        return replace(_GENERIC, cap_param=cap_param, cap_fields=(cap_param,))
     return found
 
 
@@ -342,6 +336,7 @@ def apply_cap(
     *,
     stop: list[str] | None = None,
     cap_param: str | None = None,
+    client: ProviderClient | None = None,
 ) -> dict[str, Any]:
     """The call's keyword arguments with its output cap set where ``model``'s client reads it.
 
@@ -350,18 +345,18 @@ def apply_cap(
     ``options`` (``num_predict``), which then also carries the model's own options, since
     ``ChatOllama`` ignores its fields once a call passes ``options``; Google:
     ``max_output_tokens``; the others: ``max_tokens``. Other cap keywords are removed (a
-    caller's generic ``max_tokens`` would break a client that does not take it).
+    caller's ``max_tokens`` would break a client that does not take it). ``client``, when
+    given, is ``model``'s (``model`` then is the provider's own, as in :class:`ModelFacts`).
     """
-    inner, _ = unwrap_chat_model(model)
-    client = client_of(inner, cap_param=cap_param)
-    out = dict(kwargs)
-    for key in _CAP_KEYS:
-        out.pop(key, None)
+    if client is None:
+        model, _ = unwrap_chat_model(model)
+        client = client_of(model, cap_param=cap_param)
+    out = {k: v for k, v in kwargs.items() if k not in _CAP_KEYS}
     if client.name == "ollama":
         options = out.get("options")
         if not isinstance(options, Mapping):
-            options = {k: getattr(inner, k, None) for k in _OLLAMA_OPTIONS}
-            fixed_stop = stop if stop is not None else getattr(inner, "stop", None)
+            options = {k: getattr(model, k, None) for k in _OLLAMA_OPTIONS}
+            fixed_stop = stop if stop is not None else getattr(model, "stop", None)
             options = {k: v for k, v in {**options, "stop": fixed_stop}.items() if v is not None}
         if stop is not None and "stop" not in options:
             options = {**options, "stop": stop}
@@ -380,15 +375,19 @@ class ModelFacts(NamedTuple):
     client: ProviderClient
     cap: OutputCap
     """The output cap of a call that passes no keyword arguments."""
+    provider: Any
+    """The provider's chat model inside wrappers (whose ``client`` a call's cap goes to)."""
 
 
 def model_facts(model: Any, *, cap_param: str | None = None) -> ModelFacts:
-    """The :class:`ModelFacts` of a chat model."""
+    """The :class:`ModelFacts` of a chat model (its client: the one inside wrappers)."""
+    provider, _ = unwrap_chat_model(model)
     return ModelFacts(
         name=model_name(model),
         n=model_field(model, "n") or 1,
-        client=client_of(model, cap_param=cap_param),
+        client=client_of(provider, cap_param=cap_param),
         cap=output_cap(model, {}, cap_param=cap_param),
+        provider=provider,
     )
 
 

@@ -11,6 +11,7 @@ from budget_graph.providers import (
     DEFAULT_OUTPUT_CAP,
     apply_cap,
     client_of,
+    model_facts,
     output_cap,
     profile_max_output,
     unwrap_chat_model,
@@ -108,6 +109,19 @@ def test_cap_is_read_through_bind_tools() -> None:
     inner, kwargs = unwrap_chat_model(bound)
     assert inner is llm and "tools" in kwargs
     assert output_cap(bound, {}).cap == 90
+
+
+def test_model_facts_hold_the_provider_and_client_inside_wrappers_for_apply_cap() -> None:
+    from budget_graph import Budget, budgeted
+
+    llm = ollama.ChatOllama(model="llama3", temperature=0.2)
+    # Two meters: the wrappers stay two, the provider's model is inside both.
+    wrapped = budgeted(budgeted(llm, meter=Budget(max_tokens=9_000)), meter=Budget(max_tokens=99))
+    facts = model_facts(wrapped.model)
+    assert facts.provider is llm and facts.client.name == "ollama"
+    found = apply_cap(wrapped.model, {"max_tokens": 5}, 40, stop=["x"])
+    known = apply_cap(facts.provider, {"max_tokens": 5}, 40, stop=["x"], client=facts.client)
+    assert known == found == {"options": {"temperature": 0.2, "stop": ["x"], "num_predict": 40}}
 
 
 def test_google_cap_lands_in_generation_config() -> None:
