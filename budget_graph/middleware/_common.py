@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired, Protocol
 from langchain.agents.middleware.types import AgentState, PrivateStateAttr, ResponseT
 from langchain_core.messages import AIMessage, SystemMessage
 
+from budget_graph._internal import observe
 from budget_graph.errors import BudgetExceededError
 
 if TYPE_CHECKING:
@@ -20,6 +21,8 @@ __all__ = [
     "TokenBudgetState",
     "add_units",
     "build_budget_message",
+    "report_exhausted",
+    "report_refused",
 ]
 
 FINAL_NOTE = (
@@ -133,6 +136,40 @@ class TokenBudgetExceededError(BudgetExceededError):
             "thread_spent": self.thread_spent,
         }
         return (_rebuild_error, (kwargs,))
+
+
+def report_refused(
+    error: BudgetExceededError, *, model: str | None, node: str | None, remaining: int
+) -> None:
+    """Tell observers of a charge refused before it was sent (``budget.reservation_refused``).
+
+    The same event, with the same fields, as a call ``budgeted()`` refuses.
+    """
+    observe.emit(
+        "budget.reservation_refused",
+        model=model,
+        node=node,
+        requested=error.requested,
+        remaining=remaining,
+        limit=error.limit,
+        scope=error.scope,
+    )
+
+
+def report_exhausted(error: TokenBudgetExceededError, exit_behavior: str) -> None:
+    """Tell observers a limit stopped the agent's next model call (``budget.exhausted``).
+
+    It carries ``stop_reason="budget"`` unless a human may raise the limit (``"interrupt"``).
+    """
+    observe.emit(
+        "budget.exhausted",
+        limit=error.limit,
+        spent=error.spent,
+        requested=error._requested_or_none,
+        scope=error.scope,
+        exit_behavior=exit_behavior,
+        stop_reason=None if exit_behavior == "interrupt" else "budget",
+    )
 
 
 def _rebuild_error(kwargs: dict[str, Any]) -> TokenBudgetExceededError:

@@ -21,6 +21,8 @@ from budget_graph.middleware._common import (
     AgentPolicy,
     _budget_message,
     _with_note,
+    report_exhausted,
+    report_refused,
 )
 from budget_graph.providers import client_of, model_label, output_cap, unwrap_chat_model
 
@@ -151,7 +153,7 @@ class ModelCall:
         cap = budget.max_output_for(self.meter.available() - prompt_units, model=name)
         if cap < need:
             bind = self.meter.binding
-            raise BudgetExceededError(
+            error = BudgetExceededError(
                 limit=bind.limit,
                 spent=bind.spent,
                 requested=prompt_units + budget.units(output_tokens=need, model=name),
@@ -159,6 +161,8 @@ class ModelCall:
                 reserved=bind.reserved,
                 unit=self.mw.unit,
             )
+            report_refused(error, model=name, node=_node(), remaining=self.meter.available())
+            raise error
 
     def _final_request(self) -> ModelRequest[Any]:
         self.final = True
@@ -178,6 +182,7 @@ class ModelCall:
         """The next request to try, or the result to return, after a refused call."""
         mw = self.mw
         err = mw.error(self.meter, self.state, exc.requested)
+        report_exhausted(err, mw.exit_behavior)
         if mw.exit_behavior == "error":
             raise err from exc
         if mw.exit_behavior == "finalize" and not self.final:
@@ -251,6 +256,11 @@ class ModelCall:
         if not update:
             return response
         return ExtendedModelResponse(model_response=response, command=Command(update=update))
+
+
+def _node() -> str | None:
+    node = ((var_child_runnable_config.get() or {}).get("metadata") or {}).get("langgraph_node")
+    return node if isinstance(node, str) else None
 
 
 def _strip_tool_calls(message: Any) -> Any:

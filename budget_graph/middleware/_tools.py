@@ -15,6 +15,7 @@ from budget_graph.budget import Spend
 from budget_graph.context import current_ledger, open_ledger, use_meter
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Reservation
+from budget_graph.middleware._common import report_refused
 
 if TYPE_CHECKING:
     from langchain.agents.middleware.types import ToolCallRequest
@@ -86,6 +87,7 @@ class ToolCharge:
         try:
             self.reservation = self.meter.reserve(self.declared, node=self.name)
         except BudgetExceededError as exc:
+            report_refused(exc, model=None, node=self.name, remaining=self.meter.available())
             return self._refusal(exc, f"running tool '{self.name}'")
         return None
 

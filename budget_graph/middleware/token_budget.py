@@ -29,6 +29,7 @@ from budget_graph.middleware._common import (
     _nonneg,
     _positive_int,
     build_budget_message,
+    report_exhausted,
 )
 from budget_graph.middleware._limits import (
     COUNTS,
@@ -321,6 +322,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         if meter.available() > 0:
             return None
         exc = self.error(meter, state, None)
+        report_exhausted(exc, self.exit_behavior)
         if self.exit_behavior == "error":
             raise exc
         return {"jump_to": "end", "messages": [_budget_message(exc)]}
