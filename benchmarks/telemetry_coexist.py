@@ -5,7 +5,9 @@ OpenInference's LangChain instrumentor, beside OpenLLMetry's. The runs: planner 
 Game of 24 (``build_planner`` on ``ChatOpenAI`` pointed at the local replay server, so
 the real client stack and the instrumentors' OpenAI wrappers are in play), a
 tool-calling agent (``create_agent`` with a budgeted scripted model under
-``with_budget``), and a streamed planner run (``.stream``). All spans go to one
+``with_budget``), the same agent capped by ``TokenBudgetMiddleware`` alone (wrapped in
+``traced()`` for its run span; its budget ends it), and a streamed planner run
+(``.stream``). All spans go to one
 in-memory exporter, read back after each run the way a backend counts tokens:
 a span's count is OpenInference's ``llm.token_count.*`` if it has them, else its
 ``gen_ai.usage.*`` (Phoenix's rule; a backend on GenAI conventions alone reads the
@@ -36,11 +38,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from budget_graph import Budget, budgeted, with_budget
+from budget_graph.budget import Usage
+from budget_graph.middleware import TokenBudgetMiddleware
 from budget_graph.planner import build_planner
 from budget_graph.replay import ReplayStore
 from budget_graph.replay.server import ReplayServer
 from budget_graph.tasks.game24 import Game24Task
-from budget_graph.telemetry import TelemetryConfig, instrument
+from budget_graph.telemetry import TelemetryConfig, instrument, traced
 from budget_graph.telemetry import attributes as A
 from budget_graph.testing import ScriptedToolModel, turn
 
@@ -91,6 +95,28 @@ def agent_app() -> Any:
     return with_budget(create_agent(model, tools=[search, calc]), Budget(max_tokens=20_000))
 
 
+def middleware_agent() -> tuple[Any, ScriptedToolModel]:
+    """The agent's scripted model capped by ``TokenBudgetMiddleware``, in a traced run."""
+    steps = [
+        turn(("search", {"query": "budget"}), output_tokens=60),
+        turn(("calc", {"expr": "6*7"}), output_tokens=30),
+        turn(("search", {"query": "tokens"}), output_tokens=45),
+    ]
+    model = ScriptedToolModel(steps=steps, final_output_tokens=25)
+    mw = TokenBudgetMiddleware(run_limit=150, scope="agent")  # the 4th call does not fit
+    agent = create_agent(model, tools=[search, calc], middleware=[mw])
+    return traced(agent, "agent middleware"), model
+
+
+def billed_by(model: ScriptedToolModel) -> Usage:
+    """What the scripted model billed, as a spend (the middleware's is private state)."""
+    return Usage(
+        input_tokens=sum(c["input"] for c in model.calls),
+        output_tokens=sum(c["output"] for c in model.calls),
+        calls=len(model.calls),
+    )
+
+
 def spend_of(app: Any, state: Any) -> Any:
     """The run's spend: in its state, else (a state without the key) on its meter."""
     spend = state.get("spend") if isinstance(state, dict) else None
@@ -111,6 +137,8 @@ def runs(server: ReplayServer, puzzles: int) -> list[tuple[str, Any]]:
     agent = agent_app()
     question = {"messages": [{"role": "user", "content": "What is 6*7 and why?"}]}
     out.append(("agent", lambda: spend_of(agent, agent.invoke(question))))
+    capped, capped_model = middleware_agent()
+    out.append(("agent middleware", lambda: (capped.invoke(question), billed_by(capped_model))[1]))
     first = task.items()[0]
 
     def streamed() -> Any:
