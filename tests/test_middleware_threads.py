@@ -118,3 +118,32 @@ def test_a_thread_without_forks_is_unchanged_and_runs_without_a_checkpointer():
     out = agent.invoke({"messages": [HumanMessage("one")]})
     assert out["messages"][-1].content == "Final answer."
     assert model.calls[0]["max_tokens"] == 100 and model.billed_output == 30
+
+
+@pytest.mark.parametrize("how", ["replay", "update_state"])
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_a_fork_resumed_without_new_input_shares_the_thread_limit(how, use_async):
+    # Time travel: invoke(None) from the checkpoint before the model step, or an edit
+    # there with update_state: no new run starts (no before_agent), the model step does.
+    model = ScriptedToolModel(steps=[turn(output_tokens=60)] * 4)
+    mw = TokenBudgetMiddleware(thread_limit=130)
+    agent = create_agent(model, tools=[], middleware=[mw], checkpointer=InMemorySaver())
+    await _invoke(agent, {"messages": [HumanMessage("one")]}, CFG, use_async)
+    if use_async:
+        history = [s async for s in agent.aget_state_history(CFG)]
+    else:
+        history = list(agent.get_state_history(CFG))
+    before_model = next(s for s in history if s.next == ("model",))
+    for _ in range(2):
+        target = before_model.config
+        if how == "update_state":
+            edit = {"messages": [HumanMessage("edited")]}
+            if use_async:
+                target = await agent.aupdate_state(target, edit)
+            else:
+                target = agent.update_state(target, edit)
+        await _invoke(agent, None, target, use_async)
+    assert [c["max_tokens"] for c in model.calls] == [130, 70]  # the third fork is refused
+    assert model.billed_output == 120 <= 130
+    state = await agent.aget_state(CFG) if use_async else agent.get_state(CFG)
+    assert state.values["thread_token_spend"] == 120

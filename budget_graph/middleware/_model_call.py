@@ -10,9 +10,15 @@ from langchain.agents.middleware.types import ExtendedModelResponse, ModelReques
 from langchain_core.messages import AIMessage
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph._internal._constants import CONFIG_KEY_RESUMING
 from langgraph.types import Command, interrupt
 
-from budget_graph._internal.threads import arecord_step_spend, record_step_spend
+from budget_graph._internal.threads import (
+    arecord_step_spend,
+    athread_counter,
+    record_step_spend,
+    thread_counter,
+)
 from budget_graph.accounting import count_messages
 from budget_graph.budgeted import budgeted
 from budget_graph.errors import BudgetExceededError
@@ -69,14 +75,38 @@ def _capped(request: ModelRequest[Any], model: Any, rewrap: Callable[[Any], Any]
 class ModelCall:
     """One model node run: its meter, the exit behaviour on refusal, the state delta."""
 
-    def __init__(self, mw: AgentPolicy, request: ModelRequest[Any]) -> None:
+    def __init__(self, mw: AgentPolicy, request: ModelRequest[Any], behind: int = 0) -> None:
+        """``behind``: units the thread's total holds beyond the branch's thread spend."""
         self.mw = mw
         self.base = request
         self.state: dict[str, Any] = dict(request.state or {})
+        self.behind = behind
+        if behind:
+            spent = int(self.state.get("thread_token_spend") or 0)
+            self.state["thread_token_spend"] = spent + behind
         self.updates: dict[str, Any] = {}
         self.committed = 0
         self.meter = mw.meter(self.state)
         self.final = False
+
+    @classmethod
+    def start(cls, mw: AgentPolicy, request: ModelRequest[Any]) -> ModelCall:
+        """The model node's call, caught up with the thread's total in a resumed run.
+
+        A run resumed or replayed from an earlier checkpoint without new input (time
+        travel, an ``update_state`` fork) starts from its branch's spend: as a new run
+        does, it first raises it to the thread's total.
+        """
+        config = _resumed_config()
+        total = None if config is None else thread_counter(config, "thread_token_spend")
+        return cls(mw, request, _behind(request.state, total))
+
+    @classmethod
+    async def astart(cls, mw: AgentPolicy, request: ModelRequest[Any]) -> ModelCall:
+        """Async :meth:`start`."""
+        config = _resumed_config()
+        total = None if config is None else await athread_counter(config, "thread_token_spend")
+        return cls(mw, request, _behind(request.state, total))
 
     def _budgeted(self, model: Any, final: bool) -> Any:
         param = self.mw.max_tokens_param
@@ -226,9 +256,13 @@ class ModelCall:
             )
         return self._result(response)
 
-    def _kept_update(self) -> dict[str, int] | None:
+    def _spend_update(self) -> dict[str, int]:
         units = self.committed + self.meter.committed
-        return {"run_token_spend": units, "thread_token_spend": units} if units else None
+        update = {"run_token_spend": units, "thread_token_spend": units + self.behind}
+        return {k: v for k, v in update.items() if v}
+
+    def _kept_update(self) -> dict[str, int] | None:
+        return self._spend_update() or None
 
     def kept(self) -> None:
         """The model node failed after a billed call: keep its spend in the checkpoint.
@@ -248,14 +282,20 @@ class ModelCall:
             await arecord_step_spend(var_child_runnable_config.get(), update)
 
     def _result(self, response: ModelResponse[Any]) -> Any:
-        units = self.committed + self.meter.committed
-        update = dict(self.updates)
-        if units:
-            update["run_token_spend"] = units
-            update["thread_token_spend"] = units
+        update = {**self.updates, **self._spend_update()}
         if not update:
             return response
         return ExtendedModelResponse(model_response=response, command=Command(update=update))
+
+
+def _resumed_config() -> Any:
+    config = var_child_runnable_config.get()
+    return config if ((config or {}).get("configurable") or {}).get(CONFIG_KEY_RESUMING) else None
+
+
+def _behind(state: Any, thread_total: int | None) -> int:
+    spent = int((state or {}).get("thread_token_spend") or 0)
+    return max((thread_total or 0) - spent, 0)
 
 
 def _node() -> str | None:

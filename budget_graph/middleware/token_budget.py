@@ -340,7 +340,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         handler: Callable[[ModelRequest[ContextT]], ModelResponse[ResponseT]],
     ) -> ModelResponse[ResponseT] | AIMessage | ExtendedModelResponse[ResponseT]:
         """Reserve, call, commit; on refusal apply ``exit_behavior``."""
-        call = ModelCall(self, request)
+        call = ModelCall.start(self, request)
         step: Any = call.request()
         while isinstance(step, ModelRequest):
             try:
@@ -359,7 +359,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         handler: Callable[[ModelRequest[ContextT]], Awaitable[ModelResponse[ResponseT]]],
     ) -> ModelResponse[ResponseT] | AIMessage | ExtendedModelResponse[ResponseT]:
         """Async :meth:`wrap_model_call`."""
-        call = ModelCall(self, request)
+        call = await ModelCall.astart(self, request)
         step: Any = call.request()
         while isinstance(step, ModelRequest):
             try:
