@@ -168,3 +168,22 @@ def test_beside_an_instrumentor_calls_enrich_its_spans_and_count_once(
         output_tokens = replay_server_clean.usage()["completion_tokens"]
 
     check_counted_once(spans, Billed)
+
+
+def test_a_traced_agent_is_one_trace_with_its_budget_on_the_run_span(budget_tracer, span_exporter):
+    from budget_graph.telemetry import traced
+
+    model = ScriptedToolModel(steps=[turn(("search", {"query": "q"}), output_tokens=40)] * 5)
+    mw = TokenBudgetMiddleware(run_limit=130, scope="researcher")
+    agent = traced(create_agent(model, tools=[search], middleware=[mw]), "researcher run")
+    agent.invoke({"messages": [HumanMessage("go")]})
+    spans = span_exporter.get_finished_spans()
+    assert len({s.context.trace_id for s in spans}) == 1
+    (run,) = spans_of_kind(spans, "run")
+    assert len(spans_of_kind(spans, "llm")) == len(model.calls) == 3
+    # Read off the agent's last step's meter, not its first one's (40 spent).
+    assert (run.attributes[A.BUDGET_SPENT], run.attributes[A.BUDGET_REMAINING]) == (120, 10)
+    assert run.attributes[A.BUDGET_SCOPE] == "researcher"
+    assert run.attributes[A.BUDGET_STOP_REASON] == "budget"
+    assert run.attributes[A.USAGE_OUTPUT_TOKENS] == model.billed_output == 120
+    assert [e.name for e in run.events] == ["budget.reservation_refused", "budget.exhausted"]

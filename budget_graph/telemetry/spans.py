@@ -41,6 +41,7 @@ class Rollup:
         "output",
         "owned",
         "parent",
+        "picked",
         "reasoning",
         "span",
         "state",
@@ -55,6 +56,8 @@ class Rollup:
         """Whether the span is ours to end (else another instrumentor's, which we enrich)."""
         self.parent = parent
         self.meter: Any = meter
+        self.picked = False
+        """Whether ``meter`` came from the calls (none was known here or above)."""
         self.input = self.output = self.reasoning = self.cached = self.calls = self.units = 0
         self.closed = False
         self.absorb = False
@@ -71,6 +74,20 @@ class Rollup:
                 return node.meter
             node = node.parent
         return None
+
+    def follow(self, meter: Any) -> None:
+        """Read the span's budget off ``meter``, a finished call's, when it has none of its own.
+
+        With no meter here or above (a ``traced()`` run around a graph whose calls bring
+        theirs), the latest call's meter at the level first seen (same scope) is used:
+        an agent middleware builds one per step, each holding the total so far.
+        """
+        if self.meter is None:
+            self.meter = self.find_meter()
+            self.picked = self.meter is None
+        if self.picked and meter is not None:
+            if self.meter is None or getattr(meter, "scope", 0) == getattr(self.meter, "scope", 1):
+                self.meter = meter
 
     def add(
         self, input: int, output: int, reasoning: int, cached: int, calls: int, units: int

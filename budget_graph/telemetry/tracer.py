@@ -199,8 +199,7 @@ class BudgetTracer:
             span.end(end_time=ended_ns)
         usage = call.usage
         if usage is not None and scope is not None:
-            if scope.meter is None:
-                scope.meter = scope.find_meter() or meter
+            scope.follow(meter)
             scope.add(
                 usage.input_tokens,
                 usage.output_tokens,
