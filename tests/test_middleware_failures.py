@@ -119,3 +119,34 @@ async def test_a_failed_tools_spend_counts_against_the_thread_limit(use_async):
     # 30 left of the thread's 100: the next call was clamped to them, not to 70
     assert model.calls[-1]["max_tokens"] == 30
     assert model.billed_output + tool_llm.billed_output <= 100
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_a_sibling_that_finished_beside_a_failed_tool_is_counted_by_the_next_run(
+    use_async,
+):
+    # LangGraph keeps the finished sibling's writes pending on the failed step's
+    # checkpoint and drops them when the thread goes on with new input.
+    tool_llm = ScriptedToolModel(steps=[], final_output_tokens=20)
+    summarize, asummarize = _failing_tools(tool_llm)
+    failing = asummarize if use_async else summarize
+
+    @tool
+    def lookup(query: str) -> str:
+        """Look something up with an LLM."""
+        return str(budgeted(tool_llm).invoke(query, max_tokens=20).content)
+
+    model = ScriptedToolModel(
+        steps=[turn(("lookup", {"query": "q"}), (failing.name, {"url": "u"}), output_tokens=30)]
+        + [turn(output_tokens=5)] * 2
+    )
+    mw = TokenBudgetMiddleware(thread_limit=1_000)
+    agent = create_agent(
+        model, tools=[lookup, failing], middleware=[mw], checkpointer=InMemorySaver()
+    )
+    with pytest.raises(ToolBroke):
+        await _invoke(agent, {"messages": [HumanMessage("go")]}, use_async)
+    await _invoke(agent, {"messages": [HumanMessage("again")]}, use_async)
+    billed = model.billed_output + tool_llm.billed_output
+    assert billed == 30 + 20 + 20 + 5
+    assert agent.get_state(CFG).values["thread_token_spend"] == billed

@@ -342,11 +342,11 @@ _HEAD_SCAN = 32  # checkpoints read back, at most, to find the head before a run
 
 
 def _counter(tup: Any, key: str) -> int:
-    # The value ``get_state`` would show: the channel plus the null-task deltas on it.
+    # The channel plus every delta pending on it (new input drops a failed step's ones).
     value = (tup.checkpoint.get("channel_values") or {}).get(key)
     total = value if isinstance(value, int) else 0
-    for task, channel, delta in tup.pending_writes or ():
-        if task == NULL_TASK_ID and channel == key and isinstance(delta, int):
+    for _task, channel, delta in tup.pending_writes or ():
+        if channel == key and isinstance(delta, int):
             total += delta
     return total
 
