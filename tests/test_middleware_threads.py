@@ -26,9 +26,25 @@ SERDE = JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES)
 
 
 @contextlib.asynccontextmanager
-async def _saver(kind, tmp_path, use_async):
+async def _saver(kind, tmp_path, use_async, request=None):
     if kind == "memory":
         yield InMemorySaver(serde=SERDE)
+    elif kind == "postgres":
+        conninfo = request.getfixturevalue("postgres_conninfo")
+        if use_async:
+            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+            async with AsyncPostgresSaver.from_conn_string(conninfo) as saver:
+                await saver.setup()
+                saver.serde = SERDE
+                yield saver
+        else:
+            from langgraph.checkpoint.postgres import PostgresSaver
+
+            with PostgresSaver.from_conn_string(conninfo) as saver:
+                saver.setup()
+                saver.serde = SERDE
+                yield saver
     elif use_async:
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -59,12 +75,21 @@ async def _first_checkpoint(agent, use_async):
     return history[-1].config  # the thread's first checkpoint, before any spend
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "memory",
+        "sqlite",
+        pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.integration]),
+    ],
+)
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
-async def test_forks_from_an_earlier_checkpoint_share_the_thread_limit(kind, use_async, tmp_path):
+async def test_forks_from_an_earlier_checkpoint_share_the_thread_limit(
+    kind, use_async, tmp_path, request
+):
     model = ScriptedToolModel(steps=[turn(output_tokens=60)] * 4)
     mw = TokenBudgetMiddleware(thread_limit=130)
-    async with _saver(kind, tmp_path, use_async) as saver:
+    async with _saver(kind, tmp_path, use_async, request) as saver:
         agent = create_agent(model, tools=[], middleware=[mw], checkpointer=saver)
         await _invoke(agent, {"messages": [HumanMessage("one")]}, CFG, use_async)
         first = await _first_checkpoint(agent, use_async)
