@@ -172,3 +172,36 @@ async def test_a_fork_resumed_without_new_input_shares_the_thread_limit(how, use
     assert model.billed_output == 120 <= 130
     state = await agent.aget_state(CFG) if use_async else agent.get_state(CFG)
     assert state.values["thread_token_spend"] == 120
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_a_replayed_tools_step_counts_the_thread_total(use_async):
+    from langchain_core.tools import tool
+
+    from budget_graph import budgeted
+
+    tool_llm = ScriptedToolModel(steps=[], final_output_tokens=60)
+
+    @tool
+    def summarize(url: str) -> str:
+        """Summarize a page with an LLM."""
+        return str(budgeted(tool_llm).invoke(f"summarize {url}", max_tokens=60).content)
+
+    model = ScriptedToolModel(
+        steps=[turn(("summarize", {"url": "u"}), output_tokens=30)] + [turn(output_tokens=10)] * 3
+    )
+    mw = TokenBudgetMiddleware(thread_limit=150)
+    agent = create_agent(model, tools=[summarize], middleware=[mw], checkpointer=InMemorySaver())
+    await _invoke(agent, {"messages": [HumanMessage("go")]}, CFG, use_async)
+    assert model.billed_output + tool_llm.billed_output == 100
+    if use_async:
+        history = [s async for s in agent.aget_state_history(CFG)]
+    else:
+        history = list(agent.get_state_history(CFG))
+    before_tools = next(s for s in history if s.next == ("tools",))
+    await _invoke(agent, None, before_tools.config, use_async)  # the tools step again
+    # The branch had spent 30; the thread 100: the tool's LLM got the 50 left, not 60.
+    assert [c["max_tokens"] for c in tool_llm.calls] == [60, 50]
+    assert model.billed_output + tool_llm.billed_output == 150
+    state = await agent.aget_state(CFG) if use_async else agent.get_state(CFG)
+    assert state.values["thread_token_spend"] == 150

@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NotRequired, Protocol
 
 from langchain.agents.middleware.types import AgentState, PrivateStateAttr, ResponseT
 from langchain_core.messages import AIMessage, SystemMessage
+from langchain_core.runnables.config import var_child_runnable_config
+from langgraph._internal._constants import CONFIG_KEY_RESUMING
 
 from budget_graph._internal import observe
+from budget_graph._internal.threads import athread_counter, thread_counter
 from budget_graph.errors import BudgetExceededError
 
 if TYPE_CHECKING:
@@ -20,9 +23,11 @@ __all__ = [
     "TokenBudgetExceededError",
     "TokenBudgetState",
     "add_units",
+    "athread_catch_up",
     "build_budget_message",
     "report_exhausted",
     "report_refused",
+    "thread_catch_up",
 ]
 
 FINAL_NOTE = (
@@ -136,6 +141,35 @@ class TokenBudgetExceededError(BudgetExceededError):
             "thread_spent": self.thread_spent,
         }
         return (_rebuild_error, (kwargs,))
+
+
+def _resumed_config() -> Any:
+    config = var_child_runnable_config.get()
+    return config if ((config or {}).get("configurable") or {}).get(CONFIG_KEY_RESUMING) else None
+
+
+def _behind(state: Any, thread_total: int | None) -> int:
+    spent = int((state if isinstance(state, Mapping) else {}).get("thread_token_spend") or 0)
+    return max((thread_total or 0) - spent, 0)
+
+
+def thread_catch_up(state: Any) -> int:
+    """Units a resumed run's branch lacks of the thread's total (``0`` when not resuming).
+
+    A run resumed or replayed from an earlier checkpoint without new input (time travel,
+    an ``update_state`` fork) starts from its branch's spend; its first step raises it to
+    the thread's total, as a new run does (read from the checkpointer).
+    """
+    config = _resumed_config()
+    return 0 if config is None else _behind(state, thread_counter(config, "thread_token_spend"))
+
+
+async def athread_catch_up(state: Any) -> int:
+    """Async :func:`thread_catch_up`."""
+    config = _resumed_config()
+    if config is None:
+        return 0
+    return _behind(state, await athread_counter(config, "thread_token_spend"))
 
 
 def report_refused(

@@ -87,11 +87,12 @@ class AgentMeter(Meter):
 
 
 class _Step:
-    __slots__ = ("meter", "pending")
+    __slots__ = ("behind", "meter", "pending")
 
-    def __init__(self, meter: AgentMeter, pending: set[str]) -> None:
+    def __init__(self, meter: AgentMeter, pending: set[str], behind: int) -> None:
         self.meter = meter
         self.pending = pending
+        self.behind = behind
 
 
 class StepMeters:
@@ -109,16 +110,29 @@ class StepMeters:
         self._steps: OrderedDict[Any, _Step] = OrderedDict()
         self.max_steps = max_steps
 
-    def acquire(self, key: Any, call_ids: set[str], build: Any) -> AgentMeter:
-        """The step's meter, built with ``build()`` by the first tool call to arrive."""
+    def acquire(self, key: Any, call_ids: set[str], build: Any, behind: int = 0) -> AgentMeter:
+        """The step's meter, built with ``build()`` by the first tool call to arrive.
+
+        ``behind``: units the step adds to the thread's spend to catch up with the
+        thread's total (a resumed run's), handed out once by :meth:`claim_behind`.
+        """
         with self._lock:
             step = self._steps.get(key)
             if step is None:
-                step = _Step(build(), set(call_ids))
+                step = _Step(build(), set(call_ids), behind)
                 self._steps[key] = step
                 while len(self._steps) > self.max_steps:
                     self._steps.popitem(last=False)
             return step.meter
+
+    def claim_behind(self, key: Any) -> int:
+        """The step's catch-up units, to the first tool call that reports its spend."""
+        with self._lock:
+            step = self._steps.get(key)
+            if step is None:
+                return 0
+            behind, step.behind = step.behind, 0
+            return behind
 
     def done(self, key: Any, call_id: str) -> None:
         """Mark one tool call of the step finished; forget the step after its last one."""

@@ -10,15 +10,9 @@ from langchain.agents.middleware.types import ExtendedModelResponse, ModelReques
 from langchain_core.messages import AIMessage
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langgraph._internal._constants import CONFIG_KEY_RESUMING
 from langgraph.types import Command, interrupt
 
-from budget_graph._internal.threads import (
-    arecord_step_spend,
-    athread_counter,
-    record_step_spend,
-    thread_counter,
-)
+from budget_graph._internal.threads import arecord_step_spend, record_step_spend
 from budget_graph.accounting import count_messages
 from budget_graph.budgeted import budgeted
 from budget_graph.errors import BudgetExceededError
@@ -27,8 +21,10 @@ from budget_graph.middleware._common import (
     AgentPolicy,
     _budget_message,
     _with_note,
+    athread_catch_up,
     report_exhausted,
     report_refused,
+    thread_catch_up,
 )
 from budget_graph.providers import client_of, model_label, output_cap, unwrap_chat_model
 
@@ -91,22 +87,13 @@ class ModelCall:
 
     @classmethod
     def start(cls, mw: AgentPolicy, request: ModelRequest[Any]) -> ModelCall:
-        """The model node's call, caught up with the thread's total in a resumed run.
-
-        A run resumed or replayed from an earlier checkpoint without new input (time
-        travel, an ``update_state`` fork) starts from its branch's spend: as a new run
-        does, it first raises it to the thread's total.
-        """
-        config = _resumed_config()
-        total = None if config is None else thread_counter(config, "thread_token_spend")
-        return cls(mw, request, _behind(request.state, total))
+        """The model node's call, caught up with the thread's total in a resumed run."""
+        return cls(mw, request, thread_catch_up(request.state))
 
     @classmethod
     async def astart(cls, mw: AgentPolicy, request: ModelRequest[Any]) -> ModelCall:
         """Async :meth:`start`."""
-        config = _resumed_config()
-        total = None if config is None else await athread_counter(config, "thread_token_spend")
-        return cls(mw, request, _behind(request.state, total))
+        return cls(mw, request, await athread_catch_up(request.state))
 
     def _budgeted(self, model: Any, final: bool) -> Any:
         param = self.mw.max_tokens_param
@@ -286,16 +273,6 @@ class ModelCall:
         if not update:
             return response
         return ExtendedModelResponse(model_response=response, command=Command(update=update))
-
-
-def _resumed_config() -> Any:
-    config = var_child_runnable_config.get()
-    return config if ((config or {}).get("configurable") or {}).get(CONFIG_KEY_RESUMING) else None
-
-
-def _behind(state: Any, thread_total: int | None) -> int:
-    spent = int((state or {}).get("thread_token_spend") or 0)
-    return max((thread_total or 0) - spent, 0)
 
 
 def _node() -> str | None:

@@ -15,7 +15,7 @@ from budget_graph.budget import Spend
 from budget_graph.context import current_ledger, open_ledger, use_meter
 from budget_graph.errors import BudgetExceededError
 from budget_graph.meter import Reservation
-from budget_graph.middleware._common import report_refused
+from budget_graph.middleware._common import athread_catch_up, report_refused, thread_catch_up
 
 if TYPE_CHECKING:
     from langchain.agents.middleware.types import ToolCallRequest
@@ -39,26 +39,51 @@ def _issuing_message(state: Any, call_id: str) -> AIMessage | None:
 class ToolCharge:
     """One tool call's charge: its step's shared meter, declared cost and LLM spend."""
 
-    def __init__(self, mw: AgentPolicy, request: ToolCallRequest) -> None:
+    def __init__(self, mw: AgentPolicy, request: ToolCallRequest, behind: int = 0) -> None:
+        """``behind``: units the thread's total holds beyond the branch's thread spend."""
         self.mw = mw
         self.request = request
         self.call = request.tool_call
         self.name = str(self.call.get("name"))
         self.call_id = str(self.call.get("id"))
         state = request.state if isinstance(request.state, dict) else {}
+        if behind:
+            spent = int(state.get("thread_token_spend") or 0)
+            state = {**state, "thread_token_spend": spent + behind}
         self.state = state
         issuer = _issuing_message(state, self.call_id)
         self.key: Any = None
+        self.behind = behind
         if issuer is not None:
             self.key = (id(mw), issuer.id or tuple(tc.get("id") for tc in issuer.tool_calls))
             ids = {str(tc.get("id")) for tc in issuer.tool_calls}
-            self.meter: AgentMeter = mw.steps.acquire(self.key, ids, lambda: mw.meter(state))
+            build = lambda: mw.meter(state)  # noqa: E731
+            self.meter: AgentMeter = mw.steps.acquire(self.key, ids, build, behind)
         else:
             self.meter = mw.meter(state)
         self.declared = mw.tool_costs.get(self.name, 0)
         self.reservation: Reservation | None = None
         self.spend = Spend()
         self.charged = 0
+
+    @classmethod
+    def start(cls, mw: AgentPolicy, request: ToolCallRequest) -> ToolCharge:
+        """The tool call's charge, caught up with the thread's total in a resumed run."""
+        return cls(mw, request, thread_catch_up(request.state))
+
+    @classmethod
+    async def astart(cls, mw: AgentPolicy, request: ToolCallRequest) -> ToolCharge:
+        """Async :meth:`start`."""
+        return cls(mw, request, await athread_catch_up(request.state))
+
+    def _delta(self, units: int) -> dict[str, int]:
+        """The state update for ``units`` spent; the step's catch-up is added once."""
+        if self.key is None:
+            behind, self.behind = self.behind, 0
+        else:
+            behind = self.mw.steps.claim_behind(self.key)
+        delta = {"run_token_spend": units, "thread_token_spend": units + behind}
+        return {k: v for k, v in delta.items() if v}
 
     def _refusal(self, exc: BudgetExceededError, action: str) -> ToolMessage:
         from budget_graph.middleware._common import build_budget_message
@@ -113,10 +138,9 @@ class ToolCharge:
             self.meter.commit(self.reservation, self.declared)
             self.reservation = None
             self.charged += self.declared
-        units = self.charged + self.spend.units
-        if not units:
+        delta = self._delta(self.charged + self.spend.units)
+        if not delta:
             return result
-        delta = {"run_token_spend": units, "thread_token_spend": units}
         if isinstance(result, ToolMessage):
             return Command(update={"messages": [result], **delta})
         if isinstance(result, Command) and isinstance(result.update, dict):
@@ -138,8 +162,7 @@ class ToolCharge:
 
     def _kept_update(self) -> dict[str, int] | None:
         self.abort()
-        units = self.spend.units
-        return {"run_token_spend": units, "thread_token_spend": units} if units else None
+        return self._delta(self.spend.units) or None
 
     def _config(self) -> Any:
         return getattr(self.request.runtime, "config", None) or var_child_runnable_config.get()

@@ -378,7 +378,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]],
     ) -> ToolMessage | Command[Any]:
         """Run a tool on the step's meter; charge its LLM calls and declared cost."""
-        return ToolCharge(self, request).run(handler)
+        return ToolCharge.start(self, request).run(handler)
 
     async def awrap_tool_call(
         self,
@@ -386,7 +386,7 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]],
     ) -> ToolMessage | Command[Any]:
         """Async :meth:`wrap_tool_call`."""
-        return await ToolCharge(self, request).arun(handler)
+        return await (await ToolCharge.astart(self, request)).arun(handler)
 
     # --- interrupt ----------------------------------------------------------------
 
