@@ -338,9 +338,6 @@ def _null_writes_of(tup: Any, writes: dict[str, Any]) -> list[tuple[str, Any]]:
     return [*existing, *writes.items()]
 
 
-_HEAD_SCAN = 32  # checkpoints read back, at most, to find the head before a run
-
-
 def _counter(tup: Any, key: str) -> int:
     # The channel plus every delta pending on it (new input drops a failed step's ones).
     value = (tup.checkpoint.get("channel_values") or {}).get(key)
@@ -354,10 +351,13 @@ def _counter(tup: Any, key: str) -> int:
 class _HeadScan:
     """Folds checkpoints, newest first, into the largest ``key`` up to the run's head.
 
-    For a summed thread total in state that every run raises to the thread's total as it
-    starts (the middleware's ``thread_token_spend``): the head holds every branch's total,
-    no checkpoint more. The run's own checkpoints come first, down to its ``"input"`` one.
+    For a summed thread total in state that each run raises to the thread's total as it
+    starts (``thread_token_spend``): the head holds every branch's total, no checkpoint
+    more. A run's own come first, down to its start (``"input"``, ``"fork"``; or an update).
     """
+
+    STARTS = ("input", "fork", "update")
+    LIMIT = 32  # checkpoints read back, at most, to find the head before a run
 
     def __init__(self, key: str) -> None:
         self.key, self.best, self.past_input = key, 0, False
@@ -367,7 +367,7 @@ class _HeadScan:
         self.best = max(self.best, _counter(tup, self.key))
         if self.past_input:
             return False
-        self.past_input = (tup.metadata or {}).get("source") == "input"
+        self.past_input = (tup.metadata or {}).get("source") in self.STARTS
         return True
 
 
@@ -380,7 +380,7 @@ def thread_counter(config: Any, key: str) -> int | None:
     saver, step = found
     scan = _HeadScan(key)
     thread = RunnableConfig(configurable=latest_config(step)["configurable"])
-    for tup in saver.list(thread, before=step, limit=_HEAD_SCAN):
+    for tup in saver.list(thread, before=step, limit=_HeadScan.LIMIT):
         if not scan.add(tup):
             break
     return scan.best
@@ -394,7 +394,7 @@ async def athread_counter(config: Any, key: str) -> int | None:
     saver, step = found
     scan = _HeadScan(key)
     thread = RunnableConfig(configurable=latest_config(step)["configurable"])
-    async for tup in saver.alist(thread, before=step, limit=_HEAD_SCAN):
+    async for tup in saver.alist(thread, before=step, limit=_HeadScan.LIMIT):
         if not scan.add(tup):
             break
     return scan.best
