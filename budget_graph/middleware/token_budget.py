@@ -117,8 +117,8 @@ class TokenBudgetMiddleware(AgentMiddleware[TokenBudgetState[ResponseT], Context
         Args:
             run_limit: Tokens one run (one ``invoke`` with new input) may spend; ``None``
                 means no limit.
-            thread_limit: Tokens the whole thread may spend across runs (persisted with
-                the checkpointer); ``None`` means no limit.
+            thread_limit: Tokens the whole thread may spend across runs and forks (kept in
+                its checkpoints); ``None`` means no limit.
             count: What counts: ``"output"`` tokens, ``"total"`` (``"input+output"``)
                 tokens, or ``"cost"`` (priced per model from ``prices``).
             run_limit_usd: Run limit in USD (``count="cost"``).
