@@ -216,24 +216,24 @@ class ChunkedMeter:
 
     def _serve(
         self, prompt_units: int, n: int, max_output: int, clamp: bool, node: str | None
-    ) -> tuple[LocalReservation, int] | None:
+    ) -> tuple[LocalReservation, int]:
         got = self._carve(prompt_units, n, max_output, clamp, node)
         if got is not None:
             return got
+        need = prompt_units + (n if clamp else 0)
+        want = max(self.chunk_units, prompt_units + n * max_output if clamp else need)
         with self._refill:
-            got = self._carve(prompt_units, n, max_output, clamp, node)  # another thread refilled
-            if got is not None:
-                return got
-            for chunk in self._drained():
-                self._settle(chunk)
-            need = prompt_units + (n if clamp else 0)
-            want = max(self.chunk_units, prompt_units + n * max_output if clamp else need)
-            try:
-                self._lease(need, want)
-            except Exception:
-                self.refused += 1
-                raise
-            return self._carve(prompt_units, n, max_output, clamp, node)
+            # Threads outside the refill lock carve from the new chunk too, and may empty
+            # it first: lease again until the carve succeeds or the lease is refused.
+            while (got := self._carve(prompt_units, n, max_output, clamp, node)) is None:
+                for chunk in self._drained():
+                    self._settle(chunk)
+                try:
+                    self._lease(need, want)
+                except Exception:
+                    self.refused += 1
+                    raise
+            return got
 
     # --- the protocol ------------------------------------------------------------------
 
@@ -243,9 +243,7 @@ class ChunkedMeter:
             raise ValueError(f"units must be >= 0 (got {units})")
         if final:
             return self.meter.reserve(units, final=True, node=node)
-        got = self._serve(units, 1, 0, False, node)
-        assert got is not None  # _lease raised otherwise
-        return got[0]
+        return self._serve(units, 1, 0, False, node)[0]
 
     def reserve_output(
         self,
