@@ -14,7 +14,9 @@ threads:
 - ``baseline``: the simplest correct reservation in plain SQL, one statement each way:
   ``UPDATE budget ... WHERE spent + reserved + n <= limit`` plus the insert of a
   lease row (so a crashed worker's hold can expire), and ``DELETE lease`` plus
-  ``UPDATE budget`` to commit, on tables of the meter's shape.
+  ``UPDATE budget`` to commit, on a budget table of the meter's shape and a lease
+  table of its own (the shape of the meter's lease table before leases and ledger
+  were merged: primary key and expiry index).
 - ``abaseline``: the same two statements from coroutines on psycopg's async pool.
 - ``PostgresMeter`` (sync) and ``AsyncPostgresMeter`` (asyncio): the meters'
   ``reserve``/``commit`` (``areserve``/``acommit``), with ledger, idempotent ids,
@@ -65,8 +67,18 @@ from budget_graph.postgres import (
 
 BASELINE_TABLES = """
 CREATE TABLE bench_budgets (LIKE budget_graph_budgets INCLUDING ALL);
-CREATE TABLE bench_leases (LIKE budget_graph_leases INCLUDING ALL);
-ALTER TABLE bench_leases ADD FOREIGN KEY (key) REFERENCES bench_budgets (key);
+CREATE TABLE bench_leases (
+    id BIGINT NOT NULL,
+    key TEXT NOT NULL REFERENCES bench_budgets (key),
+    units BIGINT NOT NULL CHECK (units >= 0),
+    final BOOLEAN NOT NULL DEFAULT false,
+    node TEXT,
+    owner TEXT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (id, key)
+);
+CREATE INDEX ON bench_leases (key, expires_at);
 INSERT INTO bench_budgets (key, limit_units) VALUES ('hot', 1000000000000000);
 """
 BASELINE_RESERVE = """

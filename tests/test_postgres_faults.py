@@ -116,11 +116,11 @@ def test_lost_replies_after_reserve_and_commit(postgres_conninfo: str) -> None:
         setup(pool)
         meter = PostgresMeter(pool, Budget(max_tokens=1_000), scope=key)
         meter.release(meter.reserve(0))  # the row exists
-        _LosesOneReply.lose = {"INSERT INTO budget_graph_leases"}  # the reserve's reply
+        _LosesOneReply.lose = {"INSERT INTO budget_graph_charges (lease_id, key, reserved_units"}
         res = meter.reserve(401)
         assert _LosesOneReply.lose == set()  # it was lost, and retried
         assert _row(postgres_conninfo, key)[1:] == (401, 0, 1)  # held once, not twice
-        _LosesOneReply.lose = {"INSERT INTO budget_graph_charges"}  # the commit's reply
+        _LosesOneReply.lose = {"WITH done AS"}  # the commit's reply
         meter.commit(res, 380)
         assert _LosesOneReply.lose == set()
         assert _row(postgres_conninfo, key) == (380, 0, 380, 0)  # charged once

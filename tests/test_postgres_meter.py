@@ -23,6 +23,7 @@ from budget_graph.meter import BaseMeter
 from budget_graph.postgres import (
     MIGRATIONS,
     BudgetScope,
+    LeasedReservation,
     LeaseExpiredWarning,
     PostgresMeter,
 )
@@ -242,7 +243,8 @@ def test_setup_is_versioned_and_shares_the_db_with_the_checkpointer(
             tables = {
                 r["tablename"]
                 for r in conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "UNION ALL SELECT viewname FROM pg_views WHERE schemaname = 'public'"
                 ).fetchall()
             }
     assert versions == list(range(len(MIGRATIONS)))
@@ -253,6 +255,43 @@ def test_setup_is_versioned_and_shares_the_db_with_the_checkpointer(
         "budget_graph_leases",
         "budget_graph_charges",
     } <= tables
+
+
+@pytest.mark.postgres
+@pytest.mark.integration
+def test_setup_migrates_open_leases_and_ledger_into_one_table(postgres_conninfo: str) -> None:
+    merged = 11  # the first migration of the merged lease/charge table
+    with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
+        for v, stmt in enumerate(MIGRATIONS[:merged]):  # a database set up before the merge
+            conn.execute(stmt)
+            conn.execute("INSERT INTO budget_graph_migrations (v) VALUES (%s)", (v,))
+        conn.execute(
+            "INSERT INTO budget_graph_budgets (key, limit_units, spent, reserved) "
+            "VALUES ('k', 100, 30, 40)"
+        )
+        conn.execute(  # charged before the upgrade
+            "INSERT INTO budget_graph_charges (lease_id, key, units, reserved_units, late) "
+            "VALUES (1, 'k', 30, 35, false)"
+        )
+        conn.execute(  # in flight across the upgrade
+            "INSERT INTO budget_graph_leases (id, key, units, expires_at) "
+            "VALUES (2, 'k', 40, now() + interval '1 hour')"
+        )
+    meter = PostgresMeter.from_conn_string(postgres_conninfo, Budget(max_tokens=100), scope="k")
+    with meter:
+        assert _one(postgres_conninfo, "SELECT max(v) FROM budget_graph_migrations") == (
+            len(MIGRATIONS) - 1
+        )
+        assert _one(postgres_conninfo, "SELECT id, units FROM budget_graph_leases") == (2, 40)
+        with pytest.raises(BudgetExceededError):
+            meter.reserve(31)  # the lease still holds its 40
+        old = LeasedReservation(2, 40, False, None, key="k", keys=("k",))
+        meter.commit(old, 25)
+        meter.commit(old, 25)  # a repeat charges nothing
+        assert (meter.spent, meter.reserved) == (55, 0)
+        ledger = "SELECT sum(units), bool_or(late) FROM budget_graph_charges"
+        assert _one(postgres_conninfo, ledger) == (55, False)
+        assert _one(postgres_conninfo, "SELECT count(*) FROM budget_graph_leases") == 0
 
 
 # --- many processes -------------------------------------------------------------------

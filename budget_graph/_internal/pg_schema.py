@@ -12,12 +12,14 @@ import functools
 
 __all__ = [
     "ENSURE_SQL",
+    "LATE_COMMIT_SQL",
     "MIGRATIONS",
     "READ_SQL",
     "RELEASE_SQL",
     "RENEW_SQL",
     "SETUP_LOCK",
     "SPEND_SQL",
+    "TOKEN_COLUMNS",
     "commit_sql",
     "reserve_sql",
 ]
@@ -77,19 +79,46 @@ MIGRATIONS: list[str] = [
     "ALTER TABLE budget_graph_charges DROP CONSTRAINT budget_graph_charges_pkey, "
     "ADD CONSTRAINT budget_graph_charges_pkey PRIMARY KEY (key, lease_id)",
     "DROP INDEX IF EXISTS budget_graph_charges_key_idx",
+    # v11-v16: leases and ledger in one table. A reservation inserts its charge row with
+    # ``units`` NULL (open: ``reserved_units`` held until ``expires_at``); its commit
+    # fills that row with one UPDATE, so a commit writes no second row and deletes none.
+    # The row's (key, lease_id) is the idempotency key: a repeated commit finds it charged.
+    # Open rows are indexed apart (partial index), so expiry scans skip the ledger.
+    "ALTER TABLE budget_graph_charges ALTER COLUMN units DROP NOT NULL, "
+    "ALTER COLUMN late SET DEFAULT false, ALTER COLUMN committed_at DROP NOT NULL, "
+    "ALTER COLUMN committed_at DROP DEFAULT, "
+    "ADD COLUMN IF NOT EXISTS final BOOLEAN NOT NULL DEFAULT false, "
+    "ADD COLUMN IF NOT EXISTS owner TEXT, "
+    "ADD COLUMN IF NOT EXISTS created_at TIMESTAMPTZ NOT NULL DEFAULT now(), "
+    "ADD COLUMN IF NOT EXISTS expires_at TIMESTAMPTZ",
+    # as the lease table's was: a budget row's deletion takes its rows with it (NOT VALID:
+    # ledger rows kept from deleted budget rows stay)
+    "ALTER TABLE budget_graph_charges ADD CONSTRAINT budget_graph_charges_key_fkey "
+    "FOREIGN KEY (key) REFERENCES budget_graph_budgets (key) ON DELETE CASCADE NOT VALID",
+    "INSERT INTO budget_graph_charges (lease_id, key, units, reserved_units, late, node, "
+    "final, owner, created_at, expires_at) SELECT id, key, NULL, units, false, node, final, "
+    "owner, created_at, expires_at FROM budget_graph_leases ON CONFLICT DO NOTHING",
+    "DROP TABLE budget_graph_leases",
+    "CREATE INDEX IF NOT EXISTS budget_graph_charges_open_idx "
+    "ON budget_graph_charges (key, expires_at) WHERE units IS NULL",
+    # what was the lease table, for reading: the open reservations
+    """CREATE OR REPLACE VIEW budget_graph_leases AS
+SELECT lease_id AS id, key, reserved_units AS units, final, node, owner, created_at, expires_at
+FROM budget_graph_charges WHERE units IS NULL""",
 ]
 """Schema migrations; the position of a migration is its version. Append only."""
 
 SETUP_LOCK = 0x6275_6467_6574  # pg_advisory_xact_lock id: one setup() at a time
 
 _EXPIRED = """
-    DELETE FROM budget_graph_leases l
-    WHERE l.expires_at <= now() AND (l.id, l.key) IN (
-        SELECT e.id, e.key FROM budget_graph_leases e
-        WHERE e.key = ANY(%(keys)s::text[]) AND e.expires_at <= now()
+    DELETE FROM budget_graph_charges l
+    WHERE l.units IS NULL AND l.expires_at <= now() AND (l.key, l.lease_id) IN (
+        SELECT e.key, e.lease_id FROM budget_graph_charges e
+        WHERE e.key = ANY(%(keys)s::text[]) AND e.units IS NULL AND e.expires_at <= now()
         FOR UPDATE SKIP LOCKED)
-    RETURNING l.key, l.units"""
+    RETURNING l.key, l.reserved_units AS units"""
 # SKIP LOCKED: a lease being committed or renewed right now is not ours to reclaim.
+# Open leases are the charge rows with ``units`` NULL (the partial index's rows).
 # Each level's row of a lease expires on its own: ``reserved`` of a key is always the
 # sum of that key's lease rows, whoever deletes them.
 
@@ -149,8 +178,8 @@ def _prior(retry: bool) -> tuple[str, str, str]:
     if not retry:
         return "WITH", "", ""
     head = """WITH prior AS (
-    SELECT l.units, l.expires_at FROM budget_graph_leases l
-    WHERE l.id = %(id)s AND l.key = %(k0)s
+    SELECT l.reserved_units AS units, l.expires_at FROM budget_graph_charges l
+    WHERE l.key = %(k0)s AND l.lease_id = %(id)s
 ),"""
     row = """
 SELECT p.units, p.expires_at, -1::bigint, NULL::text, NULL::bigint, NULL::bigint,
@@ -161,7 +190,8 @@ UNION ALL"""
 
 
 _LEASE = """
-    INSERT INTO budget_graph_leases (id, key, units, final, node, owner, expires_at)
+    INSERT INTO budget_graph_charges (lease_id, key, reserved_units, final, node, owner,
+        expires_at)
     SELECT %(id)s, {key}, {got}, {final}, %(node)s, %(owner)s,
         now() + make_interval(secs => %(lease_s)s)"""
 
@@ -185,8 +215,8 @@ def _reserve_one(retry: bool, clamp: bool, final: bool, set_limits: bool) -> str
     WHERE b.key = %(k0)s{new}
     RETURNING b.key, b.last_held AS got, b.limit_units, b.reserve_units, b.spent,
         b.reserved - coalesce(b.last_held, 0) AS reserved_before,
-        CASE WHEN b.last_held IS NULL THEN EXISTS (SELECT 1 FROM budget_graph_leases e
-            WHERE e.key = %(k0)s AND e.expires_at <= now()) END AS expired
+        CASE WHEN b.last_held IS NULL THEN EXISTS (SELECT 1 FROM budget_graph_charges e
+            WHERE e.key = %(k0)s AND e.units IS NULL AND e.expires_at <= now()) END AS expired
 ), ins AS ({lease}
     FROM upd u WHERE u.got IS NOT NULL
 ){prior_row}
@@ -222,8 +252,8 @@ def _reserve_chain(levels: int, retry: bool, clamp: bool, final: bool, set_limit
 ){prior_row}
 SELECT c.got, now() + make_interval(secs => %(lease_s)s), c.found, l.key, l.lim, l.res,
     l.spent, l.reserved, CASE WHEN c.got IS NULL THEN EXISTS (
-        SELECT 1 FROM budget_graph_leases e
-        WHERE e.key IN ({keys}) AND e.expires_at <= now()) END
+        SELECT 1 FROM budget_graph_charges e
+        WHERE e.key IN ({keys}) AND e.units IS NULL AND e.expires_at <= now()) END
 FROM calc c LEFT JOIN lvl l ON true
 WHERE true{new}"""
 
@@ -236,45 +266,69 @@ ON CONFLICT (key) DO NOTHING"""
 """Create a chain's missing rows (a key's first use)."""
 
 
-@functools.cache
-def commit_sql(levels: int) -> str:
-    """Charge a call on every level of its chain and drop its lease, in one statement.
-
-    Parameters: ``id``, ``k0..`` (the lease's keys, innermost first), ``units``,
-    ``reserved_units``, ``node`` and the token counts. Returns ``(late, limit,
-    reserve, spent, reserved)`` of the innermost level. The ledger's primary key makes
-    a repeat fail with ``UniqueViolation`` having changed nothing (the caller reads that
-    as "charged before"): cheaper than ``ON CONFLICT``.
-    """
-    keys = ", ".join(f"(%(k{i})s::text)" for i in range(levels))
-    return f"""
-WITH gone AS (
-    DELETE FROM budget_graph_leases WHERE id = %(id)s RETURNING key, units
-), charge AS (
-    INSERT INTO budget_graph_charges (lease_id, key, units, reserved_units, late, node,
-        input_tokens, output_tokens, reasoning_tokens, cached_tokens, calls, estimated_calls)
-    SELECT %(id)s, k.key, %(units)s, %(reserved_units)s,
-        NOT EXISTS (SELECT 1 FROM gone g WHERE g.key = k.key), %(node)s, %(input_tokens)s,
-        %(output_tokens)s, %(reasoning_tokens)s, %(cached_tokens)s, %(calls)s,
-        %(estimated_calls)s
-    FROM (VALUES {keys}) AS k (key)
-    RETURNING key, late
-), upd AS (
-    UPDATE budget_graph_budgets b
-    SET spent = b.spent + %(units)s,
-        reserved = b.reserved - coalesce((SELECT g.units FROM gone g WHERE g.key = b.key), 0),
-        updated_at = now()
-    FROM charge c WHERE b.key = c.key
-    RETURNING b.key, c.late, b.limit_units, b.reserve_units, b.spent, b.reserved
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "calls",
+    "estimated_calls",
 )
-SELECT (SELECT bool_or(a.late) FROM upd a), u.limit_units, u.reserve_units, u.spent,
-    u.reserved
-FROM upd u WHERE u.key = %(k0)s"""
+"""The ledger's usage columns (NULL for a charge committed without usage)."""
+_TOKENS = ", ".join(TOKEN_COLUMNS)
+
+
+@functools.cache
+def commit_sql(levels: int, *, usage: bool = True) -> str:
+    """Charge a call on every level whose lease is still open, in one statement.
+
+    Parameters: ``id``, ``k0..`` (the lease's keys, innermost first), ``units`` and,
+    with ``usage``, the token counts (without, they stay NULL and are not sent). The
+    lease's rows become its charge rows: one ``UPDATE`` each, no insert, no delete.
+    Returns ``(key, limit, reserve, spent, reserved)`` per level charged; a level
+    missing from the rows had its lease reclaimed, or was charged before (a repeat):
+    :data:`LATE_COMMIT_SQL` tells which.
+    """
+    values = ", ".join(f"%({t})s" for t in _TOKENS.split(", "))
+    filled = f"({_TOKENS}) = ({values}), " if usage else ""
+    return f"""
+WITH done AS (
+    UPDATE budget_graph_charges SET units = %(units)s, {filled}committed_at = now()
+    WHERE key IN ({_keys(levels)}) AND lease_id = %(id)s AND units IS NULL
+    RETURNING key, reserved_units
+)
+UPDATE budget_graph_budgets b
+SET spent = b.spent + %(units)s, reserved = b.reserved - d.reserved_units, updated_at = now()
+FROM done d WHERE b.key = d.key
+RETURNING b.key, b.limit_units, b.reserve_units, b.spent, b.reserved"""
+
+
+LATE_COMMIT_SQL = f"""
+WITH late AS (
+    INSERT INTO budget_graph_charges (lease_id, key, units, reserved_units, late, node,
+        {_TOKENS}, committed_at)
+    SELECT %(id)s, k, %(units)s, %(reserved_units)s, true, %(node)s, %(input_tokens)s,
+        %(output_tokens)s, %(reasoning_tokens)s, %(cached_tokens)s, %(calls)s,
+        %(estimated_calls)s, now()
+    FROM unnest(%(keys)s::text[]) AS k
+    ON CONFLICT (key, lease_id) DO NOTHING
+    RETURNING key
+)
+UPDATE budget_graph_budgets b SET spent = b.spent + %(units)s, updated_at = now()
+FROM late l WHERE b.key = l.key
+RETURNING b.key, b.limit_units, b.reserve_units, b.spent, b.reserved"""
+"""Charge the levels :func:`commit_sql` left (``keys``) as late; nothing if charged before.
+
+The rare path: a lease reclaimed before its commit gets a new charge row marked
+``late``; a repeated commit finds its rows charged and changes nothing.
+"""
 
 
 RELEASE_SQL = """
 WITH gone AS (
-    DELETE FROM budget_graph_leases WHERE id = %(id)s RETURNING key, units
+    DELETE FROM budget_graph_charges
+    WHERE key = ANY(%(keys)s::text[]) AND lease_id = %(id)s AND units IS NULL
+    RETURNING key, reserved_units AS units
 ), upd AS (
     UPDATE budget_graph_budgets b SET reserved = b.reserved - g.units, updated_at = now()
     FROM gone g WHERE b.key = g.key
@@ -301,8 +355,8 @@ WHERE b.key = ANY(%(keys)s::text[]) AND b.key NOT IN (SELECT u.key FROM upd u)""
 """Reclaim a chain's expired leases and read its rows."""
 
 RENEW_SQL = """
-UPDATE budget_graph_leases SET expires_at = now() + make_interval(secs => %(lease_s)s)
-WHERE id = ANY(%(ids)s::bigint[]) RETURNING id"""
+UPDATE budget_graph_charges SET expires_at = now() + make_interval(secs => %(lease_s)s)
+WHERE units IS NULL AND lease_id = ANY(%(ids)s::bigint[]) RETURNING lease_id"""
 """Extend leases by ``lease_s`` from now; returns the ids still held."""
 
 SPEND_SQL = """

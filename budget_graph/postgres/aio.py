@@ -318,13 +318,12 @@ class AsyncPostgresMeter(PostgresMeterBase):
         params = self._commit_params(reservation, units, usage)
         if self._renewer is not None:
             self._renewer.remove(reservation.id)
-        try:
-            rows = await self._run(
-                "commit", sql.commit_sql(len(params["keys"])), params, timeouts=True
-            )
-        except pg_errors.UniqueViolation:  # in the ledger already: a retry of a lost reply
-            rows = []
-        self._committed(rows, reservation, units)
+        rows = await self._run("commit", self._commit_query(params), params, timeouts=True)
+        late: list[tuple[Any, ...]] = []
+        if len(rows) < len(params["keys"]):  # a lease reclaimed, or a repeat: which?
+            late_params = self._late_params(params, rows)
+            late = await self._run("commit", sql.LATE_COMMIT_SQL, late_params, timeouts=True)
+        self._committed(rows, late, reservation, units)
 
     async def arelease(self, reservation: Reservation) -> None:
         """Drop a reservation without charging it (idempotent)."""

@@ -303,39 +303,55 @@ class PostgresMeterBase:
     ) -> dict[str, Any]:
         if units < 0:
             raise ValueError(f"units must be >= 0 (got {units})")
-        u = usage
         keys = self._keys_of(reservation)
-        return {
+        params = {
             **{f"k{i}": key for i, key in enumerate(keys)},
             "id": reservation.id,
             "keys": keys,
             "units": units,
             "reserved_units": reservation.units,
             "node": reservation.node,
-            "input_tokens": u.input_tokens if u is not None else None,
-            "output_tokens": u.output_tokens if u is not None else None,
-            "reasoning_tokens": u.reasoning_tokens if u is not None else None,
-            "cached_tokens": u.cached_tokens if u is not None else None,
-            "calls": u.calls if u is not None else None,
-            "estimated_calls": u.estimated_calls if u is not None else None,
         }
+        if usage is not None:  # else the statement writes NULLs: fewer parameters to send
+            params["input_tokens"] = usage.input_tokens
+            params["output_tokens"] = usage.output_tokens
+            params["reasoning_tokens"] = usage.reasoning_tokens
+            params["cached_tokens"] = usage.cached_tokens
+            params["calls"] = usage.calls
+            params["estimated_calls"] = usage.estimated_calls
+        return params
+
+    @staticmethod
+    def _commit_query(params: dict[str, Any]) -> str:
+        """The commit statement of ``params``' shape (levels, with or without usage)."""
+        return sql.commit_sql(len(params["keys"]), usage="calls" in params)
+
+    def _late_params(self, params: dict[str, Any], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+        """Parameters of ``LATE_COMMIT_SQL`` for the levels a commit's statement left."""
+        charged = {r[0] for r in rows}
+        keys = [k for k in params["keys"] if k not in charged]
+        tokens = {t: params.get(t) for t in sql.TOKEN_COLUMNS}
+        return {**params, **tokens, "keys": keys}
 
     def _committed(
         self,
         rows: list[tuple[Any, ...]],
+        late: list[tuple[Any, ...]],
         reservation: Reservation,
         units: int,
         warn: Callable[..., None] = warnings.warn,
     ) -> None:
-        """Record a commit's outcome; warn about a late or overrun charge."""
-        if not rows:  # committed before: nothing charged now
+        """Record a commit's outcome (its charged and late levels); warn if late or overrun."""
+        if not rows and not late:  # committed before: nothing charged now
             return
-        late, *figures = rows[0]
-        self._level(tuple(figures))  # type: ignore[arg-type]
+        key = self._keys_of(reservation)[0]
+        for row in rows + late:
+            if row[0] == key:
+                self._level(tuple(row[1:]))  # type: ignore[arg-type]
         if late:
             self.late_commits += 1
             warn(
-                f"Committed {units} units on {self._keys_of(reservation)[0]!r} after lease "
+                f"Committed {units} units on {key!r} after lease "
                 f"{reservation.id} expired (lease_s={self.lease_s}); the budget may be "
                 "overshot by this call",
                 LeaseExpiredWarning,
