@@ -227,12 +227,6 @@ def _missing(snapshot: Any, tup: Any, start: Spend, committed: Spend) -> Spend |
     return missing if missing.calls > 0 or missing.units > 0 else None
 
 
-def _null_writes(saver: BaseCheckpointSaver, tup: Any, missing: Spend) -> list[tuple[str, Any]]:
-    # Ours appended to the checkpoint's null-task writes: writes are stored by (task id,
-    # index); a lone one at index 0 would replace (SQLite) or be dropped beside one there.
-    return _null_writes_of(tup, {"spend": missing})
-
-
 def _is_older(snapshot: Any, since: str) -> bool:
     created = getattr(snapshot, "created_at", None)
     return created is None or str(created) < since
@@ -261,7 +255,7 @@ def record_missing(
     missing = _missing(snapshot, tup, start, committed)
     if missing is None:
         return None
-    saver.put_writes(tup.config, _null_writes(saver, tup, missing), NULL_TASK_ID)
+    saver.put_writes(tup.config, _null_writes(tup, {"spend": missing}), NULL_TASK_ID)
     return missing
 
 
@@ -284,7 +278,7 @@ async def arecord_missing(
     missing = _missing(snapshot, tup, start, committed)
     if missing is None:
         return None
-    await saver.aput_writes(tup.config, _null_writes(saver, tup, missing), NULL_TASK_ID)
+    await saver.aput_writes(tup.config, _null_writes(tup, {"spend": missing}), NULL_TASK_ID)
     return missing
 
 
@@ -316,7 +310,7 @@ def record_step_spend(config: Any, writes: dict[str, Any]) -> bool:
     # With LangGraph's default async durability the checkpoint may not be saved yet;
     # its writes can be stored before it (they are keyed by its id).
     tup = saver.get_tuple(target)
-    saver.put_writes(target, _null_writes_of(tup, writes), NULL_TASK_ID)
+    saver.put_writes(target, _null_writes(tup, writes), NULL_TASK_ID)
     return True
 
 
@@ -327,12 +321,13 @@ async def arecord_step_spend(config: Any, writes: dict[str, Any]) -> bool:
         return False
     saver, target = found
     tup = await saver.aget_tuple(target)
-    await saver.aput_writes(target, _null_writes_of(tup, writes), NULL_TASK_ID)
+    await saver.aput_writes(target, _null_writes(tup, writes), NULL_TASK_ID)
     return True
 
 
-def _null_writes_of(tup: Any, writes: dict[str, Any]) -> list[tuple[str, Any]]:
-    # As _null_writes: the checkpoint's null-task writes kept, ours appended.
+def _null_writes(tup: Any, writes: dict[str, Any]) -> list[tuple[str, Any]]:
+    # Ours appended to the checkpoint's null-task writes: writes are stored by (task id,
+    # index); a lone one at index 0 would replace (SQLite) or be dropped beside one there.
     pending = (tup.pending_writes if tup is not None else None) or ()
     existing = [(c, v) for t, c, v in pending if t == NULL_TASK_ID]
     return [*existing, *writes.items()]

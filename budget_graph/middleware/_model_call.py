@@ -248,9 +248,6 @@ class ModelCall:
         update = {"run_token_spend": units, "thread_token_spend": units + self.behind}
         return {k: v for k, v in update.items() if v}
 
-    def _kept_update(self) -> dict[str, int] | None:
-        return self._spend_update() or None
-
     def kept(self) -> None:
         """The model node failed after a billed call: keep its spend in the checkpoint.
 
@@ -258,14 +255,14 @@ class ModelCall:
         the step started from instead (see :meth:`ToolCharge.kept
         <budget_graph.middleware._tools.ToolCharge.kept>`).
         """
-        update = self._kept_update()
-        if update is not None:
+        update = self._spend_update()
+        if update:
             record_step_spend(var_child_runnable_config.get(), update)
 
     async def akept(self) -> None:
         """Async :meth:`kept` (for async checkpointers)."""
-        update = self._kept_update()
-        if update is not None:
+        update = self._spend_update()
+        if update:
             await arecord_step_spend(var_child_runnable_config.get(), update)
 
     def _result(self, response: ModelResponse[Any]) -> Any:
