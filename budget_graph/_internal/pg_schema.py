@@ -149,8 +149,8 @@ def reserve_sql(
     ``r0..`` (limits and reserves, written into the rows with ``set_limits``), ``units``,
     ``n`` and ``max_output`` (with ``clamp``), ``node``, ``owner``, ``lease_s``; the
     flags shape the statement (one prepared statement per shape, fewer parameters to
-    send). One row per level comes back: ``(held, expires_at, found, key, limit,
-    reserve, spent, reserved_before, expired_exist)``; ``held`` is NULL when refused,
+    send). One row per level comes back: ``(held, found, key, limit, reserve, spent,
+    reserved_before, expired_exist)``; ``held`` is NULL when refused,
     or when ``found`` levels are fewer than ``levels`` (a key's first use; one level
     then returns no row). With ``retry`` (the reply of an earlier attempt may have been
     lost) the statement first looks for its own lease and, if found, returns it alone
@@ -178,12 +178,12 @@ def _prior(retry: bool) -> tuple[str, str, str]:
     if not retry:
         return "WITH", "", ""
     head = """WITH prior AS (
-    SELECT l.reserved_units AS units, l.expires_at FROM budget_graph_charges l
+    SELECT l.reserved_units AS units FROM budget_graph_charges l
     WHERE l.key = %(k0)s AND l.lease_id = %(id)s
 ),"""
     row = """
-SELECT p.units, p.expires_at, -1::bigint, NULL::text, NULL::bigint, NULL::bigint,
-    NULL::bigint, NULL::bigint, NULL::boolean
+SELECT p.units, -1::bigint, NULL::text, NULL::bigint, NULL::bigint, NULL::bigint,
+    NULL::bigint, NULL::boolean
 FROM prior p
 UNION ALL"""
     return head, row, " AND NOT EXISTS (SELECT 1 FROM prior)"
@@ -220,8 +220,8 @@ def _reserve_one(retry: bool, clamp: bool, final: bool, set_limits: bool) -> str
 ), ins AS ({lease}
     FROM upd u WHERE u.got IS NOT NULL
 ){prior_row}
-SELECT u.got, now() + make_interval(secs => %(lease_s)s), 1::bigint, u.key, u.limit_units,
-    u.reserve_units, u.spent, u.reserved_before, u.expired
+SELECT u.got, 1::bigint, u.key, u.limit_units, u.reserve_units, u.spent, u.reserved_before,
+    u.expired
 FROM upd u"""
 
 
@@ -250,8 +250,8 @@ def _reserve_chain(levels: int, retry: bool, clamp: bool, final: bool, set_limit
 ), ins AS ({lease}
     FROM lvl l, calc c WHERE c.got IS NOT NULL
 ){prior_row}
-SELECT c.got, now() + make_interval(secs => %(lease_s)s), c.found, l.key, l.lim, l.res,
-    l.spent, l.reserved, CASE WHEN c.got IS NULL THEN EXISTS (
+SELECT c.got, c.found, l.key, l.lim, l.res, l.spent, l.reserved,
+    CASE WHEN c.got IS NULL THEN EXISTS (
         SELECT 1 FROM budget_graph_charges e
         WHERE e.key IN ({keys}) AND e.units IS NULL AND e.expires_at <= now()) END
 FROM calc c LEFT JOIN lvl l ON true

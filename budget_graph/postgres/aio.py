@@ -17,7 +17,7 @@ from budget_graph.meter import Reservation
 from budget_graph.postgres.base import BudgetSnapshot, LeasedReservation, PostgresMeterBase
 from budget_graph.postgres.connections import (
     AConn,
-    acursor_of,
+    aexecute,
     arenewer_for,
     asetup,
     connection_options,
@@ -205,9 +205,7 @@ class AsyncPostgresMeter(PostgresMeterBase):
         params: dict[str, Any],
         rows: bool,
     ) -> list[tuple[Any, ...]]:
-        async with acursor_of(self.conn) as cur:
-            await cur.execute(query, params)
-            return await cur.fetchall() if rows else []
+        return await aexecute(self.conn, query, params, rows=rows)
 
     def _bridge(self, coro: Coroutine[Any, Any, T], name: str) -> T:
         """Run ``coro`` on the meter's loop from another thread; refuse on the loop itself."""

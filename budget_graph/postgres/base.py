@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from budget_graph._internal import pg_schema as sql
@@ -88,6 +90,7 @@ class PostgresMeterBase:
         self.update_limit = update_limit
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self._figures: Figures | None = None
+        self._limits_written: set[tuple[str, ...]] = set()  # key chains whose limits we wrote
         self._refusal: tuple[str, int, int, int, int] = ("", 0, 0, 0, 0)
         self.refused = 0
         """Reservations this meter had refused."""
@@ -197,13 +200,15 @@ class PostgresMeterBase:
             raise ValueError(f"n must be >= 1 (got {n})")
         if max_output < 0:
             raise ValueError(f"max_output must be >= 0 (got {max_output})")
+        chain = self.chain
+        keys = [level.key for level in chain]
+        # The budgets' limits go into the rows on this meter's first hold of the keys,
+        # not on every reserve: the hot statement sends fewer parameters.
+        set_limits = self.update_limit and tuple(keys) not in self._limits_written
         params: dict[str, Any] = {
             "id": secrets.randbits(63),
-            "keys": [],
-            "limits": [],
-            "reserves": [],
-            "unit": self.budget.unit,
-            "set_limits": self.update_limit,
+            "keys": keys,
+            "set_limits": set_limits,
             "units": units,
             "n": n,
             "max_output": max_output,
@@ -212,13 +217,13 @@ class PostgresMeterBase:
             "node": node,
             "owner": self._owner,
             "lease_s": self.lease_s,
+            "sent_at": time.time(),
         }
-        for i, level in enumerate(self.chain):
-            key, budget = level.key, level.budget
-            params["keys"].append(key)
-            params["limits"].append(budget.limit)
-            params["reserves"].append(budget.reserve)
-            params[f"k{i}"], params[f"l{i}"], params[f"r{i}"] = key, budget.limit, budget.reserve
+        for i, key in enumerate(keys):
+            params[f"k{i}"] = key
+        if set_limits:
+            for i, level in enumerate(chain):
+                params[f"l{i}"], params[f"r{i}"] = level.budget.limit, level.budget.reserve
         return params
 
     @staticmethod
@@ -245,13 +250,13 @@ class PostgresMeterBase:
         keys: list[str] = params["keys"]
         if not rows:  # one level, no row yet
             return "missing"
-        held, expires, found = rows[0][:3]
+        held, found = rows[0][:2]
         if found >= 0:  # (found < 0: a retry found its own lease, the first reply was lost)
             if held is None and found < len(keys):
                 return "missing"
-            if held is None and not reclaimed and any(r[8] for r in rows):
+            if held is None and not reclaimed and any(r[7] for r in rows):
                 return "expired"
-            levels = {r[3]: tuple(int(v) for v in r[4:8]) for r in rows}
+            levels = {r[2]: tuple(int(v) for v in r[3:7]) for r in rows}
             limit, reserve, spent, reserved = levels[keys[0]]
             if held is None:
                 self.refused += 1
@@ -259,6 +264,8 @@ class PostgresMeterBase:
                 self._refusal = refusing_level(levels, params)
                 return None
             self._level((limit, reserve, spent, reserved + int(held)))
+        if params["set_limits"]:
+            self._limits_written.add(tuple(keys))
         return LeasedReservation(
             params["id"],
             int(held),
@@ -266,11 +273,18 @@ class PostgresMeterBase:
             params["node"],
             key=keys[0],
             keys=tuple(keys),
-            expires_at=expires,
+            expires_at=datetime.fromtimestamp(params["sent_at"] + self.lease_s, UTC),
         )
 
     def _ensure_params(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {k: params[k] for k in ("keys", "limits", "reserves", "unit")}
+        """Parameters of ``ENSURE_SQL``: the chain's keys of ``params`` and their budgets."""
+        budgets = [level.budget for level in self.chain]
+        return {
+            "keys": params["keys"],
+            "limits": [b.limit for b in budgets],
+            "reserves": [b.reserve for b in budgets],
+            "unit": self.budget.unit,
+        }
 
     def _exceeded(self, requested: int) -> BudgetExceededError:
         """The error for the last refusal, naming the level that refused."""

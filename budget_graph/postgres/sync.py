@@ -18,7 +18,7 @@ from budget_graph.postgres.base import BudgetSnapshot, LeasedReservation, Postgr
 from budget_graph.postgres.connections import (
     Conn,
     connection_options,
-    cursor_of,
+    execute,
     renewer_for,
     setup,
 )
@@ -230,9 +230,7 @@ class PostgresMeter(PostgresMeterBase):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _once(self, query: str, params: dict[str, Any], rows: bool) -> list[tuple[Any, ...]]:
-        with cursor_of(self.conn) as cur:
-            cur.execute(query, params)
-            return cur.fetchall() if rows else []
+        return execute(self.conn, query, params, rows=rows)
 
     def setup(self) -> None:
         """Create or migrate the tables (see :func:`setup`)."""
