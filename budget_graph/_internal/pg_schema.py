@@ -21,7 +21,9 @@ __all__ = [
     "SPEND_SQL",
     "TOKEN_COLUMNS",
     "commit_sql",
+    "key_names",
     "reserve_sql",
+    "reserve_statements",
 ]
 
 MIGRATIONS: list[str] = [
@@ -123,6 +125,12 @@ _EXPIRED = """
 # sum of that key's lease rows, whoever deletes them.
 
 
+@functools.cache
+def key_names(levels: int) -> tuple[str, ...]:
+    """The parameter names of a chain's keys, innermost first: ``("k0", "k1", ...)``."""
+    return tuple(f"k{i}" for i in range(levels))
+
+
 def _keys(levels: int) -> str:
     return ", ".join(f"%(k{i})s" for i in range(levels))
 
@@ -163,6 +171,13 @@ def reserve_sql(
     if levels == 1:
         return _reserve_one(retry, clamp, final, set_limits)
     return _reserve_chain(levels, retry, clamp, final, set_limits)
+
+
+@functools.cache
+def reserve_statements(levels: int, clamp: bool, final: bool, set_limits: bool) -> tuple[str, str]:
+    """:func:`reserve_sql` of one shape: for a first attempt, and for retries."""
+    shape = {"clamp": clamp, "final": final, "set_limits": set_limits}
+    return reserve_sql(levels, **shape), reserve_sql(levels, retry=True, **shape)
 
 
 def _got(room: str, clamp: bool) -> str:

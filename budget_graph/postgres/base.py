@@ -8,7 +8,7 @@ statements' parameters and read their results through the methods here.
 from __future__ import annotations
 
 import os
-import secrets
+import random
 import socket
 import time
 import warnings
@@ -206,7 +206,9 @@ class PostgresMeterBase:
         # not on every reserve: the hot statement sends fewer parameters.
         set_limits = self.update_limit and tuple(keys) not in self._limits_written
         params: dict[str, Any] = {
-            "id": secrets.randbits(63),
+            # unique, not secret: the Mersenne Twister is reseeded in forked children
+            # (secrets' urandom syscall costs more and lets other threads take the GIL)
+            "id": random.getrandbits(63),
             "keys": keys,
             "set_limits": set_limits,
             "units": units,
@@ -219,8 +221,7 @@ class PostgresMeterBase:
             "lease_s": self.lease_s,
             "sent_at": time.time(),
         }
-        for i, key in enumerate(keys):
-            params[f"k{i}"] = key
+        params.update(zip(sql.key_names(len(keys)), keys, strict=True))
         if set_limits:
             for i, level in enumerate(chain):
                 params[f"l{i}"], params[f"r{i}"] = level.budget.limit, level.budget.reserve
@@ -229,9 +230,8 @@ class PostgresMeterBase:
     @staticmethod
     def _reserve_queries(params: dict[str, Any]) -> tuple[str, str]:
         """The reserve statement of ``params``' shape: for a first attempt, and for retries."""
-        levels = len(params["keys"])
-        shape = {k: params[k] for k in ("clamp", "final", "set_limits")}
-        return sql.reserve_sql(levels, **shape), sql.reserve_sql(levels, retry=True, **shape)
+        shape = (params["clamp"], params["final"], params["set_limits"])
+        return sql.reserve_statements(len(params["keys"]), *shape)
 
     def _held(
         self,
@@ -256,7 +256,7 @@ class PostgresMeterBase:
                 return "missing"
             if held is None and not reclaimed and any(r[7] for r in rows):
                 return "expired"
-            levels = {r[2]: tuple(int(v) for v in r[3:7]) for r in rows}
+            levels = {r[2]: r[3:7] for r in rows}  # bigint columns: ints already
             limit, reserve, spent, reserved = levels[keys[0]]
             if held is None:
                 self.refused += 1
@@ -319,7 +319,7 @@ class PostgresMeterBase:
             raise ValueError(f"units must be >= 0 (got {units})")
         keys = self._keys_of(reservation)
         params = {
-            **{f"k{i}": key for i, key in enumerate(keys)},
+            **dict(zip(sql.key_names(len(keys)), keys, strict=True)),
             "id": reservation.id,
             "keys": keys,
             "units": units,
