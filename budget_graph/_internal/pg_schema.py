@@ -281,6 +281,12 @@ ON CONFLICT (key) DO NOTHING"""
 """Create a chain's missing rows (a key's first use)."""
 
 
+_OPEN = "committed_at IS NULL"
+# An open lease's row, found by its primary key: ``committed_at`` is NULL exactly when
+# ``units`` is, but only ``units IS NULL`` matches the open index's predicate, so with
+# this condition the planner takes the primary key (one entry) rather than scanning
+# every open lease of the key (and the dead entries of leases committed since vacuum).
+
 TOKEN_COLUMNS = (
     "input_tokens",
     "output_tokens",
@@ -309,7 +315,7 @@ def commit_sql(levels: int, *, usage: bool = True) -> str:
     return f"""
 WITH done AS (
     UPDATE budget_graph_charges SET units = %(units)s, {filled}committed_at = now()
-    WHERE key IN ({_keys(levels)}) AND lease_id = %(id)s AND units IS NULL
+    WHERE key IN ({_keys(levels)}) AND lease_id = %(id)s AND {_OPEN}
     RETURNING key, reserved_units
 )
 UPDATE budget_graph_budgets b
@@ -339,10 +345,10 @@ The rare path: a lease reclaimed before its commit gets a new charge row marked
 """
 
 
-RELEASE_SQL = """
+RELEASE_SQL = f"""
 WITH gone AS (
     DELETE FROM budget_graph_charges
-    WHERE key = ANY(%(keys)s::text[]) AND lease_id = %(id)s AND units IS NULL
+    WHERE key = ANY(%(keys)s::text[]) AND lease_id = %(id)s AND {_OPEN}
     RETURNING key, reserved_units AS units
 ), upd AS (
     UPDATE budget_graph_budgets b SET reserved = b.reserved - g.units, updated_at = now()

@@ -183,7 +183,7 @@ class AsyncPostgresMeter(PostgresMeterBase):
         self._loop = asyncio.get_running_loop()
         # The first attempt runs bare (tenacity's async loop costs ~300 us a call).
         try:
-            return await self._once(query, params, rows)
+            return await aexecute(self.conn, query, params, rows=rows)
         except psycopg.OperationalError as exc:
             if not should_retry(exc, timeouts):
                 if isinstance(exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled):
@@ -194,18 +194,10 @@ class AsyncPostgresMeter(PostgresMeterBase):
             # AsyncRetrying keeps its state per thread: a copy per call, per coroutine.
             async for attempt in (self._retry_all if timeouts else self._retry).copy():
                 with attempt:
-                    return await self._once(retry_query or query, params, rows)
+                    return await aexecute(self.conn, retry_query or query, params, rows=rows)
         except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
             raise self._timeout(operation, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _once(
-        self,
-        query: str,
-        params: dict[str, Any],
-        rows: bool,
-    ) -> list[tuple[Any, ...]]:
-        return await aexecute(self.conn, query, params, rows=rows)
 
     def _bridge(self, coro: Coroutine[Any, Any, T], name: str) -> T:
         """Run ``coro`` on the meter's loop from another thread; refuse on the loop itself."""
@@ -319,7 +311,7 @@ class AsyncPostgresMeter(PostgresMeterBase):
         rows = await self._run("commit", self._commit_query(params), params, timeouts=True)
         late: list[tuple[Any, ...]] = []
         if len(rows) < len(params["keys"]):  # a lease reclaimed, or a repeat: which?
-            late_params = self._late_params(params, rows)
+            late_params = self._late_params(reservation, params, rows)
             late = await self._run("commit", sql.LATE_COMMIT_SQL, late_params, timeouts=True)
         self._committed(rows, late, reservation, units)
 

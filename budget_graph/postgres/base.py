@@ -98,7 +98,8 @@ class PostgresMeterBase:
         """Units this meter committed beyond their reservation."""
         self.late_commits = 0
         """Commits of this meter whose lease had already been reclaimed."""
-        keys = [m.key for m in self.chain]
+        self._chain = tuple(self._walk())  # innermost first; a meter's parent is fixed
+        keys = [m.key for m in self._chain]
         if len(set(keys)) != len(keys):
             raise ValueError(f"Invalid parent: the scope chain {keys} repeats a key")
 
@@ -115,15 +116,18 @@ class PostgresMeterBase:
 
     # --- the chain -------------------------------------------------------------------
 
-    @property
-    def chain(self: M) -> list[M]:
-        """The meter and its ancestors, innermost first."""
+    def _walk(self: M) -> list[M]:
         out: list[M] = []
         level: M | None = self
         while level is not None:
             out.append(level)
             level = level.parent  # type: ignore[assignment]
         return out
+
+    @property
+    def chain(self: M) -> list[M]:
+        """The meter and its ancestors, innermost first."""
+        return list(self._chain)  # type: ignore[arg-type]
 
     @property
     def key(self) -> str:
@@ -200,7 +204,7 @@ class PostgresMeterBase:
             raise ValueError(f"n must be >= 1 (got {n})")
         if max_output < 0:
             raise ValueError(f"max_output must be >= 0 (got {max_output})")
-        chain = self.chain
+        chain = self._chain
         keys = [level.key for level in chain]
         # The budgets' limits go into the rows on this meter's first hold of the keys,
         # not on every reserve: the hot statement sends fewer parameters.
@@ -219,7 +223,6 @@ class PostgresMeterBase:
             "node": node,
             "owner": self._owner,
             "lease_s": self.lease_s,
-            "sent_at": time.time(),
         }
         params.update(zip(sql.key_names(len(keys)), keys, strict=True))
         if set_limits:
@@ -260,25 +263,26 @@ class PostgresMeterBase:
             limit, reserve, spent, reserved = levels[keys[0]]
             if held is None:
                 self.refused += 1
-                self._level(levels[keys[0]])  # type: ignore[arg-type]
+                self._figures = (limit, reserve, spent, reserved)
                 self._refusal = refusing_level(levels, params)
                 return None
-            self._level((limit, reserve, spent, reserved + int(held)))
+            self._figures = (limit, reserve, spent, reserved + held)
         if params["set_limits"]:
             self._limits_written.add(tuple(keys))
         return LeasedReservation(
             params["id"],
-            int(held),
+            held,
             params["final"],
             params["node"],
             key=keys[0],
             keys=tuple(keys),
-            expires_at=datetime.fromtimestamp(params["sent_at"] + self.lease_s, UTC),
+            # by this worker's clock (the database times the lease by its own)
+            expires_at=datetime.fromtimestamp(time.time() + self.lease_s, UTC),
         )
 
     def _ensure_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """Parameters of ``ENSURE_SQL``: the chain's keys of ``params`` and their budgets."""
-        budgets = [level.budget for level in self.chain]
+        budgets = [level.budget for level in self._chain]
         return {
             "keys": params["keys"],
             "limits": [b.limit for b in budgets],
@@ -318,14 +322,8 @@ class PostgresMeterBase:
         if units < 0:
             raise ValueError(f"units must be >= 0 (got {units})")
         keys = self._keys_of(reservation)
-        params = {
-            **dict(zip(sql.key_names(len(keys)), keys, strict=True)),
-            "id": reservation.id,
-            "keys": keys,
-            "units": units,
-            "reserved_units": reservation.units,
-            "node": reservation.node,
-        }
+        params: dict[str, Any] = dict(zip(sql.key_names(len(keys)), keys, strict=True))
+        params["id"], params["keys"], params["units"] = reservation.id, keys, units
         if usage is not None:  # else the statement writes NULLs: fewer parameters to send
             params["input_tokens"] = usage.input_tokens
             params["output_tokens"] = usage.output_tokens
@@ -340,12 +338,15 @@ class PostgresMeterBase:
         """The commit statement of ``params``' shape (levels, with or without usage)."""
         return sql.commit_sql(len(params["keys"]), usage="calls" in params)
 
-    def _late_params(self, params: dict[str, Any], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    def _late_params(
+        self, reservation: Reservation, params: dict[str, Any], rows: list[tuple[Any, ...]]
+    ) -> dict[str, Any]:
         """Parameters of ``LATE_COMMIT_SQL`` for the levels a commit's statement left."""
         charged = {r[0] for r in rows}
         keys = [k for k in params["keys"] if k not in charged]
         tokens = {t: params.get(t) for t in sql.TOKEN_COLUMNS}
-        return {**params, **tokens, "keys": keys}
+        late = {"reserved_units": reservation.units, "node": reservation.node, "keys": keys}
+        return {**params, **tokens, **late}
 
     def _committed(
         self,
@@ -361,7 +362,7 @@ class PostgresMeterBase:
         key = self._keys_of(reservation)[0]
         for row in rows + late:
             if row[0] == key:
-                self._level(tuple(row[1:]))  # type: ignore[arg-type]
+                self._figures = row[1:]  # type: ignore[assignment]
         if late:
             self.late_commits += 1
             warn(

@@ -214,7 +214,7 @@ class PostgresMeter(PostgresMeterBase):
         # The first attempt runs bare: tenacity's loop costs ~70 us a call, and it only
         # has decisions to make once an attempt has failed.
         try:
-            return self._once(query, params, rows)
+            return execute(self.conn, query, params, rows=rows)
         except psycopg.OperationalError as exc:
             if not should_retry(exc, timeouts):
                 if isinstance(exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled):
@@ -224,13 +224,10 @@ class PostgresMeter(PostgresMeterBase):
         try:
             for attempt in self._retry_all if timeouts else self._retry:
                 with attempt:
-                    return self._once(retry_query or query, params, rows)
+                    return execute(self.conn, retry_query or query, params, rows=rows)
         except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
             raise self._timeout(operation, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _once(self, query: str, params: dict[str, Any], rows: bool) -> list[tuple[Any, ...]]:
-        return execute(self.conn, query, params, rows=rows)
 
     def setup(self) -> None:
         """Create or migrate the tables (see :func:`setup`)."""
@@ -334,7 +331,7 @@ class PostgresMeter(PostgresMeterBase):
         rows = self._run("commit", self._commit_query(params), params, timeouts=True)
         late: list[tuple[Any, ...]] = []
         if len(rows) < len(params["keys"]):  # a lease reclaimed, or a repeat: which?
-            late_params = self._late_params(params, rows)
+            late_params = self._late_params(reservation, params, rows)
             late = self._run("commit", sql.LATE_COMMIT_SQL, late_params, timeouts=True)
         self._committed(rows, late, reservation, units)
 
