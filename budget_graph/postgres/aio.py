@@ -305,15 +305,15 @@ class AsyncPostgresMeter(PostgresMeterBase):
         usage: Usage | Spend | None = None,
     ) -> None:
         """Charge the real ``units`` on every level and drop the lease (a repeat is a no-op)."""
-        params = self._commit_params(reservation, units, usage)
+        query, params = self._commit_call(reservation, units, usage)
         if self._renewer is not None:
             self._renewer.remove(reservation.id)
-        rows = await self._run("commit", self._commit_query(params), params, timeouts=True)
+        rows = await self._run("commit", query, params, timeouts=True)
         late: list[tuple[Any, ...]] = []
         if len(rows) < len(params["keys"]):  # a lease reclaimed, or a repeat: which?
             late_params = self._late_params(reservation, params, rows)
             late = await self._run("commit", sql.LATE_COMMIT_SQL, late_params, timeouts=True)
-        self._committed(rows, late, reservation, units)
+        self._committed(rows, late, reservation, units, params["keys"][0])
 
     async def arelease(self, reservation: Reservation) -> None:
         """Drop a reservation without charging it (idempotent)."""

@@ -24,6 +24,7 @@ from budget_graph.postgres.failures import (
     LeaseExpiredWarning,
     MeterTimeoutError,
     is_transient,
+    refusal_error,
     refusing_level,
     timeout_error,
 )
@@ -98,8 +99,13 @@ class PostgresMeterBase:
         """Units this meter committed beyond their reservation."""
         self.late_commits = 0
         """Commits of this meter whose lease had already been reclaimed."""
-        self._chain = tuple(self._walk())  # innermost first; a meter's parent is fixed
-        keys = [m.key for m in self._chain]
+        chain: list[PostgresMeterBase] = []  # innermost first; a meter's parent is fixed
+        level: PostgresMeterBase | None = self
+        while level is not None:
+            chain.append(level)
+            level = level.parent
+        self._chain = tuple(chain)
+        keys = [m.key for m in chain]
         if len(set(keys)) != len(keys):
             raise ValueError(f"Invalid parent: the scope chain {keys} repeats a key")
 
@@ -115,14 +121,6 @@ class PostgresMeterBase:
         }
 
     # --- the chain -------------------------------------------------------------------
-
-    def _walk(self: M) -> list[M]:
-        out: list[M] = []
-        level: M | None = self
-        while level is not None:
-            out.append(level)
-            level = level.parent  # type: ignore[assignment]
-        return out
 
     @property
     def chain(self: M) -> list[M]:
@@ -292,15 +290,7 @@ class PostgresMeterBase:
 
     def _exceeded(self, requested: int) -> BudgetExceededError:
         """The error for the last refusal, naming the level that refused."""
-        key, limit, _reserve, spent, reserved = self._refusal
-        return BudgetExceededError(
-            limit=limit,
-            spent=spent,
-            requested=requested,
-            scope=key,
-            reserved=reserved,
-            unit=self.budget.unit,
-        )
+        return refusal_error(self._refusal, requested, self.budget.unit)
 
     @staticmethod
     def _per_sample(reservation: LeasedReservation, prompt_units: int, n: int) -> int:
@@ -313,30 +303,27 @@ class PostgresMeterBase:
             return list(reservation.keys)
         return [m.key for m in self.chain]
 
-    def _commit_params(
+    def _commit_call(
         self,
         reservation: Reservation,
         units: int,
         usage: Usage | Spend | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[str, dict[str, Any]]:
+        """The commit statement of the reservation's levels, and its parameters."""
         if units < 0:
             raise ValueError(f"units must be >= 0 (got {units})")
         keys = self._keys_of(reservation)
         params: dict[str, Any] = dict(zip(sql.key_names(len(keys)), keys, strict=True))
         params["id"], params["keys"], params["units"] = reservation.id, keys, units
-        if usage is not None:  # else the statement writes NULLs: fewer parameters to send
-            params["input_tokens"] = usage.input_tokens
-            params["output_tokens"] = usage.output_tokens
-            params["reasoning_tokens"] = usage.reasoning_tokens
-            params["cached_tokens"] = usage.cached_tokens
-            params["calls"] = usage.calls
-            params["estimated_calls"] = usage.estimated_calls
-        return params
-
-    @staticmethod
-    def _commit_query(params: dict[str, Any]) -> str:
-        """The commit statement of ``params``' shape (levels, with or without usage)."""
-        return sql.commit_sql(len(params["keys"]), usage="calls" in params)
+        if usage is None:  # the statement writes NULLs: fewer parameters to send
+            return sql.commit_sql(len(keys), usage=False), params
+        params["input_tokens"] = usage.input_tokens
+        params["output_tokens"] = usage.output_tokens
+        params["reasoning_tokens"] = usage.reasoning_tokens
+        params["cached_tokens"] = usage.cached_tokens
+        params["calls"] = usage.calls
+        params["estimated_calls"] = usage.estimated_calls
+        return sql.commit_sql(len(keys), usage=True), params
 
     def _late_params(
         self, reservation: Reservation, params: dict[str, Any], rows: list[tuple[Any, ...]]
@@ -354,12 +341,12 @@ class PostgresMeterBase:
         late: list[tuple[Any, ...]],
         reservation: Reservation,
         units: int,
+        key: str,
         warn: Callable[..., None] = warnings.warn,
     ) -> None:
-        """Record a commit's outcome (its charged and late levels); warn if late or overrun."""
+        """Record a commit's outcome on ``key`` (this level) and warn if late or overrun."""
         if not rows and not late:  # committed before: nothing charged now
             return
-        key = self._keys_of(reservation)[0]
         for row in rows + late:
             if row[0] == key:
                 self._figures = row[1:]  # type: ignore[assignment]

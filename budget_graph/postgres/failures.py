@@ -20,13 +20,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from budget_graph.errors import BudgetError
+from budget_graph.errors import BudgetError, BudgetExceededError
 
 __all__ = [
     "LeaseExpiredWarning",
     "MeterTimeoutError",
     "aretrying",
     "is_transient",
+    "refusal_error",
     "refusing_level",
     "retrying",
     "should_retry",
@@ -149,3 +150,13 @@ def refusing_level(
         key = next((k for k in keys if units > room(k)), keys[0])
     limit, reserve, spent, reserved = levels[key]
     return (key, limit, reserve, spent, reserved)
+
+
+def refusal_error(
+    refusal: tuple[str, int, int, int, int], requested: int, unit: str
+) -> BudgetExceededError:
+    """The error of a refusal by the level :func:`refusing_level` named."""
+    key, limit, _reserve, spent, reserved = refusal
+    return BudgetExceededError(
+        limit=limit, spent=spent, requested=requested, scope=key, reserved=reserved, unit=unit
+    )
