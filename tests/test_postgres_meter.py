@@ -449,3 +449,20 @@ def test_deployment_doc_examples_run(postgres_conninfo: str) -> None:
     finally:
         if "pool" in namespace:
             namespace["pool"].close()
+
+
+def test_deleting_a_budget_row_deletes_its_charges(postgres_conninfo: str) -> None:
+    """The charges have no foreign key (the hot path skips its check); a trigger cascades."""
+    with PostgresMeter.from_conn_string(
+        postgres_conninfo, Budget(max_tokens=100), scope="project:deleted"
+    ) as gone:
+        kept = gone.for_scope("project:kept")
+        gone.commit(gone.reserve(10), 7)
+        kept.commit(kept.reserve(10), 5)
+        held = gone.reserve(3)
+        with psycopg.connect(postgres_conninfo, autocommit=True) as conn:
+            conn.execute("DELETE FROM budget_graph_budgets WHERE key = %s", (gone.key,))
+        count = "SELECT count(*) FROM budget_graph_charges WHERE key = %s"
+        assert _one(postgres_conninfo, count, gone.key) == 0  # its charge and open lease
+        assert _one(postgres_conninfo, count, kept.key) == 1
+        gone.release(held)  # nothing left to release: a no-op
