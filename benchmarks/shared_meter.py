@@ -2,7 +2,7 @@
 
 Starts its own throwaway PostgreSQL (same helper as the test fixture). Usage:
 
-    python benchmarks/shared_meter.py [--concurrency 8] [--seconds 1.5] [--rounds 5] [--durable]
+    python benchmarks/shared_meter.py [--concurrency 8] [--seconds 1.5] [--rounds 7] [--durable]
 
 Throughput: at the same concurrency (``--concurrency`` threads, or coroutines for
 the async meter), each contender runs reserve+commit cycles (reserve 10, commit 8)
@@ -17,6 +17,8 @@ threads:
   ``UPDATE budget`` to commit, on a budget table of the meter's shape and a lease
   table of its own (the shape of the meter's lease table before leases and ledger
   were merged: primary key and expiry index).
+- ``nofk``: the baseline on tables without the lease table's foreign key (for
+  reference: the meter's charge rows have none since migration 17); not in the last line.
 - ``abaseline``: the same two statements from coroutines on psycopg's async pool.
 - ``PostgresMeter`` (sync) and ``AsyncPostgresMeter`` (asyncio): the meters'
   ``reserve``/``commit`` (``areserve``/``acommit``), with ledger, idempotent ids,
@@ -80,6 +82,9 @@ CREATE TABLE bench_leases (
 );
 CREATE INDEX ON bench_leases (key, expires_at);
 INSERT INTO bench_budgets (key, limit_units) VALUES ('hot', 1000000000000000);
+CREATE TABLE bench_budgets_nofk (LIKE bench_budgets INCLUDING ALL);
+CREATE TABLE bench_leases_nofk (LIKE bench_leases INCLUDING ALL);
+INSERT INTO bench_budgets_nofk (key, limit_units) VALUES ('hot', 1000000000000000);
 """
 BASELINE_RESERVE = """
 WITH b AS (
@@ -91,6 +96,10 @@ BASELINE_COMMIT = """
 WITH gone AS (DELETE FROM bench_leases WHERE id = %(id)s RETURNING key, units)
 UPDATE bench_budgets b SET spent = b.spent + %(used)s, reserved = b.reserved - g.units
 FROM gone g WHERE b.key = g.key"""
+BASELINE_NOFK_RESERVE, BASELINE_NOFK_COMMIT = (
+    q.replace("bench_budgets", "bench_budgets_nofk").replace("bench_leases ", "bench_leases_nofk ")
+    for q in (BASELINE_RESERVE, BASELINE_COMMIT)
+)
 BIG = Budget(max_tokens=10**15)
 
 
@@ -179,13 +188,19 @@ def throughput(
         for stmt in BASELINE_TABLES.strip().split(";\n"):
             conn.execute(stmt)
 
-    def baseline() -> None:
-        lease = secrets.randbits(63)
-        with pool.connection() as conn:
-            row = conn.execute(BASELINE_RESERVE, {"units": 10, "key": "hot", "id": lease})
-            assert row.fetchone() is not None
-        with pool.connection() as conn:
-            conn.execute(BASELINE_COMMIT, {"id": lease, "used": 8})
+    def plain(reserve: str, commit: str) -> Callable[[], None]:
+        def cycle() -> None:
+            lease = secrets.randbits(63)
+            with pool.connection() as conn:
+                row = conn.execute(reserve, {"units": 10, "key": "hot", "id": lease})
+                assert row.fetchone() is not None
+            with pool.connection() as conn:
+                conn.execute(commit, {"id": lease, "used": 8})
+
+        return cycle
+
+    baseline = plain(BASELINE_RESERVE, BASELINE_COMMIT)
+    baseline_nofk = plain(BASELINE_NOFK_RESERVE, BASELINE_NOFK_COMMIT)
 
     sync_meter = PostgresMeter(pool, BIG, scope="bench:sync")
     chunked = ChunkedMeter(PostgresMeter(pool, BIG, scope="bench:chunked"), chunk_units=chunk)
@@ -214,13 +229,14 @@ def throughput(
     async def async_cycle() -> None:
         await async_meter.acommit(await async_meter.areserve(10), 8)
 
-    for cycle in (baseline, sync_cycle, chunked_cycle):  # warm up: rows, prepared statements
+    for cycle in (baseline, baseline_nofk, sync_cycle, chunked_cycle):  # warm up
         run_threads(cycle, workers, 0.2)
     for acycle in (abaseline, async_cycle):
         loop.run_until_complete(run_tasks(acycle, workers, 0.2))
 
     rates: dict[str, list[float]] = {
         "baseline": [],
+        "nofk": [],
         "sync": [],
         "abaseline": [],
         "async": [],
@@ -228,6 +244,7 @@ def throughput(
     }
     runs: dict[str, Callable[[], float]] = {
         "baseline": lambda: run_threads(baseline, workers, seconds),
+        "nofk": lambda: run_threads(baseline_nofk, workers, seconds),
         "sync": lambda: run_threads(sync_cycle, workers, seconds),
         "abaseline": lambda: loop.run_until_complete(run_tasks(abaseline, workers, seconds)),
         "async": lambda: loop.run_until_complete(run_tasks(async_cycle, workers, seconds)),
@@ -319,7 +336,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=1.5, help="per contender per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--chunk", type=int, default=20_000, help="ChunkedMeter chunk units")
     parser.add_argument("--processes", type=int, default=6)
     parser.add_argument("--threads", type=int, default=4, help="workers per process")
