@@ -60,7 +60,8 @@ class PostgresMeter(PostgresMeterBase):
         retry_s: How long reserve, commit and release retry a lost connection.
         max_hold_s: Stop renewing a reservation held this long (``None``: never).
         renew: Renew open reservations in the background.
-        update_limit: Write ``budget``'s limit and reserve into the row on each reserve.
+        update_limit: Write ``budget``'s limit and reserve into the row with this meter's
+            first reservation of each key (later ones send no limits).
 
     Example:
         >>> meter = PostgresMeter.from_conn_string(  # doctest: +SKIP
