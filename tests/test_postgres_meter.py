@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -167,6 +167,30 @@ def test_update_limit_false_keeps_the_rows_limit(meter: PostgresMeter) -> None:
     fixed.commit(final, 10)
     fixed.commit(held[0], 90)
     assert (meter.snapshot().spent, meter.snapshot().reserved) == (100, 0)
+
+
+@pytest.mark.postgres
+def test_a_meter_writes_its_limit_with_its_first_reservation_of_a_key(
+    postgres_conninfo: str,
+) -> None:
+    """The hot reservation sends no limits: a meter writes its budget's once per key."""
+    limit = "SELECT limit_units, reserve_units FROM budget_graph_budgets WHERE key = %s"
+    with PostgresMeter.from_conn_string(
+        postgres_conninfo, Budget(max_tokens=100), scope="project:limits"
+    ) as old:
+        old.release(old.reserve(1))
+        assert _one(postgres_conninfo, limit, old.key) == (100, 0)
+        new = PostgresMeter(old.conn, Budget(max_tokens=300, reserve=20), scope=old.key)
+        new.release(new.reserve(1))  # a deploy's new meter writes its budget
+        assert _one(postgres_conninfo, limit, old.key) == (300, 20)
+        old.commit(old.reserve(150), 150)  # the old meter does not write 100 back...
+        assert _one(postgres_conninfo, limit, old.key) == (300, 20)
+        with pytest.raises(BudgetExceededError, match="budget of 300 tokens"):
+            old.reserve(140)  # ...and follows the row: 300 - 20 - 150 leaves 130
+        held = old.reserve(130)
+        lease = held.expires_at
+        assert lease is not None and 290 < (lease - datetime.now(UTC)).total_seconds() <= 300
+        old.release(held)
 
 
 @pytest.mark.postgres
@@ -451,6 +475,7 @@ def test_deployment_doc_examples_run(postgres_conninfo: str) -> None:
             namespace["pool"].close()
 
 
+@pytest.mark.postgres
 def test_deleting_a_budget_row_deletes_its_charges(postgres_conninfo: str) -> None:
     """The charges have no foreign key (the hot path skips its check); a trigger cascades."""
     with PostgresMeter.from_conn_string(
