@@ -27,7 +27,7 @@ from budget_graph._internal.results import (
 )
 from budget_graph.accounting import model_name
 from budget_graph.budget import Usage
-from budget_graph.context import as_meter, current_meter, no_meter_error
+from budget_graph.context import as_meter, current_meter, current_node, no_meter_error
 from budget_graph.lifecycle import Call, output_cap
 from budget_graph.providers import ModelFacts, apply_cap, model_facts
 from budget_graph.retry import (
@@ -135,7 +135,7 @@ class BudgetedChatModel(BaseChatModel):
         if meter is None and self.require_meter:
             raise no_meter_error()
         meta = (cfg or {}).get("metadata") or {}
-        node = self.node if self.node is not None else meta.get("langgraph_node")
+        node = self.node if self.node is not None else current_node(cfg)
         inner, param, facts = self.model, self.max_tokens_param, self._facts
         # The per-provider rule (issue #20); a call without keywords asks the model's own.
         cap = output_cap(inner, kwargs, param) if kwargs else facts.cap

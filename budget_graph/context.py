@@ -26,6 +26,7 @@ __all__ = [
     "carry_context",
     "current_ledger",
     "current_meter",
+    "current_node",
     "no_meter_error",
     "open_ledger",
     "run_base_units",
@@ -58,6 +59,13 @@ def run_base_units(config: RunnableConfig | None = None) -> int:
     """Units the thread had spent when the current run started (0 outside ``with_budget``)."""
     cfg = config if config is not None else var_child_runnable_config.get()
     return int(((cfg or {}).get("metadata") or {}).get(BASE_UNITS_KEY) or 0)
+
+
+def current_node(config: RunnableConfig | None = None) -> str | None:
+    """The LangGraph node running now (``metadata["langgraph_node"]``), or ``None``."""
+    cfg = config if config is not None else var_child_runnable_config.get()
+    node = ((cfg or {}).get("metadata") or {}).get("langgraph_node")
+    return node if isinstance(node, str) else None
 
 
 def current_meter(config: RunnableConfig | None = None) -> Any:

@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
-from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.graph import END
 from langgraph.types import Command
 
@@ -21,7 +20,7 @@ from budget_graph._internal import observe
 from budget_graph._internal.run_flags import current_flags
 from budget_graph.budget import Spend
 from budget_graph.budgeted_graph import RAISED_BY_GUARD, BudgetedGraph, with_budget
-from budget_graph.context import Ledger, current_ledger, current_meter
+from budget_graph.context import Ledger, current_ledger, current_meter, current_node
 from budget_graph.errors import BudgetExceededError
 
 __all__ = ["BudgetedGraph", "budget_edge", "budget_tools_condition", "guard", "with_budget"]
@@ -150,9 +149,7 @@ def _routed_here_for_budget() -> str | None:
     flags = current_flags()
     if flags is None or flags.low_node is None:
         return None
-    cfg = var_child_runnable_config.get() or {}
-    node = (cfg.get("metadata") or {}).get("langgraph_node")
-    return "budget" if node == flags.low_node else None
+    return "budget" if current_node() == flags.low_node else None
 
 
 def guard(

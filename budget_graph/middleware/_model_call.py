@@ -15,6 +15,7 @@ from langgraph.types import Command, interrupt
 from budget_graph._internal.threads import arecord_step_spend, record_step_spend
 from budget_graph.accounting import count_messages
 from budget_graph.budgeted import budgeted
+from budget_graph.context import current_node
 from budget_graph.errors import BudgetExceededError
 from budget_graph.middleware._common import (
     FINAL_NOTE,
@@ -178,7 +179,7 @@ class ModelCall:
                 reserved=bind.reserved,
                 unit=self.mw.unit,
             )
-            report_refused(error, model=name, node=_node(), remaining=self.meter.available())
+            report_refused(error, model=name, node=current_node(), remaining=self.meter.available())
             raise error
 
     def _final_request(self) -> ModelRequest[Any]:
@@ -270,11 +271,6 @@ class ModelCall:
         if not update:
             return response
         return ExtendedModelResponse(model_response=response, command=Command(update=update))
-
-
-def _node() -> str | None:
-    node = ((var_child_runnable_config.get() or {}).get("metadata") or {}).get("langgraph_node")
-    return node if isinstance(node, str) else None
 
 
 def _strip_tool_calls(message: Any) -> Any:

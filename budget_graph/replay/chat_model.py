@@ -81,8 +81,10 @@ class ReplayChatModel(BaseChatModel):
 
     def model_post_init(self, __context: Any) -> None:
         """Load the recordings (or adopt the given store)."""
-        self._store = self.store if self.store is not None else ReplayStore(
-            self.datasets, seed=self.seed, on_exhausted=self.on_exhausted
+        self._store = (
+            self.store
+            if self.store is not None
+            else ReplayStore(self.datasets, seed=self.seed, on_exhausted=self.on_exhausted)
         )
 
     @property
@@ -96,13 +98,22 @@ class ReplayChatModel(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "seed": self.seed, "n": self.n,
-                "max_tokens": self.max_tokens}
+        return {
+            "model_name": self.model_name,
+            "seed": self.seed,
+            "n": self.n,
+            "max_tokens": self.max_tokens,
+        }
 
-    def _serve(self, messages: list[BaseMessage], stop: list[str] | None,
-               kwargs: dict[str, Any], *, n: int | None = None) -> ReplayResponse:
-        max_tokens = kwargs.get("max_tokens", kwargs.get("max_completion_tokens",
-                                                         self.max_tokens))
+    def _serve(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        *,
+        n: int | None = None,
+    ) -> ReplayResponse:
+        max_tokens = kwargs.get("max_tokens", kwargs.get("max_completion_tokens", self.max_tokens))
         return self._store.complete(
             messages, n=n or int(kwargs.get("n", self.n)), max_tokens=max_tokens, stop=stop
         )
@@ -111,17 +122,26 @@ class ReplayChatModel(BaseChatModel):
         usage = _usage(resp)
         gens = []
         for choice in resp.choices:
-            meta = {"finish_reason": choice.finish_reason, "model_name": resp.model,
-                    "model_provider": "replay", "replay_task": resp.task,
-                    "replay_item_id": resp.item_id, "replay_kind": resp.kind}
+            meta = {
+                "finish_reason": choice.finish_reason,
+                "model_name": resp.model,
+                "model_provider": "replay",
+                "replay_task": resp.task,
+                "replay_item_id": resp.item_id,
+                "replay_kind": resp.kind,
+            }
             msg = AIMessage(content=choice.text, usage_metadata=usage, response_metadata=meta)
-            gens.append(ChatGeneration(message=msg,
-                                       generation_info={"finish_reason": choice.finish_reason}))
-        token_usage = {"prompt_tokens": resp.prompt_tokens,
-                       "completion_tokens": resp.completion_tokens,
-                       "total_tokens": resp.total_tokens}
-        return ChatResult(generations=gens,
-                          llm_output={"token_usage": token_usage, "model_name": resp.model})
+            gens.append(
+                ChatGeneration(message=msg, generation_info={"finish_reason": choice.finish_reason})
+            )
+        token_usage = {
+            "prompt_tokens": resp.prompt_tokens,
+            "completion_tokens": resp.completion_tokens,
+            "total_tokens": resp.total_tokens,
+        }
+        return ChatResult(
+            generations=gens, llm_output={"token_usage": token_usage, "model_name": resp.model}
+        )
 
     def _combine_llm_outputs(self, llm_outputs: list[dict[str, Any] | None]) -> dict[str, Any]:
         usage: dict[str, int] = {}
@@ -152,11 +172,18 @@ class ReplayChatModel(BaseChatModel):
         choice = resp.choices[0]
         for piece in split_stream_chunks(choice.text):
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
-        meta = {"finish_reason": choice.finish_reason, "model_name": resp.model,
-                "model_provider": "replay"}
+        meta = {
+            "finish_reason": choice.finish_reason,
+            "model_name": resp.model,
+            "model_provider": "replay",
+        }
         yield ChatGenerationChunk(
-            message=AIMessageChunk(content="", usage_metadata=_usage(resp),
-                                   response_metadata=meta, chunk_position="last"),
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=_usage(resp),
+                response_metadata=meta,
+                chunk_position="last",
+            ),
             generation_info={"finish_reason": choice.finish_reason},
         )
 

@@ -34,8 +34,7 @@ class Fault:
         if self.retry_after_s < 0:
             raise ValueError(f"Invalid retry_after_s: {self.retry_after_s}. Must be >= 0")
         if self.drop_after_chunks is not None and self.drop_after_chunks < 0:
-            raise ValueError(
-                f"Invalid drop_after_chunks: {self.drop_after_chunks}. Must be >= 0")
+            raise ValueError(f"Invalid drop_after_chunks: {self.drop_after_chunks}. Must be >= 0")
         if self.times is not None and self.times < 1:
             raise ValueError(f"Invalid times: {self.times}. Must be >= 1")
 
