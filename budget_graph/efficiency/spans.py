@@ -26,7 +26,6 @@ from budget_graph.telemetry import attributes as _attrs
 
 __all__ = ["from_spans"]
 
-_SCOPE_KIND = _attrs.SPAN_KIND_RUN
 
 _IDENTITY = (ATTR_TASK, ATTR_METHOD, ATTR_ITEM, ATTR_BUDGET, ATTR_CORRECT, ATTR_STOP_REASON)
 _LEVEL = (ATTR_BUDGET, ATTR_STOP_REASON)
@@ -112,7 +111,7 @@ class _Levels:
         limit = attrs.get(ATTR_BUDGET)
         if isinstance(limit, int | str) and str(limit).isdigit() and int(limit) > 0:
             # A run span states its level's limit; an LLM span the limit it reserved under.
-            if attrs.get(ATTR_SPAN_KIND) == _SCOPE_KIND or path not in self.limits:
+            if attrs.get(ATTR_SPAN_KIND) == _attrs.SPAN_KIND_RUN or path not in self.limits:
                 self.limits[path] = int(limit)
         stop = attrs.get(ATTR_STOP_REASON)
         if isinstance(stop, str):
