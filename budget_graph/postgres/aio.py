@@ -243,7 +243,7 @@ class AsyncPostgresMeter(PostgresMeterBase):
 
     def available(self, *, final: bool = False) -> int:
         """Units a new reservation could take on this level, as of the last round trip."""
-        limit, reserve, spent, reserved = self._level(None)
+        limit, reserve, spent, reserved = self._level()
         return max(limit - (0 if final else reserve) - spent - reserved, 0)
 
     async def aspend(self) -> Spend:

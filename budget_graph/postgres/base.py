@@ -140,16 +140,15 @@ class PostgresMeterBase:
 
     # --- figures (as of this meter's last round trip) --------------------------------
 
-    def _level(self, figures: Figures | None) -> Figures:
-        if figures is not None:
-            self._figures = figures
+    def _level(self) -> Figures:
+        """The figures as of the last round trip (the budget's own before any)."""
         if self._figures is None:
             return (self.budget.limit, self.budget.reserve, 0, 0)
         return self._figures
 
     def _known(self) -> Figures:
         """The figures of this level as of the last round trip (the sync meter reads if none)."""
-        return self._level(None)
+        return self._level()
 
     @property
     def limit(self) -> int:
@@ -374,7 +373,7 @@ class PostgresMeterBase:
 
     def _released(self, rows: list[tuple[Any, ...]]) -> None:
         if rows:
-            self._level(tuple(rows[0]))  # type: ignore[arg-type]
+            self._figures = rows[0]  # type: ignore[assignment]
 
     def _read_params(self) -> dict[str, Any]:
         return {"keys": [m.key for m in self.chain]}

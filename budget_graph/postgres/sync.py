@@ -249,7 +249,7 @@ class PostgresMeter(PostgresMeterBase):
         """The figures of this level as of the last round trip (read once if none yet)."""
         if self._figures is None:
             self.snapshots()
-        return self._level(None)
+        return self._level()
 
     def available(self, *, final: bool = False) -> int:
         """Units a new reservation could take now on every level (read fresh)."""
