@@ -49,7 +49,7 @@ def key_names(levels: int) -> tuple[str, ...]:
 
 
 def _keys(levels: int) -> str:
-    return ", ".join(f"%(k{i})s" for i in range(levels))
+    return ", ".join(f"%({name})s" for name in key_names(levels))
 
 
 def _per_level(name: str, levels: int) -> str:
