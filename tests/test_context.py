@@ -7,7 +7,7 @@ import re
 import pytest
 
 from budget_graph import Budget, Meter
-from budget_graph.context import current_meter, use_meter
+from budget_graph.context import current_meter, current_node, use_meter
 
 
 def test_use_meter_sets_and_restores_the_current_meter() -> None:
@@ -41,3 +41,24 @@ def test_use_meter_restores_on_error() -> None:
     with pytest.raises(ValueError, match="boom"), use_meter(Meter(Budget(max_tokens=10))):
         raise ValueError("boom")
     assert current_meter() is None
+
+
+def test_current_node_is_the_running_langgraph_node() -> None:
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    class State(TypedDict):
+        seen: list[str | None]
+
+    def plan(state: State) -> State:
+        return {"seen": [*state["seen"], current_node()]}
+
+    builder = StateGraph(State)
+    builder.add_node("plan", plan)
+    builder.add_edge(START, "plan")
+    builder.add_edge("plan", END)
+    assert builder.compile().invoke({"seen": []})["seen"] == ["plan"]
+    assert current_node() is None  # outside a graph
+    assert current_node({"metadata": {"langgraph_node": "given"}}) == "given"
+    assert current_node({"metadata": {"langgraph_node": 3}}) is None  # not a name
